@@ -1,0 +1,37 @@
+# Two entry points: `make run` (embed the bundled sample) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: install run test lint sample models clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	@pin=$$($(PY) -c "import torch; print(torch.__version__.split('+')[0])" 2>/dev/null || echo 2.13.0); \
+	  echo "torch==$$pin" > $(VENV)/constraints.txt; echo "torch pinned to $$pin"
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+sample_videos/.done: $(STAMP) pipeline/sample.py
+	$(PY) -m pipeline.sample sample_videos
+	touch $@
+
+sample: sample_videos/.done
+
+run: $(STAMP) sample_videos/.done
+	$(PY) -m pipeline.launch $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pipeline tests examples 2>/dev/null || $(VENV)/bin/ruff check pipeline tests
+	$(VENV)/bin/mypy pipeline
+
+clean:
+	rm -rf embeddings.zarr sample_videos models .hydra .pytest_cache

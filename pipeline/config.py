@@ -1,0 +1,224 @@
+"""Validated configuration and the config UID.
+
+``EmbedConfig`` holds every field that changes the numbers; its canonical form, hashed, is the
+config UID. ``RunConfig`` adds what does not (device, batch size, paths, executor).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import typing as tp
+from pathlib import Path
+
+import pydantic
+
+from .aggregation import LayerAggregation, TokenAggregation
+from .models import adapter_class
+
+FORMAT_VERSION = 1
+"""Bump when the stored numbers or layout change for an unchanged config."""
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the field."""
+
+
+class ModelSpec(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    name: str
+    """Hub id or local folder; for ``tiny`` models, the folder name under ``models_dir``."""
+    family: str
+    tiny: bool = False
+    trust_remote_code: bool = False
+
+    @pydantic.field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        adapter_class(value)
+        return value
+
+
+class EmbedConfig(pydantic.BaseModel):
+    """Everything that changes the stored numbers."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelSpec
+    frequency: float | tp.Literal["native"] = 2.0
+    clip_duration: float | None = None
+    num_frames: int | None = None
+    max_imsize: int | None = None
+    layers: float | list[float] | tp.Literal["all"] = 2 / 3
+    layer_aggregation: LayerAggregation = "mean"
+    token_aggregation: TokenAggregation = "mean"
+    layer_type: str = ""
+    use_audio: bool = False
+    dtype: tp.Literal["float32", "float16", "bfloat16"] = "float32"
+
+    @pydantic.field_validator("frequency")
+    @classmethod
+    def _positive_frequency(cls, value: float | str) -> float | str:
+        if value != "native" and not (isinstance(value, float) and math.isfinite(value) and value > 0):
+            raise ValueError(f"must be a positive number of Hz or 'native' (got {value!r})")
+        return value
+
+    @pydantic.field_validator("clip_duration")
+    @classmethod
+    def _positive_clip(cls, value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"must be a positive number of seconds (got {value!r})")
+        return value
+
+    @pydantic.field_validator("num_frames", "max_imsize")
+    @classmethod
+    def _positive_int(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"must be at least 1 (got {value!r})")
+        return value
+
+    @pydantic.field_validator("layers")
+    @classmethod
+    def _fractions(cls, value: tp.Any) -> tp.Any:
+        if value == "all":
+            return value
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise ValueError("needs at least one relative depth")
+        for v in values:
+            if not (math.isfinite(v) and 0 <= v <= 1):
+                raise ValueError(f"relative depths must lie in [0, 1] (got {v!r})")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _family_rules(self) -> EmbedConfig:
+        adapter = adapter_class(self.model.family)
+        try:
+            adapter.check_layer_type(self.layer_type)
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+        return self
+
+    @property
+    def is_video(self) -> bool:
+        return adapter_class(self.model.family).is_video
+
+    def canonical(self) -> dict[str, tp.Any]:
+        """The fields that change the numbers, normalised, plus the output-format version."""
+        adapter = adapter_class(self.model.family)
+        layers: tp.Any = self.layers
+        if layers != "all":
+            layers = sorted(set(layers if isinstance(layers, list) else [layers]))
+        out: dict[str, tp.Any] = {
+            "format_version": FORMAT_VERSION,
+            "model": self.model.name,
+            "family": self.model.family,
+            "frequency": self.frequency,
+            "layers": layers,
+            "layer_aggregation": self.layer_aggregation,
+            "token_aggregation": self.token_aggregation,
+            "dtype": self.dtype,
+        }
+        if adapter.is_video:
+            out.update(
+                clip_duration=self.clip_duration,
+                num_frames=self.num_frames,
+                max_imsize=self.max_imsize,
+                layer_type=self.layer_type,
+            )
+        if adapter.uses_audio:
+            out["use_audio"] = self.use_audio
+        return out
+
+    def uid(self) -> str:
+        """``<family>-<hash>``: readable, and stable for equal canonical configs."""
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return f"{self.model.family}-{digest}"
+
+
+class ExecutorConfig(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="allow")
+
+    name: tp.Literal["local", "debug", "slurm", "auto"] = "local"
+    timeout_min: int = 60
+    cpus_per_task: int = 2
+    gpus_per_node: int = 0
+
+
+class RunConfig(pydantic.BaseModel):
+    """A launch: what to embed, where the videos and the store are, how to run jobs."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    embed: EmbedConfig
+    videos: str
+    store: str = "embeddings.zarr"
+    models_dir: str = "models"
+    device: str = "auto"
+    batch_size: int = 8
+    videos_per_job: int = 8
+    max_jobs: int = 4
+    dry_run: bool = False
+    executor: ExecutorConfig = ExecutorConfig()
+
+    @pydantic.field_validator("batch_size", "videos_per_job", "max_jobs")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be at least 1 (got {value})")
+        return value
+
+    @pydantic.field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value != "auto" and value.split(":")[0] not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps (got {value!r})")
+        return value
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def model_source(self) -> str:
+        spec = self.embed.model
+        return str(Path(self.models_dir) / spec.name) if spec.tiny else spec.name
+
+
+_EMBED_FIELDS = set(EmbedConfig.model_fields)
+
+
+def _errors_text(err: pydantic.ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "literal[")))
+        loc = loc.removeprefix("embed").removeprefix(".")
+        msg = e["msg"].removeprefix("Value error, ")
+        if "(got " not in msg:
+            msg = f"{msg} (got {e.get('input')!r})"
+        lines.append(msg if not loc or msg.startswith(f"{loc}:") else f"{loc}: {msg}")
+    return "; ".join(dict.fromkeys(lines))
+
+
+def build_run_config(flat: tp.Mapping[str, tp.Any]) -> RunConfig:
+    """A ``RunConfig`` from the flat Hydra dict (embed fields at top level); errors name the field."""
+    data = dict(flat)
+    data.pop("hydra", None)
+    embed = {k: data.pop(k) for k in list(data) if k in _EMBED_FIELDS}
+    for key in ("frequency", "clip_duration", "layers"):
+        value = embed.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            embed[key] = float(value)
+        if isinstance(value, list):
+            embed[key] = [float(v) if isinstance(v, int) else v for v in value]
+    try:
+        return RunConfig(embed=embed, **data)
+    except pydantic.ValidationError as e:
+        raise ConfigError(_errors_text(e)) from None

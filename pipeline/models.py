@@ -1,0 +1,346 @@
+"""One small adapter per model family: how to load it, feed it and read its hidden states.
+
+Every adapter returns hidden states batched as ``(batch, layers, tokens, *features)``: the
+reference's per-clip ``(layers, tokens, ...)`` with a batch axis in front.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import typing as tp
+
+import numpy as np
+import torch
+
+Clip = list[np.ndarray]
+
+
+def fix_pixel_values(inputs: tp.MutableMapping[str, tp.Any]) -> None:
+    """Zero the NaNs that some processors produce on uniform images (normalising by a zero std)."""
+    for key in ("pixel_values", "pixel_values_videos"):
+        values = inputs.get(key)
+        if isinstance(values, torch.Tensor) and values.is_floating_point():
+            nans = values.isnan()
+            if nans.any():
+                values[nans] = 0
+                inputs[key] = values.float()
+
+
+def _stack_layers(states: tp.Sequence[torch.Tensor] | None, what: str) -> torch.Tensor:
+    if states is None:
+        raise RuntimeError(f"{what} returned no hidden states")
+    return torch.stack(list(states), dim=1)
+
+
+class Adapter:
+    """Base adapter: a video model fed a batch of clips through its processor."""
+
+    family: tp.ClassVar[str] = ""
+    is_video: tp.ClassVar[bool] = True
+    uses_audio: tp.ClassVar[bool] = False
+    input_field: tp.ClassVar[str] = "images"
+    do_rescale: tp.ClassVar[bool] = True
+    max_batch: tp.ClassVar[int | None] = None
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        layer_type: str = "",
+        trust_remote_code: bool = False,
+    ) -> None:
+        self.source = source
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.layer_type = layer_type
+        self.trust_remote_code = trust_remote_code
+        self.model, self.processor = self.load()
+        self.model.eval()
+
+    # --- checks that need no weights -------------------------------------------------------
+    @classmethod
+    def check_layer_type(cls, layer_type: str) -> None:
+        if layer_type:
+            raise ValueError(f"layer_type: the {cls.family} family has no layer type (got {layer_type!r})")
+
+    @classmethod
+    def max_frames(cls, hf_config: tp.Any) -> int:
+        """Most frames per clip the model accepts (its configured ``num_frames``)."""
+        config = getattr(hf_config, "vision_config", None) or hf_config
+        return int(config.num_frames)
+
+    # --- loading ------------------------------------------------------------------------------
+    def model_class(self) -> tp.Any:
+        from transformers import AutoModel
+
+        return AutoModel
+
+    def processor_class(self) -> tp.Any:
+        from transformers import AutoProcessor
+
+        return AutoProcessor
+
+    def model_kwargs(self) -> dict[str, tp.Any]:
+        kwargs: dict[str, tp.Any] = {"dtype": self.dtype}
+        if self.trust_remote_code:
+            kwargs["trust_remote_code"] = True
+        return kwargs
+
+    def load(self) -> tuple[tp.Any, tp.Any]:
+        model = self.model_class().from_pretrained(
+            self.source, output_hidden_states=True, **self.model_kwargs()
+        )
+        if model.device.type == "cpu" and self.device.type != "cpu":
+            model = model.to(self.device)
+        extra: dict[str, tp.Any] = {"do_rescale": self.do_rescale}
+        if self.trust_remote_code:
+            extra["trust_remote_code"] = True
+        processor = self.processor_class().from_pretrained(self.source, **extra)
+        return model, processor
+
+    # --- running --------------------------------------------------------------------------------
+    def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
+        return {self.input_field: [list(c) for c in clips], "return_tensors": "pt"}
+
+    def prepare(self, clips: list[Clip], audio: list[np.ndarray] | None = None) -> dict[str, tp.Any]:
+        """Processor inputs for a batch, NaN-fixed, on the model's device and dtype."""
+        inputs = dict(self.processor(**self.processor_inputs(clips, audio)))
+        fix_pixel_values(inputs)
+        moved: dict[str, tp.Any] = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.model.device)
+                if value.is_floating_point():
+                    value = value.to(self.dtype)
+            moved[key] = value
+        return moved
+
+    def run(self, inputs: dict[str, tp.Any]) -> tp.Any:
+        return self.model(**inputs, output_hidden_states=True)
+
+    def read_states(self, output: tp.Any, batch: int) -> torch.Tensor:
+        return _stack_layers(output.hidden_states, self.family)
+
+    def hidden_states(self, clips: list[Clip], audio: list[np.ndarray] | None = None) -> torch.Tensor:
+        """``(batch, layers, tokens, *features)`` for a batch of clips (or of single frames)."""
+        inputs = self.prepare(clips, audio)
+        with torch.inference_mode():
+            return self.read_states(self.run(inputs), len(clips))
+
+
+class VideoMAEAdapter(Adapter):
+    family = "videomae"
+
+
+class TimesformerAdapter(Adapter):
+    family = "timesformer"
+
+
+class VivitAdapter(Adapter):
+    family = "vivit"
+
+    def model_class(self) -> tp.Any:
+        from transformers import VivitModel
+
+        return VivitModel
+
+    def processor_class(self) -> tp.Any:
+        from transformers import VivitImageProcessor
+
+        return VivitImageProcessor
+
+
+class VJEPA2Adapter(Adapter):
+    """V-JEPA 2: up to 64 frames; its video processor needs torchvision.
+
+    Without torchvision, a model folder that ships an image-processor config (the tiny test model)
+    is preprocessed by that processor and its output passed as ``pixel_values_videos``.
+    """
+
+    family = "vjepa2"
+
+    @classmethod
+    def max_frames(cls, hf_config: tp.Any) -> int:
+        return 64
+
+    def processor_class(self) -> tp.Any:
+        if importlib.util.find_spec("torchvision") is not None:
+            from transformers import AutoVideoProcessor
+
+            return AutoVideoProcessor
+        from transformers import AutoImageProcessor
+
+        return AutoImageProcessor
+
+    def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
+        field = "videos" if type(self.processor).__name__.endswith("VideoProcessor") else "images"
+        return {field: [list(c) for c in clips], "return_tensors": "pt"}
+
+    def run(self, inputs: dict[str, tp.Any]) -> tp.Any:
+        if "pixel_values" in inputs:
+            inputs["pixel_values_videos"] = inputs.pop("pixel_values")
+        return self.model(**inputs, output_hidden_states=True)
+
+
+class XCLIPAdapter(Adapter):
+    """X-CLIP: vision-tower states of the clip's last frame, or the ``mit`` states over frames."""
+
+    family = "xclip"
+    input_field = "videos"
+
+    @classmethod
+    def check_layer_type(cls, layer_type: str) -> None:
+        if layer_type not in ("", "mit"):
+            raise ValueError(f"layer_type: X-CLIP accepts '' or 'mit' (got {layer_type!r})")
+
+    def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
+        return {"videos": [list(c) for c in clips], "text": "", "return_tensors": "pt"}
+
+    def run(self, inputs: dict[str, tp.Any]) -> tp.Any:
+        if self.layer_type != "mit":
+            return self.model(**inputs, output_hidden_states=True)
+        # transformers 5 drops the multi-frame integration transformer's hidden states: record them
+        encoder = self.model.mit.encoder
+        captured: list[torch.Tensor] = []
+
+        def on_input(_m: tp.Any, _a: tp.Any, kwargs: dict[str, tp.Any]) -> None:
+            captured.append(kwargs["inputs_embeds"])
+
+        def on_layer(_m: tp.Any, _a: tp.Any, out: tp.Any) -> None:
+            captured.append(out[0] if isinstance(out, tuple) else out)
+
+        hooks = [encoder.register_forward_pre_hook(on_input, with_kwargs=True)]
+        hooks += [layer.register_forward_hook(on_layer) for layer in encoder.layers]
+        try:
+            self.model(**inputs)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return captured
+
+    def read_states(self, output: tp.Any, batch: int) -> torch.Tensor:
+        if self.layer_type == "mit":
+            return _stack_layers(output, "X-CLIP mit")
+        states = _stack_layers(output.vision_model_output.hidden_states, "X-CLIP vision")
+        frames = states.shape[0] // batch
+        return states.reshape(batch, frames, *states.shape[1:])[:, -1]
+
+
+class LlavaNextVideoAdapter(Adapter):
+    """LLaVA-NeXT-Video: the language model's states for a prompt holding ``<video>``."""
+
+    family = "llava_next_video"
+    input_field = "videos"
+
+    @classmethod
+    def check_layer_type(cls, layer_type: str) -> None:
+        if "<video>" not in layer_type:
+            raise ValueError(
+                "layer_type: LLaVA-NeXT-Video needs a prompt containing the <video> token, "
+                f"e.g. 'USER: <video> ASSISTANT:' (got {layer_type!r})"
+            )
+
+    @classmethod
+    def max_frames(cls, hf_config: tp.Any) -> int:
+        return 16
+
+    def model_class(self) -> tp.Any:
+        from transformers import LlavaNextVideoForConditionalGeneration
+
+        return LlavaNextVideoForConditionalGeneration
+
+    def processor_class(self) -> tp.Any:
+        from transformers import LlavaNextVideoProcessor
+
+        return LlavaNextVideoProcessor
+
+    def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
+        return {
+            "videos": [np.stack(c) for c in clips],
+            "text": [self.layer_type] * len(clips),
+            "return_tensors": "pt",
+        }
+
+
+class Phi4MultimodalAdapter(Adapter):
+    """Phi-4 multimodal: frames as images in a chat prompt, optionally with the clip's audio."""
+
+    family = "phi4_multimodal"
+    uses_audio = True
+    max_batch = 1
+    audio_rate = 44_100
+
+    @classmethod
+    def max_frames(cls, hf_config: tp.Any) -> int:
+        return 4
+
+    def model_class(self) -> tp.Any:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM
+
+    def model_kwargs(self) -> dict[str, tp.Any]:
+        return {**super().model_kwargs(), "attn_implementation": "eager"}
+
+    def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
+        from PIL import Image
+
+        (clip,) = clips
+        prompt = "<|user|>" + "".join(f"<|image_{i}|>" for i in range(1, len(clip) + 1))
+        kwargs: dict[str, tp.Any] = {"images": [Image.fromarray(f) for f in clip], "return_tensors": "pt"}
+        if audio is not None:
+            kwargs["audios"] = [(audio[0], self.audio_rate)]
+            prompt += "<|audio_1|>"
+        kwargs["text"] = prompt + "<|end|><|assistant|>"
+        return kwargs
+
+
+class ImageAdapter(Adapter):
+    """Image models (ViT, DINOv2, ...): one frame per output step, as float tensors in [0, 1]."""
+
+    family = "image"
+    is_video = False
+    do_rescale = False
+
+    @classmethod
+    def max_frames(cls, hf_config: tp.Any) -> int:
+        return 1
+
+    def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
+        images = [torch.from_numpy(c[0]).permute(2, 0, 1).contiguous().float().div(255) for c in clips]
+        return {"images": images, "return_tensors": "pt"}
+
+
+class CLIPAdapter(ImageAdapter):
+    """CLIP: its vision tower alone (the full model would ask for text)."""
+
+    family = "clip"
+
+    def run(self, inputs: dict[str, tp.Any]) -> tp.Any:
+        return self.model.vision_model(**inputs, output_hidden_states=True)
+
+
+FAMILIES: dict[str, type[Adapter]] = {
+    cls.family: cls
+    for cls in (
+        VideoMAEAdapter,
+        TimesformerAdapter,
+        VivitAdapter,
+        VJEPA2Adapter,
+        XCLIPAdapter,
+        LlavaNextVideoAdapter,
+        Phi4MultimodalAdapter,
+        ImageAdapter,
+        CLIPAdapter,
+    )
+}
+
+
+def adapter_class(family: str) -> type[Adapter]:
+    try:
+        return FAMILIES[family]
+    except KeyError:
+        known = ", ".join(sorted(FAMILIES))
+        raise ValueError(f"model.family: unknown family {family!r} (known: {known})") from None

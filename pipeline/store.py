@@ -1,0 +1,261 @@
+"""The zarr v3 store: one group per config UID, one array per video content hash.
+
+Layout::
+
+    <store>/zarr.json                         root group
+    <store>/<config_uid>/zarr.json            group; attrs: canonical config
+    <store>/<config_uid>/<video_hash>/        array (*features, time) + attrs
+    <store>/<config_uid>/_failed/<hash>.json  last failure of a video under that config
+    <store>/_staging/                         entries being written (renamed into place when complete)
+
+An entry becomes visible by one directory rename, so readers never see a partial array.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import socket
+import typing as tp
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from .config import FORMAT_VERSION, EmbedConfig
+
+PIPELINE_VERSION = "0.1.0"
+_HASH_CHUNK = 8 << 20
+_STAGING = "_staging"
+_FAILED = "_failed"
+
+
+def content_hash(path: str | os.PathLike[str]) -> str:
+    """BLAKE2b-128 of the file's bytes, streamed: equal bytes, equal hash, whatever the name."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclasses.dataclass(frozen=True)
+class EntryInfo:
+    uid: str
+    """``<config_uid>/<video_hash>``."""
+    config_uid: str
+    video_hash: str
+    video_path: str
+    model: str
+    shape: tuple[int, ...]
+    frequency: float
+    duration: float
+    created: str
+
+
+def _json_default(value: tp.Any) -> tp.Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _jsonable(value: tp.Any) -> tp.Any:
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+class Store:
+    """Read and write embeddings; analyses find them by config and video, never by path."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    # --- layout -----------------------------------------------------------------------------
+    def ensure(self) -> None:
+        """Create the root group if needed; raises a clear error on an unwritable location."""
+        import zarr
+
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if not (self.path / "zarr.json").exists():
+                zarr.open_group(str(self.path), mode="a", zarr_format=3).attrs.update(
+                    {"pipeline_store": FORMAT_VERSION}
+                )
+            probe = self.path / f".write-test-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise OSError(f"store: cannot write to {self.path} ({e.strerror or e})") from e
+
+    def ensure_config(self, embed: EmbedConfig) -> str:
+        import zarr
+
+        cuid = embed.uid()
+        if not (self.path / cuid / "zarr.json").exists():
+            group = zarr.open_group(str(self.path / cuid), mode="a", zarr_format=3)
+            group.attrs.update({"config": embed.canonical(), "created": now()})
+        return cuid
+
+    def config_uids(self) -> list[str]:
+        if not self.path.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.path.iterdir() if not p.name.startswith("_") and (p / "zarr.json").exists()
+        )
+
+    def config(self, config_uid: str) -> dict[str, tp.Any]:
+        meta = json.loads((self.path / config_uid / "zarr.json").read_text())
+        return dict(meta.get("attributes", {}).get("config", {}))
+
+    def has(self, config_uid: str, video_hash: str) -> bool:
+        return (self.path / config_uid / video_hash / "zarr.json").exists()
+
+    def done_hashes(self, config_uid: str) -> set[str]:
+        folder = self.path / config_uid
+        if not folder.is_dir():
+            return set()
+        return {p.name for p in folder.iterdir() if not p.name.startswith("_") and (p / "zarr.json").exists()}
+
+    # --- writing ----------------------------------------------------------------------------
+    def write(
+        self,
+        config_uid: str,
+        video_hash: str,
+        data: np.ndarray,
+        attrs: dict[str, tp.Any],
+    ) -> bool:
+        """Write an entry atomically; returns False if another writer completed it first."""
+        import zarr
+
+        target = self.path / config_uid / video_hash
+        if target.exists():
+            return False
+        staging = self.path / _STAGING / f"{config_uid}-{video_hash}-{uuid.uuid4().hex[:8]}"
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            array = zarr.create_array(
+                store=str(staging),
+                shape=data.shape,
+                dtype=data.dtype,
+                chunks=data.shape,
+                zarr_format=3,
+                attributes=_jsonable(attrs),
+            )
+            array[...] = data
+            try:
+                os.rename(staging, target)
+            except OSError:
+                if (target / "zarr.json").exists():
+                    return False
+                raise
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        failed = self.path / config_uid / _FAILED / f"{video_hash}.json"
+        failed.unlink(missing_ok=True)
+        return True
+
+    def record_failure(self, config_uid: str, video_hash: str, video_path: str, error: BaseException) -> None:
+        folder = self.path / config_uid / _FAILED
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {
+            "video_path": video_path,
+            "error_type": type(error).__name__,
+            "message": str(error),
+            "job_id": os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_JOB_ID", ""),
+            "host": socket.gethostname(),
+            "time": now(),
+        }
+        tmp = folder / f".{video_hash}.{uuid.uuid4().hex[:8]}"
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, folder / f"{video_hash}.json")
+
+    def failures(self, config_uid: str) -> dict[str, dict[str, tp.Any]]:
+        folder = self.path / config_uid / _FAILED
+        if not folder.is_dir():
+            return {}
+        return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+
+    # --- reading ----------------------------------------------------------------------------
+    def _array(self, uid: str) -> tp.Any:
+        import zarr
+
+        folder = self.path / uid
+        if not (folder / "zarr.json").exists():
+            raise KeyError(f"no entry {uid!r} in {self.path}")
+        return zarr.open_array(str(folder), mode="r", zarr_format=3)
+
+    def entries(self, config_uid: str | None = None) -> list[EntryInfo]:
+        """Every complete entry (of one config UID if given)."""
+        out = []
+        for cuid in [config_uid] if config_uid else self.config_uids():
+            for vhash in sorted(self.done_hashes(cuid)):
+                meta = json.loads((self.path / cuid / vhash / "zarr.json").read_text())
+                attrs = meta.get("attributes", {})
+                out.append(
+                    EntryInfo(
+                        uid=f"{cuid}/{vhash}",
+                        config_uid=cuid,
+                        video_hash=vhash,
+                        video_path=attrs.get("video_path", ""),
+                        model=attrs.get("model", ""),
+                        shape=tuple(meta["shape"]),
+                        frequency=float(attrs.get("frequency", 0.0)),
+                        duration=float(attrs.get("duration", 0.0)),
+                        created=attrs.get("created", ""),
+                    )
+                )
+        return out
+
+    def resolve(
+        self,
+        uid: str | None = None,
+        *,
+        config: EmbedConfig | tp.Mapping[str, tp.Any] | str | None = None,
+        video: str | os.PathLike[str] | None = None,
+    ) -> str:
+        """The entry UID for a UID, or for a (config, video file) pair."""
+        if uid is not None:
+            return uid
+        if config is None or video is None:
+            raise ValueError("load: give an entry uid, or both config= and video=")
+        if isinstance(config, EmbedConfig):
+            cuid = config.uid()
+        elif isinstance(config, str):
+            cuid = config
+        else:
+            cuid = EmbedConfig.model_validate(dict(config)).uid()
+        return f"{cuid}/{content_hash(video)}"
+
+    def load_numpy(self, uid: str | None = None, **by: tp.Any) -> tuple[np.ndarray, dict[str, tp.Any]]:
+        """The array ``(*features, time)`` and its attributes."""
+        array = self._array(self.resolve(uid, **by))
+        return np.asarray(array[...]), dict(array.attrs)
+
+    def load(self, uid: str | None = None, **by: tp.Any) -> tp.Any:
+        """An ``xarray.DataArray`` with a ``time`` coordinate in seconds; attributes carry the metadata."""
+        import xarray as xr
+
+        data, attrs = self.load_numpy(uid, **by)
+        dims = [f"dim_{i}" for i in range(data.ndim - 1)] + ["time"]
+        times = np.asarray(attrs["times"], dtype=np.float64)
+        flat = {k: v for k, v in attrs.items() if k != "times"}
+        flat["config"] = json.dumps(flat.get("config", {}), sort_keys=True)
+        return xr.DataArray(data, dims=dims, coords={"time": times}, attrs=flat)
+
+
+def open(path: str | os.PathLike[str]) -> Store:  # noqa: A001 - the documented reader entry point
+    """Open a store for reading (``pipeline.store.open(path)``)."""
+    store = Store(path)
+    if not (store.path / "zarr.json").exists():
+        raise FileNotFoundError(f"store: no pipeline store at {store.path}")
+    return store

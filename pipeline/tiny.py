@@ -1,0 +1,163 @@
+"""Tiny randomly-initialised models of each family, built offline from transformers Config classes.
+
+They are saved with ``save_pretrained`` (model and processor) and loaded back through the same
+``from_pretrained`` path as hub names, so tests and the demo run the real model code without a hub.
+Weights come from a fixed seed: the same folder is rebuilt bit for bit on any machine.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import typing as tp
+from pathlib import Path
+
+import torch
+
+SEED = 1234
+_IMG = 32
+_PATCH = 8
+_FRAMES = 4
+_MEAN = [0.45, 0.45, 0.45]
+_STD = [0.225, 0.225, 0.225]
+
+
+def _vit_sizes() -> dict[str, tp.Any]:
+    return dict(
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+
+
+def _clip_tokenizer() -> tuple[tp.Any, int]:
+    """CLIP's byte-level alphabet with no merges: the smallest honest stand-in for its vocabulary."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for char in bytes_to_unicode().values():
+        vocab[char] = len(vocab)
+        vocab[char + "</w>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[]), len(vocab)
+
+
+def _videomae_processor(**extra: tp.Any) -> tp.Any:
+    from transformers import VideoMAEImageProcessor
+
+    return VideoMAEImageProcessor(
+        size={"shortest_edge": _IMG},
+        crop_size={"height": _IMG, "width": _IMG},
+        image_mean=_MEAN,
+        image_std=_STD,
+        **extra,
+    )
+
+
+def _build(family: str, folder: Path) -> tuple[tp.Any, tp.Any]:
+    import transformers as tr
+
+    vit = _vit_sizes()
+    if family == "videomae":
+        cfg = tr.VideoMAEConfig(
+            image_size=_IMG, patch_size=_PATCH, num_frames=_FRAMES, tubelet_size=2,
+            use_mean_pooling=False, **vit,
+        )
+        return tr.VideoMAEModel(cfg), _videomae_processor()
+    if family == "timesformer":
+        cfg = tr.TimesformerConfig(
+            image_size=_IMG, patch_size=_PATCH, num_frames=_FRAMES, **vit
+        )
+        return tr.TimesformerModel(cfg), _videomae_processor()
+    if family == "vivit":
+        cfg = tr.VivitConfig(
+            image_size=_IMG, num_frames=_FRAMES, tubelet_size=[2, _PATCH, _PATCH], **vit
+        )
+        proc = tr.VivitImageProcessor(
+            size={"shortest_edge": _IMG}, crop_size={"height": _IMG, "width": _IMG}
+        )
+        return tr.VivitModel(cfg), proc
+    if family == "vjepa2":
+        cfg = tr.VJEPA2Config(
+            crop_size=_IMG, frames_per_clip=_FRAMES, patch_size=_PATCH, tubelet_size=2,
+            hidden_size=32, num_hidden_layers=4, num_attention_heads=2, mlp_ratio=2.0,
+            pred_hidden_size=16, pred_num_hidden_layers=1, pred_num_attention_heads=2,
+            pred_num_mask_tokens=2,
+        )
+        # V-JEPA 2's own video processor needs torchvision; the stand-in does the same steps
+        # (short-side resize, centre crop, rescale, ImageNet normalisation) with PIL.
+        proc = tr.VideoMAEImageProcessor(
+            size={"shortest_edge": _IMG}, crop_size={"height": _IMG, "width": _IMG}
+        )
+        return tr.VJEPA2Model(cfg), proc
+    if family == "xclip":
+        tokenizer, vocab_size = _clip_tokenizer()
+        cfg = tr.XCLIPConfig(
+            text_config=dict(
+                vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
+                num_attention_heads=2, intermediate_size=64, max_position_embeddings=16,
+                bos_token_id=0, eos_token_id=1, pad_token_id=1,
+            ),
+            vision_config=dict(
+                image_size=_IMG, patch_size=_PATCH, num_frames=_FRAMES, mit_hidden_size=32,
+                mit_intermediate_size=64, mit_num_hidden_layers=2, mit_num_attention_heads=2,
+                **vit,
+            ),
+            projection_dim=32, prompt_layers=1, prompt_num_attention_heads=2,
+            prompt_attention_dropout=0.0, prompt_projection_dropout=0.0,
+        )
+        proc = tr.XCLIPProcessor(image_processor=_videomae_processor(), tokenizer=tokenizer)
+        return tr.XCLIPModel(cfg), proc
+    if family == "vit":
+        cfg = tr.ViTConfig(image_size=_IMG, patch_size=_PATCH, **vit)
+        proc = tr.ViTImageProcessor(size={"height": _IMG, "width": _IMG})
+        return tr.ViTModel(cfg), proc
+    if family == "clip":
+        tokenizer, vocab_size = _clip_tokenizer()
+        cfg = tr.CLIPConfig(
+            text_config=dict(
+                vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
+                num_attention_heads=2, intermediate_size=64, max_position_embeddings=16,
+                bos_token_id=0, eos_token_id=1, pad_token_id=1,
+            ),
+            vision_config=dict(image_size=_IMG, patch_size=_PATCH, **vit),
+            projection_dim=32,
+        )
+        proc = tr.CLIPProcessor(
+            image_processor=tr.CLIPImageProcessor(
+                size={"shortest_edge": _IMG}, crop_size={"height": _IMG, "width": _IMG}
+            ),
+            tokenizer=tokenizer,
+        )
+        return tr.CLIPModel(cfg), proc
+    if family == "dinov2":
+        cfg = tr.Dinov2Config(image_size=_IMG, patch_size=_PATCH, **vit)
+        proc = tr.BitImageProcessor(
+            size={"shortest_edge": _IMG}, crop_size={"height": _IMG, "width": _IMG}
+        )
+        return tr.Dinov2Model(cfg), proc
+    raise ValueError(f"no tiny model for family {family!r}")
+
+
+TINY_FAMILIES = ("videomae", "timesformer", "vivit", "vjepa2", "xclip", "vit", "clip", "dinov2")
+
+
+def ensure_tiny_model(family: str, models_dir: str | Path) -> Path:
+    """Build ``tiny-<family>`` under ``models_dir`` once; later calls return the existing folder."""
+    target = Path(models_dir) / f"tiny-{family}"
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".tiny-{family}-") as tmp:
+        stage = Path(tmp) / "model"
+        torch.manual_seed(SEED)
+        model, processor = _build(family, Path(tmp))
+        model.save_pretrained(stage)
+        processor.save_pretrained(stage)
+        try:
+            os.rename(stage, target)
+        except OSError:
+            if not (target / "config.json").exists():
+                raise
+    return target
