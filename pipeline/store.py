@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -37,7 +38,7 @@ _FAILED = "_failed"
 def content_hash(path: str | os.PathLike[str]) -> str:
     """BLAKE2b-128 of the file's bytes, streamed: equal bytes, equal hash, whatever the name."""
     digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
+    with io.open(path, "rb") as f:
         while chunk := f.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
