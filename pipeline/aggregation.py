@@ -12,7 +12,7 @@ import torch
 
 LayerAggregation = tp.Literal["mean", "sum", "group_mean", "none"]
 TokenAggregation = tp.Literal["first", "last", "mean", "sum", "max", "cat", "none"]
-Layers = tp.Union[float, list[float], tp.Literal["all"]]
+Layers = float | list[float] | tp.Literal["all"]
 
 
 def layer_indices(layers: Layers, n_layers: int) -> list[int]:

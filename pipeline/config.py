@@ -219,6 +219,6 @@ def build_run_config(flat: tp.Mapping[str, tp.Any]) -> RunConfig:
         if isinstance(value, list):
             embed[key] = [float(v) if isinstance(v, int) else v for v in value]
     try:
-        return RunConfig(embed=embed, **data)
+        return RunConfig.model_validate({"embed": embed, **data})
     except pydantic.ValidationError as e:
         raise ConfigError(_errors_text(e)) from None

@@ -84,9 +84,7 @@ def iter_frames(path: str | Path, indices: tp.Iterable[int]) -> tp.Iterator[tupl
         except Exception as e:  # noqa: BLE001 - av raises many types for broken streams
             if last is None:
                 raise VideoError(f"{path}: decoding failed ({type(e).__name__}: {e})") from e
-            raise VideoError(
-                f"{path}: decoding failed after {count} frames ({type(e).__name__}: {e})"
-            ) from e
+            raise VideoError(f"{path}: decoding failed after {count} frames ({type(e).__name__}: {e})") from e
     if last is None:
         raise VideoError(f"{path}: no frame could be decoded")
     final = last.to_ndarray(format="rgb24")

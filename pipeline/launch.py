@@ -32,7 +32,7 @@ def find_videos(spec: str) -> list[str]:
     if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
         base = path.parent
         lines = [ln.strip() for ln in path.read_text().splitlines()]
-        found = [str(Path(ln) if Path(ln).is_absolute() else base / ln) for ln in lines if ln and not ln.startswith("#")]
+        found = [str(base / ln) for ln in lines if ln and not ln.startswith("#")]
         missing = [p for p in found if not Path(p).is_file()]
         if missing:
             raise ConfigError(f"videos: {len(missing)} listed file(s) missing in {spec}, first: {missing[0]}")
@@ -68,7 +68,10 @@ def hash_videos(paths: list[str], store: Store) -> dict[str, str]:
     if todo:
         with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
             for p, digest in tqdm(
-                zip(todo, pool.map(content_hash, todo)), total=len(todo), desc="hashing videos", unit="video",
+                zip(todo, pool.map(content_hash, todo)),
+                total=len(todo),
+                desc="hashing videos",
+                unit="video",
                 disable=len(todo) < 20,
             ):
                 cache[keys[p]] = digest

@@ -89,9 +89,7 @@ class Adapter:
         return kwargs
 
     def load(self) -> tuple[tp.Any, tp.Any]:
-        model = self.model_class().from_pretrained(
-            self.source, output_hidden_states=True, **self.model_kwargs()
-        )
+        model = self.model_class().from_pretrained(self.source, output_hidden_states=True, **self.model_kwargs())
         if model.device.type == "cpu" and self.device.type != "cpu":
             model = model.to(self.device)
         extra: dict[str, tp.Any] = {"do_rescale": self.do_rescale}

@@ -13,10 +13,10 @@ An entry becomes visible by one directory rename, so readers never see a partial
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import datetime as dt
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -38,7 +38,7 @@ _FAILED = "_failed"
 def content_hash(path: str | os.PathLike[str]) -> str:
     """BLAKE2b-128 of the file's bytes, streamed: equal bytes, equal hash, whatever the name."""
     digest = hashlib.blake2b(digest_size=16)
-    with io.open(path, "rb") as f:
+    with builtins.open(path, "rb") as f:
         while chunk := f.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -109,9 +109,7 @@ class Store:
     def config_uids(self) -> list[str]:
         if not self.path.is_dir():
             return []
-        return sorted(
-            p.name for p in self.path.iterdir() if not p.name.startswith("_") and (p / "zarr.json").exists()
-        )
+        return sorted(p.name for p in self.path.iterdir() if not p.name.startswith("_") and (p / "zarr.json").exists())
 
     def config(self, config_uid: str) -> dict[str, tp.Any]:
         meta = json.loads((self.path / config_uid / "zarr.json").read_text())

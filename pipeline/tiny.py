@@ -55,92 +55,133 @@ def _videomae_processor(**extra: tp.Any) -> tp.Any:
     )
 
 
-def _build(family: str, folder: Path) -> tuple[tp.Any, tp.Any]:
+def _videomae() -> tuple[tp.Any, tp.Any]:
     import transformers as tr
 
-    vit = _vit_sizes()
-    if family == "videomae":
-        cfg = tr.VideoMAEConfig(
-            image_size=_IMG, patch_size=_PATCH, num_frames=_FRAMES, tubelet_size=2,
-            use_mean_pooling=False, **vit,
-        )
-        return tr.VideoMAEModel(cfg), _videomae_processor()
-    if family == "timesformer":
-        cfg = tr.TimesformerConfig(
-            image_size=_IMG, patch_size=_PATCH, num_frames=_FRAMES, **vit
-        )
-        return tr.TimesformerModel(cfg), _videomae_processor()
-    if family == "vivit":
-        cfg = tr.VivitConfig(
-            image_size=_IMG, num_frames=_FRAMES, tubelet_size=[2, _PATCH, _PATCH], **vit
-        )
-        proc = tr.VivitImageProcessor(
-            size={"shortest_edge": _IMG}, crop_size={"height": _IMG, "width": _IMG}
-        )
-        return tr.VivitModel(cfg), proc
-    if family == "vjepa2":
-        cfg = tr.VJEPA2Config(
-            crop_size=_IMG, frames_per_clip=_FRAMES, patch_size=_PATCH, tubelet_size=2,
-            hidden_size=32, num_hidden_layers=4, num_attention_heads=2, mlp_ratio=2.0,
-            pred_hidden_size=16, pred_num_hidden_layers=1, pred_num_attention_heads=2,
-            pred_num_mask_tokens=2,
-        )
-        # V-JEPA 2's own video processor needs torchvision; the stand-in does the same steps
-        # (short-side resize, centre crop, rescale, ImageNet normalisation) with PIL.
-        proc = tr.VideoMAEImageProcessor(
-            size={"shortest_edge": _IMG}, crop_size={"height": _IMG, "width": _IMG}
-        )
-        return tr.VJEPA2Model(cfg), proc
-    if family == "xclip":
-        tokenizer, vocab_size = _clip_tokenizer()
-        cfg = tr.XCLIPConfig(
-            text_config=dict(
-                vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
-                num_attention_heads=2, intermediate_size=64, max_position_embeddings=16,
-                bos_token_id=0, eos_token_id=1, pad_token_id=1,
-            ),
-            vision_config=dict(
-                image_size=_IMG, patch_size=_PATCH, num_frames=_FRAMES, mit_hidden_size=32,
-                mit_intermediate_size=64, mit_num_hidden_layers=2, mit_num_attention_heads=2,
-                **vit,
-            ),
-            projection_dim=32, prompt_layers=1, prompt_num_attention_heads=2,
-            prompt_attention_dropout=0.0, prompt_projection_dropout=0.0,
-        )
-        proc = tr.XCLIPProcessor(image_processor=_videomae_processor(), tokenizer=tokenizer)
-        return tr.XCLIPModel(cfg), proc
-    if family == "vit":
-        cfg = tr.ViTConfig(image_size=_IMG, patch_size=_PATCH, **vit)
-        proc = tr.ViTImageProcessor(size={"height": _IMG, "width": _IMG})
-        return tr.ViTModel(cfg), proc
-    if family == "clip":
-        tokenizer, vocab_size = _clip_tokenizer()
-        cfg = tr.CLIPConfig(
-            text_config=dict(
-                vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
-                num_attention_heads=2, intermediate_size=64, max_position_embeddings=16,
-                bos_token_id=0, eos_token_id=1, pad_token_id=1,
-            ),
-            vision_config=dict(image_size=_IMG, patch_size=_PATCH, **vit),
-            projection_dim=32,
-        )
-        proc = tr.CLIPProcessor(
-            image_processor=tr.CLIPImageProcessor(
-                size={"shortest_edge": _IMG}, crop_size={"height": _IMG, "width": _IMG}
-            ),
-            tokenizer=tokenizer,
-        )
-        return tr.CLIPModel(cfg), proc
-    if family == "dinov2":
-        cfg = tr.Dinov2Config(image_size=_IMG, patch_size=_PATCH, **vit)
-        proc = tr.BitImageProcessor(
-            size={"shortest_edge": _IMG}, crop_size={"height": _IMG, "width": _IMG}
-        )
-        return tr.Dinov2Model(cfg), proc
-    raise ValueError(f"no tiny model for family {family!r}")
+    cfg = tr.VideoMAEConfig(
+        image_size=_IMG, patch_size=_PATCH, num_frames=_FRAMES, tubelet_size=2, use_mean_pooling=False, **_vit_sizes()
+    )
+    return tr.VideoMAEModel(cfg), _videomae_processor()
 
 
-TINY_FAMILIES = ("videomae", "timesformer", "vivit", "vjepa2", "xclip", "vit", "clip", "dinov2")
+def _timesformer() -> tuple[tp.Any, tp.Any]:
+    import transformers as tr
+
+    cfg = tr.TimesformerConfig(image_size=_IMG, patch_size=_PATCH, num_frames=_FRAMES, **_vit_sizes())
+    return tr.TimesformerModel(cfg), _videomae_processor()
+
+
+def _vivit() -> tuple[tp.Any, tp.Any]:
+    import transformers as tr
+
+    cfg = tr.VivitConfig(image_size=_IMG, num_frames=_FRAMES, tubelet_size=[2, _PATCH, _PATCH], **_vit_sizes())
+    proc = tr.VivitImageProcessor(size={"shortest_edge": _IMG}, crop_size={"height": _IMG, "width": _IMG})
+    return tr.VivitModel(cfg), proc
+
+
+def _vjepa2() -> tuple[tp.Any, tp.Any]:
+    """V-JEPA 2's own video processor needs torchvision; the stand-in does the same steps with PIL
+    (short-side resize, centre crop, rescale, ImageNet normalisation)."""
+    import transformers as tr
+
+    cfg = tr.VJEPA2Config(
+        crop_size=_IMG,
+        frames_per_clip=_FRAMES,
+        patch_size=_PATCH,
+        tubelet_size=2,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        mlp_ratio=2.0,
+        pred_hidden_size=16,
+        pred_num_hidden_layers=1,
+        pred_num_attention_heads=2,
+        pred_num_mask_tokens=2,
+    )
+    proc = tr.VideoMAEImageProcessor(size={"shortest_edge": _IMG}, crop_size={"height": _IMG, "width": _IMG})
+    return tr.VJEPA2Model(cfg), proc
+
+
+def _text_config(vocab_size: int) -> dict[str, tp.Any]:
+    return dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=16,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+
+
+def _xclip() -> tuple[tp.Any, tp.Any]:
+    import transformers as tr
+
+    tokenizer, vocab_size = _clip_tokenizer()
+    cfg = tr.XCLIPConfig(
+        text_config=_text_config(vocab_size),
+        vision_config=dict(
+            image_size=_IMG,
+            patch_size=_PATCH,
+            num_frames=_FRAMES,
+            mit_hidden_size=32,
+            mit_intermediate_size=64,
+            mit_num_hidden_layers=2,
+            mit_num_attention_heads=2,
+            **_vit_sizes(),
+        ),
+        projection_dim=32,
+        prompt_layers=1,
+        prompt_num_attention_heads=2,
+        prompt_attention_dropout=0.0,
+        prompt_projection_dropout=0.0,
+    )
+    return tr.XCLIPModel(cfg), tr.XCLIPProcessor(image_processor=_videomae_processor(), tokenizer=tokenizer)
+
+
+def _vit() -> tuple[tp.Any, tp.Any]:
+    import transformers as tr
+
+    cfg = tr.ViTConfig(image_size=_IMG, patch_size=_PATCH, **_vit_sizes())
+    return tr.ViTModel(cfg), tr.ViTImageProcessor(size={"height": _IMG, "width": _IMG})
+
+
+def _clip() -> tuple[tp.Any, tp.Any]:
+    import transformers as tr
+
+    tokenizer, vocab_size = _clip_tokenizer()
+    cfg = tr.CLIPConfig(
+        text_config=_text_config(vocab_size),
+        vision_config=dict(image_size=_IMG, patch_size=_PATCH, **_vit_sizes()),
+        projection_dim=32,
+    )
+    images = tr.CLIPImageProcessor(size={"shortest_edge": _IMG}, crop_size={"height": _IMG, "width": _IMG})
+    return tr.CLIPModel(cfg), tr.CLIPProcessor(image_processor=images, tokenizer=tokenizer)
+
+
+def _dinov2() -> tuple[tp.Any, tp.Any]:
+    import transformers as tr
+
+    cfg = tr.Dinov2Config(image_size=_IMG, patch_size=_PATCH, **_vit_sizes())
+    proc = tr.BitImageProcessor(size={"shortest_edge": _IMG}, crop_size={"height": _IMG, "width": _IMG})
+    return tr.Dinov2Model(cfg), proc
+
+
+BUILDERS: dict[str, tp.Callable[[], tuple[tp.Any, tp.Any]]] = {
+    "videomae": _videomae,
+    "timesformer": _timesformer,
+    "vivit": _vivit,
+    "vjepa2": _vjepa2,
+    "xclip": _xclip,
+    "vit": _vit,
+    "clip": _clip,
+    "dinov2": _dinov2,
+}
+
+
+TINY_FAMILIES = tuple(BUILDERS)
 
 
 def ensure_tiny_model(family: str, models_dir: str | Path) -> Path:
@@ -152,7 +193,9 @@ def ensure_tiny_model(family: str, models_dir: str | Path) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".tiny-{family}-") as tmp:
         stage = Path(tmp) / "model"
         torch.manual_seed(SEED)
-        model, processor = _build(family, Path(tmp))
+        if family not in BUILDERS:
+            raise ValueError(f"no tiny model for {family!r} (known: {', '.join(BUILDERS)})")
+        model, processor = BUILDERS[family]()
         model.save_pretrained(stage)
         processor.save_pretrained(stage)
         try:

@@ -117,11 +117,14 @@ def reference_video_model(
         hooks = []
         if family == "xclip" and layer_type == "mit":
             enc = model.mit.encoder
-            hooks.append(enc.register_forward_pre_hook(
-                lambda m, a, kw: captured.append(kw["inputs_embeds"]), with_kwargs=True))
+            keep = captured.append
+            hooks.append(
+                enc.register_forward_pre_hook(lambda m, a, kw, keep=keep: keep(kw["inputs_embeds"]), with_kwargs=True)
+            )
             for layer in enc.layers:
-                hooks.append(layer.register_forward_hook(
-                    lambda m, a, o: captured.append(o[0] if isinstance(o, tuple) else o)))
+                hooks.append(
+                    layer.register_forward_hook(lambda m, a, o, keep=keep: keep(o[0] if isinstance(o, tuple) else o))
+                )
         with torch.inference_mode():
             pred = model(**inputs, output_hidden_states=True)
         for h in hooks:

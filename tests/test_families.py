@@ -29,8 +29,9 @@ CASES: list[tuple[str, dict[str, tp.Any], tuple[int, ...]]] = [
 
 
 @pytest.mark.parametrize(("model", "fields", "feature_shape"), CASES)
-def test_family_runs_end_to_end(make_run: tp.Any, sample_dir: Path, model: str, fields: dict[str, tp.Any],
-                                feature_shape: tuple[int, ...]) -> None:
+def test_family_runs_end_to_end(
+    make_run: tp.Any, sample_dir: Path, model: str, fields: dict[str, tp.Any], feature_shape: tuple[int, ...]
+) -> None:
     run = make_run(model, frequency=2.0, **fields)
     summary = launch(run)
     assert not summary.failed and len(summary.computed) == 3
@@ -79,9 +80,7 @@ def test_family_rules_are_checked_at_the_boundary(family: str, fields: dict[str,
         build_run_config(flat)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("torchvision") is not None, reason="only meaningful without torchvision"
-)
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="only meaningful without torchvision")
 def test_families_needing_torchvision_say_so(make_run: tp.Any) -> None:
     """LLaVA-NeXT-Video and Phi-4 processors exist only as torchvision backends in transformers 5."""
     import transformers

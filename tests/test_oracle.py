@@ -17,25 +17,67 @@ pytestmark = pytest.mark.slow
 
 VIDEO_CASES: list[tuple[str, dict[str, tp.Any]]] = [
     ("tiny-videomae", dict(frequency=2.0)),
-    ("tiny-videomae", dict(frequency=3.0, clip_duration=1.0, num_frames=4, layers=[0.0, 1.0],
-                           layer_aggregation="group_mean", token_aggregation="first")),
-    ("tiny-videomae", dict(frequency=1.5, max_imsize=40, layers="all", layer_aggregation="none",
-                           token_aggregation="max", batch_size=3)),
-    ("tiny-videomae", dict(frequency=2.0, clip_duration=0.3, layers=[0.25, 0.75], layer_aggregation="sum",
-                           token_aggregation="last", batch_size=1)),
+    (
+        "tiny-videomae",
+        dict(
+            frequency=3.0,
+            clip_duration=1.0,
+            num_frames=4,
+            layers=[0.0, 1.0],
+            layer_aggregation="group_mean",
+            token_aggregation="first",
+        ),
+    ),
+    (
+        "tiny-videomae",
+        dict(
+            frequency=1.5, max_imsize=40, layers="all", layer_aggregation="none", token_aggregation="max", batch_size=3
+        ),
+    ),
+    (
+        "tiny-videomae",
+        dict(
+            frequency=2.0,
+            clip_duration=0.3,
+            layers=[0.25, 0.75],
+            layer_aggregation="sum",
+            token_aggregation="last",
+            batch_size=1,
+        ),
+    ),
     ("tiny-xclip", dict(frequency=2.0)),
-    ("tiny-xclip", dict(frequency=2.5, clip_duration=1.5, layer_type="mit", layers="all",
-                        layer_aggregation="mean", token_aggregation="mean", max_imsize=50)),
+    (
+        "tiny-xclip",
+        dict(
+            frequency=2.5,
+            clip_duration=1.5,
+            layer_type="mit",
+            layers="all",
+            layer_aggregation="mean",
+            token_aggregation="mean",
+            max_imsize=50,
+        ),
+    ),
 ]
 IMAGE_CASES: list[tuple[str, dict[str, tp.Any]]] = [
     ("tiny-vit", dict(frequency=2.0)),
-    ("tiny-vit", dict(frequency=5.0, layers=[0.25, 1.0], layer_aggregation="mean", token_aggregation="cat",
-                      batch_size=4)),
+    (
+        "tiny-vit",
+        dict(frequency=5.0, layers=[0.25, 1.0], layer_aggregation="mean", token_aggregation="cat", batch_size=4),
+    ),
     ("tiny-vit", dict(frequency=3.0, layers="all", layer_aggregation="group_mean", token_aggregation="first")),
 ]
 VIDEOS = ["bars_12fps.mp4", "drift_25fps.mp4"]
-_REF_FIELDS = ("frequency", "clip_duration", "num_frames", "max_imsize", "layers", "layer_aggregation",
-               "token_aggregation", "layer_type")
+_REF_FIELDS = (
+    "frequency",
+    "clip_duration",
+    "num_frames",
+    "max_imsize",
+    "layers",
+    "layer_aggregation",
+    "token_aggregation",
+    "layer_type",
+)
 
 
 def _stored(run: tp.Any, video: Path) -> np.ndarray:
@@ -47,8 +89,9 @@ def _stored(run: tp.Any, video: Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("model", "fields"), VIDEO_CASES)
-def test_video_models_match_reference(make_run: tp.Any, models_dir: Path, sample_dir: Path,
-                                      model: str, fields: dict[str, tp.Any]) -> None:
+def test_video_models_match_reference(
+    make_run: tp.Any, models_dir: Path, sample_dir: Path, model: str, fields: dict[str, tp.Any]
+) -> None:
     run = make_run(model, **fields)
     ref_kwargs = {k: v for k, v in fields.items() if k in _REF_FIELDS}
     for name in VIDEOS:
@@ -61,8 +104,9 @@ def test_video_models_match_reference(make_run: tp.Any, models_dir: Path, sample
 
 
 @pytest.mark.parametrize(("model", "fields"), IMAGE_CASES)
-def test_image_models_match_reference(make_run: tp.Any, models_dir: Path, sample_dir: Path,
-                                      model: str, fields: dict[str, tp.Any]) -> None:
+def test_image_models_match_reference(
+    make_run: tp.Any, models_dir: Path, sample_dir: Path, model: str, fields: dict[str, tp.Any]
+) -> None:
     run = make_run(model, **fields)
     ref_kwargs = {k: v for k, v in fields.items() if k in _REF_FIELDS}
     for name in VIDEOS:

@@ -143,14 +143,21 @@ def test_find_videos_errors_name_the_field(tmp_path: Path) -> None:
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PIPELINE_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "pipeline.launch", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.launch", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_cli_local_executor_end_to_end(models_dir: Path, sample_dir: Path, tmp_path: Path) -> None:
     """The real command line: Hydra config, submitit LocalExecutor subprocesses, summary, exit code."""
-    common = [f"videos={sample_dir}", f"store={tmp_path / 'cli.zarr'}", f"models_dir={models_dir}",
-              "model=tiny_xclip", "videos_per_job=2", "frequency=3"]
+    common = [
+        f"videos={sample_dir}",
+        f"store={tmp_path / 'cli.zarr'}",
+        f"models_dir={models_dir}",
+        "model=tiny_xclip",
+        "videos_per_job=2",
+        "frequency=3",
+    ]
     first = _cli(*common, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "3 to compute in 2 job(s)" in first.stdout and "computed 3  cached 0  failed 0" in first.stdout

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import typing as tp
+
+import pytest
+
+from pipeline.config import ConfigError, build_run_config
+
+BASE: dict[str, tp.Any] = {"model": {"name": "tiny-videomae", "family": "videomae", "tiny": True}, "videos": "v"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"frequency": 0}, "frequency: must be a positive number"),
+        ({"frequency": "fast"}, "frequency: "),
+        ({"clip_duration": -1.0}, "clip_duration: must be a positive number"),
+        ({"num_frames": 0}, "num_frames: must be at least 1"),
+        ({"max_imsize": 0}, "max_imsize: must be at least 1"),
+        ({"layers": [0.2, 1.5]}, "layers: relative depths must lie in \\[0, 1\\]"),
+        ({"layers": []}, "layers: needs at least one"),
+        ({"layer_aggregation": "median"}, "layer_aggregation: "),
+        ({"token_aggregation": "avg"}, "token_aggregation: "),
+        ({"dtype": "float64"}, "dtype: "),
+        ({"batch_size": 0}, "batch_size: must be at least 1"),
+        ({"device": "tpu"}, "device: must be auto, cpu"),
+        ({"frequncy": 2.0}, "frequncy: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_values_name_their_field(fields: dict[str, tp.Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        build_run_config({**BASE, **fields})
+
+
+def test_native_frequency_and_integer_values_are_accepted() -> None:
+    run = build_run_config({**BASE, "frequency": "native", "layers": [0, 1], "clip_duration": 2})
+    assert run.embed.frequency == "native" and run.embed.layers == [0.0, 1.0] and run.embed.clip_duration == 2.0
