@@ -7,7 +7,9 @@ Weights come from a fixed seed: the same folder is rebuilt bit for bit on any ma
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
 import typing as tp
 from pathlib import Path
@@ -15,9 +17,12 @@ from pathlib import Path
 import torch
 
 SEED = 1234
+TINY_VERSION = 2
+"""Bump when a builder changes: folders built by another version are rebuilt."""
 _IMG = 32
 _PATCH = 8
 _FRAMES = 4
+"""Frames per clip of the tiny models; VideoMAE takes 16, as the real one, for the benchmark config."""
 _MEAN = [0.45, 0.45, 0.45]
 _STD = [0.225, 0.225, 0.225]
 
@@ -59,7 +64,7 @@ def _videomae() -> tuple[tp.Any, tp.Any]:
     import transformers as tr
 
     cfg = tr.VideoMAEConfig(
-        image_size=_IMG, patch_size=_PATCH, num_frames=_FRAMES, tubelet_size=2, use_mean_pooling=False, **_vit_sizes()
+        image_size=_IMG, patch_size=_PATCH, num_frames=16, tubelet_size=2, use_mean_pooling=False, **_vit_sizes()
     )
     return tr.VideoMAEModel(cfg), _videomae_processor()
 
@@ -187,8 +192,11 @@ TINY_FAMILIES = tuple(BUILDERS)
 def ensure_tiny_model(family: str, models_dir: str | Path) -> Path:
     """Build ``tiny-<family>`` under ``models_dir`` once; later calls return the existing folder."""
     target = Path(models_dir) / f"tiny-{family}"
-    if (target / "config.json").exists():
+    stamp = target / "pipeline_tiny.json"
+    if stamp.exists() and json.loads(stamp.read_text()).get("version") == TINY_VERSION:
         return target
+    if target.exists():
+        shutil.rmtree(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".tiny-{family}-") as tmp:
         stage = Path(tmp) / "model"
@@ -198,9 +206,10 @@ def ensure_tiny_model(family: str, models_dir: str | Path) -> Path:
         model, processor = BUILDERS[family]()
         model.save_pretrained(stage)
         processor.save_pretrained(stage)
+        (stage / "pipeline_tiny.json").write_text(json.dumps({"version": TINY_VERSION, "seed": SEED}))
         try:
             os.rename(stage, target)
         except OSError:
-            if not (target / "config.json").exists():
+            if not stamp.exists():
                 raise
     return target

@@ -59,8 +59,8 @@ def test_xclip_without_mit_reads_the_last_frame_of_each_clip(make_run: tp.Any, s
 
 
 def test_num_frames_above_the_model_maximum_fails_before_submission(make_run: tp.Any) -> None:
-    run = make_run("tiny-videomae", num_frames=9)
-    with pytest.raises(ConfigError, match="num_frames: .* at most 4"):
+    run = make_run("tiny-videomae", num_frames=17)
+    with pytest.raises(ConfigError, match="num_frames: .* at most 16"):
         launch(run)
     assert not Path(run.store).exists()
 

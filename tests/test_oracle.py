@@ -22,7 +22,7 @@ VIDEO_CASES: list[tuple[str, dict[str, tp.Any]]] = [
         dict(
             frequency=3.0,
             clip_duration=1.0,
-            num_frames=4,
+            num_frames=16,
             layers=[0.0, 1.0],
             layer_aggregation="group_mean",
             token_aggregation="first",
