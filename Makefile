@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test lint sample models clean
+.PHONY: install run test lint sample models clean bench
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,3 +35,6 @@ lint: $(STAMP)
 
 clean:
 	rm -rf embeddings.zarr sample_videos models .hydra .pytest_cache
+
+bench: $(STAMP)
+	$(PY) benchmarks/throughput.py

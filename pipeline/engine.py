@@ -14,6 +14,7 @@ from . import aggregation, decoding, timegrid
 from .config import ConfigError, EmbedConfig
 from .models import Adapter, adapter_class
 
+_PREPROCESS_CHUNK = 16
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -137,36 +138,19 @@ class Embedder:
     def _clip_duration(self, freq: float) -> float:
         return 1 / freq if self.config.clip_duration is None else self.config.clip_duration
 
-    # --- video models ------------------------------------------------------------------------
+    # --- the time grid ---------------------------------------------------------------------
     def _embed_clips(self, path: str, info: decoding.VideoInfo, freq: float, n_steps: int) -> Embedding:
         assert self.num_frames is not None
         clip_duration = self._clip_duration(freq)
         ends = timegrid.clip_end_times(info.duration, n_steps)
         times = timegrid.clip_frame_times(ends, timegrid.clip_offsets(self.num_frames, clip_duration))
-        index = timegrid.frame_indices(times, info.fps)
         audio = self._audio(path, ends, clip_duration)
-        frames = prefetch(decoding.iter_frames(path, np.unique(index)))
-        buffer: dict[int, np.ndarray] = {}
-        rows: np.ndarray | None = None
-        indices: list[int] = []
-        for lo in range(0, n_steps, self.batch_size):
-            hi = min(lo + self.batch_size, n_steps)
-            needed = int(index[lo:hi].max())
-            while needed not in buffer:
-                i, frame = next(frames)
-                buffer[i] = decoding.downsize(frame, self.config.max_imsize)
-            clips = [[buffer[int(i)] for i in index[k]] for k in range(lo, hi)]
-            batch_audio = audio[lo:hi] if audio is not None else None
-            reduced, indices = self._reduce(self.adapter.hidden_states(clips, batch_audio))
-            if rows is None:
-                rows = np.zeros((n_steps, *reduced.shape[1:]), np.float32)
-            rows[lo:hi] = reduced
-            if hi < n_steps:
-                keep_from = int(index[hi].min())
-                for i in [i for i in buffer if i < keep_from]:
-                    del buffer[i]
-        assert rows is not None
-        return self._finish(rows, freq, info.duration, indices)
+        return self._run_steps(path, timegrid.frame_indices(times, info.fps), freq, info.duration, audio)
+
+    def _embed_frames(self, path: str, info: decoding.VideoInfo, freq: float, n_steps: int) -> Embedding:
+        times = timegrid.image_frame_times(info.duration, n_steps)
+        index = timegrid.frame_indices(times, info.fps)[:, None]
+        return self._run_steps(path, index, freq, info.duration, None)
 
     def _audio(self, path: str, ends: np.ndarray, clip_duration: float) -> list[np.ndarray] | None:
         if not (self.config.use_audio and self.adapter.uses_audio):
@@ -175,24 +159,55 @@ class Embedder:
         track = decoding.load_audio(path, rate)
         return [track[int(max(0.0, t - clip_duration) * rate) : int(t * rate)] for t in ends]
 
-    # --- image models ------------------------------------------------------------------------
-    def _embed_frames(self, path: str, info: decoding.VideoInfo, freq: float, n_steps: int) -> Embedding:
-        times = timegrid.image_frame_times(info.duration, n_steps)
-        index = timegrid.frame_indices(times, info.fps)
-        frames = prefetch(decoding.iter_frames(path, np.unique(index)))
+    # --- decoding, preprocessing and batched forward passes --------------------------------------
+    def _frame_source(self, path: str, wanted: np.ndarray) -> tp.Iterator[tuple[int, tp.Any]]:
+        """Decoded frames (downsized for video models), preprocessed here when the adapter allows it."""
+        frames: tp.Iterator[tuple[int, tp.Any]] = decoding.iter_frames(path, wanted)
+        if self.adapter.is_video and self.config.max_imsize is not None:
+            frames = ((i, decoding.downsize(f, self.config.max_imsize)) for i, f in frames)
+        if not self.adapter.framewise:
+            yield from frames
+            return
+        frames = prefetch(frames)  # decoding and preprocessing overlap: each runs in its own thread
+        chunk: list[tuple[int, np.ndarray]] = []
+        for item in frames:
+            chunk.append(item)
+            if len(chunk) == _PREPROCESS_CHUNK:
+                yield from zip([i for i, _ in chunk], self.adapter.preprocess_frames([f for _, f in chunk]))
+                chunk = []
+        if chunk:
+            yield from zip([i for i, _ in chunk], self.adapter.preprocess_frames([f for _, f in chunk]))
+
+    def _states(self, items: list[list[tp.Any]], audio: list[np.ndarray] | None) -> torch.Tensor:
+        if not self.adapter.framewise:
+            return self.adapter.hidden_states(items, audio)
+        pixels = torch.stack([torch.stack(step) for step in items])
+        return self.adapter.hidden_states_from_pixels(pixels if self.adapter.is_video else pixels[:, 0])
+
+    def _run_steps(
+        self, path: str, index: np.ndarray, freq: float, duration: float, audio: list[np.ndarray] | None
+    ) -> Embedding:
+        """``index[k]`` lists the frames of output step k (non-decreasing over k); frames are decoded once,
+        kept only while a coming step needs them, and steps go through the model ``batch_size`` at a time."""
+        n_steps = index.shape[0]
+        frames = prefetch(self._frame_source(path, np.unique(index)))
+        buffer: dict[int, tp.Any] = {}
         rows: np.ndarray | None = None
         indices: list[int] = []
-        current: dict[int, np.ndarray] = {}
         for lo in range(0, n_steps, self.batch_size):
             hi = min(lo + self.batch_size, n_steps)
-            while int(index[hi - 1]) not in current:
-                i, frame = next(frames)
-                current[i] = frame
-            batch = [[current[int(i)]] for i in index[lo:hi]]
-            reduced, indices = self._reduce(self.adapter.hidden_states(batch))
+            needed = int(index[lo:hi].max())
+            while needed not in buffer:
+                i, item = next(frames)
+                buffer[i] = item
+            items = [[buffer[int(i)] for i in index[k]] for k in range(lo, hi)]
+            reduced, indices = self._reduce(self._states(items, audio[lo:hi] if audio is not None else None))
             if rows is None:
                 rows = np.zeros((n_steps, *reduced.shape[1:]), np.float32)
             rows[lo:hi] = reduced
-            current = {i: f for i, f in current.items() if i >= int(index[hi - 1])}
+            if hi < n_steps:
+                keep_from = int(index[hi].min())
+                for i in [i for i in buffer if i < keep_from]:
+                    del buffer[i]
         assert rows is not None
-        return self._finish(rows, freq, info.duration, indices)
+        return self._finish(rows, freq, duration, indices)

@@ -41,6 +41,9 @@ class Adapter:
     input_field: tp.ClassVar[str] = "images"
     do_rescale: tp.ClassVar[bool] = True
     max_batch: tp.ClassVar[int | None] = None
+    framewise: bool = True
+    """The processor treats frames independently: each decoded frame can be preprocessed once and the
+    clips assembled from the results (``tests/test_families.py`` checks equality per family)."""
 
     def __init__(
         self,
@@ -102,9 +105,24 @@ class Adapter:
     def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
         return {self.input_field: [list(c) for c in clips], "return_tensors": "pt"}
 
-    def prepare(self, clips: list[Clip], audio: list[np.ndarray] | None = None) -> dict[str, tp.Any]:
-        """Processor inputs for a batch, NaN-fixed, on the model's device and dtype."""
-        inputs = dict(self.processor(**self.processor_inputs(clips, audio)))
+    def preprocess_frames(self, frames: list[np.ndarray]) -> torch.Tensor:
+        """Pixel values of single frames, ``(n, channels, height, width)``, exactly as within a clip."""
+        pixels = self.processor(**self.processor_inputs([[f] for f in frames], None))["pixel_values"]
+        return pixels[:, 0] if pixels.ndim == 5 else pixels
+
+    def static_inputs(self) -> dict[str, tp.Any]:
+        """Inputs that are the same for every batch (X-CLIP's empty text)."""
+        return {}
+
+    def hidden_states_from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Hidden states from preprocessed pixels, ``(batch, frames, C, H, W)`` or ``(batch, C, H, W)``."""
+        inputs = self.prepare({"pixel_values": pixels, **self.static_inputs()})
+        with torch.inference_mode():
+            return self.read_states(self.run(inputs), pixels.shape[0])
+
+    def prepare(self, raw: tp.Mapping[str, tp.Any]) -> dict[str, tp.Any]:
+        """Processor outputs NaN-fixed, on the model's device and dtype."""
+        inputs = dict(raw)
         fix_pixel_values(inputs)
         moved: dict[str, tp.Any] = {}
         for key, value in inputs.items():
@@ -123,7 +141,7 @@ class Adapter:
 
     def hidden_states(self, clips: list[Clip], audio: list[np.ndarray] | None = None) -> torch.Tensor:
         """``(batch, layers, tokens, *features)`` for a batch of clips (or of single frames)."""
-        inputs = self.prepare(clips, audio)
+        inputs = self.prepare(self.processor(**self.processor_inputs(clips, audio)))
         with torch.inference_mode():
             return self.read_states(self.run(inputs), len(clips))
 
@@ -158,6 +176,10 @@ class VJEPA2Adapter(Adapter):
     """
 
     family = "vjepa2"
+
+    @property
+    def framewise(self) -> bool:  # type: ignore[override]
+        return not type(self.processor).__name__.endswith("VideoProcessor")
 
     @classmethod
     def max_frames(cls, hf_config: tp.Any) -> int:
@@ -196,6 +218,11 @@ class XCLIPAdapter(Adapter):
     def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
         return {"videos": [list(c) for c in clips], "text": "", "return_tensors": "pt"}
 
+    def static_inputs(self) -> dict[str, tp.Any]:
+        if not hasattr(self, "_text"):
+            self._text = dict(self.processor(text="", return_tensors="pt"))
+        return dict(self._text)
+
     def run(self, inputs: dict[str, tp.Any]) -> tp.Any:
         if self.layer_type != "mit":
             return self.model(**inputs, output_hidden_states=True)
@@ -231,6 +258,7 @@ class LlavaNextVideoAdapter(Adapter):
 
     family = "llava_next_video"
     input_field = "videos"
+    framewise = False
 
     @classmethod
     def check_layer_type(cls, layer_type: str) -> None:
@@ -268,6 +296,7 @@ class Phi4MultimodalAdapter(Adapter):
     family = "phi4_multimodal"
     uses_audio = True
     max_batch = 1
+    framewise = False
     audio_rate = 44_100
 
     @classmethod

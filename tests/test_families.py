@@ -89,3 +89,37 @@ def test_families_needing_torchvision_say_so(make_run: tp.Any) -> None:
         transformers.LlavaNextVideoVideoProcessor()
     run = make_run("tiny-videomae")
     prepare_model(run)  # the offline families are unaffected
+
+
+@pytest.mark.parametrize("model", ["tiny-videomae", "tiny-timesformer", "tiny-vivit", "tiny-vjepa2", "tiny-xclip"])
+def test_framewise_preprocessing_equals_the_processor_on_clips(make_run: tp.Any, model: str) -> None:
+    """Preprocessing each frame once and stacking gives the processor's own clip output, bit for bit."""
+    import torch
+
+    from pipeline.engine import Embedder
+
+    embedder = Embedder(make_run(model).embed, make_run(model).model_source())
+    adapter, nf = embedder.adapter, embedder.num_frames or 0
+    assert adapter.framewise
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (45, 70, 3), dtype=np.uint8) for _ in range(nf + 2)]
+    frames.append(np.zeros((45, 70, 3), np.uint8))  # a uniform frame
+    clips = [frames[0:nf], frames[3 : nf + 3]]
+    whole = adapter.processor(**adapter.processor_inputs(clips, None))["pixel_values"]
+    per_frame = adapter.preprocess_frames(frames)
+    assembled = torch.stack([per_frame[0:nf], per_frame[3 : nf + 3]])
+    assert torch.equal(whole, assembled)
+    torch.testing.assert_close(adapter.hidden_states(clips), adapter.hidden_states_from_pixels(assembled))
+
+
+@pytest.mark.parametrize("model", ["tiny-vit", "tiny-clip", "tiny-dinov2"])
+def test_framewise_preprocessing_equals_the_processor_on_images(make_run: tp.Any, model: str) -> None:
+    import torch
+
+    from pipeline.engine import Embedder
+
+    adapter = Embedder(make_run(model).embed, make_run(model).model_source()).adapter
+    rng = np.random.default_rng(1)
+    frames = [[rng.integers(0, 255, (45, 70, 3), dtype=np.uint8)] for _ in range(3)]
+    whole = adapter.processor(**adapter.processor_inputs(frames, None))["pixel_values"]
+    assert torch.equal(whole, adapter.preprocess_frames([f[0] for f in frames]))

@@ -1,0 +1,176 @@
+"""Throughput benchmark (``make bench``): the literal reference loop, the pipeline's engine, and a plain
+sequential decode, on the same machine in one run. Prints a table; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline import decoding, timegrid  # noqa: E402
+from pipeline.config import build_run_config  # noqa: E402
+from pipeline.engine import Embedder  # noqa: E402
+from pipeline.sample import write_video  # noqa: E402
+from pipeline.tiny import ensure_tiny_model  # noqa: E402
+
+CONFIGS = {
+    "tiny_videomae 2 Hz, 16 frames / 1 s clip": dict(
+        model={"name": "tiny-videomae", "family": "videomae", "tiny": True}, frequency=2.0, clip_duration=1.0
+    ),
+    "tiny_vit 4 Hz": dict(model={"name": "tiny-vit", "family": "image", "tiny": True}, frequency=4.0),
+}
+
+
+_TEXTURES: dict[tuple[int, int], np.ndarray] = {}
+
+
+def bench_frame(k: int, fps: float, width: int, height: int) -> np.ndarray:
+    """A smooth random texture (upsampled noise, like natural footage) panning a few pixels per frame."""
+    from PIL import Image
+
+    if (width, height) not in _TEXTURES:
+        noise = np.random.default_rng(0).integers(0, 255, (height // 16, width // 16, 3), dtype=np.uint8)
+        _TEXTURES[width, height] = np.asarray(Image.fromarray(noise).resize((width, height), Image.BICUBIC))
+    return np.roll(_TEXTURES[width, height], (k * 2, k * 3), axis=(0, 1))
+
+
+def make_video(folder: Path, seconds: int) -> Path:
+    path = folder / f"bench_{seconds}s_640x360_30fps.mp4"
+    if not path.exists():
+        tmp = path.with_suffix(".part.mp4")
+        write_video(tmp, fps=30, seconds=seconds, width=640, height=360, frame=bench_frame)
+        tmp.rename(path)
+    return path
+
+
+def plain_decode(path: Path) -> float:
+    """The decode limit: every frame of the file decoded and converted to RGB, in order."""
+    import av
+
+    start = time.perf_counter()
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            frame.to_ndarray(format="rgb24")
+    return time.perf_counter() - start
+
+
+def engine_decode(path: Path, embedder: Embedder, freq: float) -> float:
+    """The engine's own decoding pass alone: the frames its clips (or steps) need, one pass."""
+    info = decoding.probe(path)
+    n = timegrid.n_output_steps(info.duration, freq)
+    if embedder.adapter.is_video:
+        assert embedder.num_frames is not None
+        ends = timegrid.clip_end_times(info.duration, n)
+        times = timegrid.clip_frame_times(ends, timegrid.clip_offsets(embedder.num_frames, embedder._clip_duration(freq)))
+    else:
+        times = timegrid.image_frame_times(info.duration, n)
+    wanted = np.unique(timegrid.frame_indices(times, info.fps))
+    start = time.perf_counter()
+    for _ in decoding.iter_frames(path, wanted):
+        pass
+    return time.perf_counter() - start
+
+
+def peak_rss_mb(path: Path, name: str, models_dir: Path) -> float:
+    """Peak RSS of a fresh process that embeds ``path`` with the engine."""
+    code = (
+        "import json,resource,sys; sys.path.insert(0, %r)\n"
+        "from benchmarks.throughput import CONFIGS, embedder_for\n"
+        "e = embedder_for(%r, %r)\n"
+        "e.embed(%r)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    ) % (str(ROOT), name, str(models_dir), str(path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def embedder_for(name: str, models_dir: str, batch_size: int = 16) -> Embedder:
+    run = build_run_config({**CONFIGS[name], "videos": ".", "models_dir": models_dir, "device": "cpu"})
+    return Embedder(run.embed, run.model_source(), device="cpu", batch_size=batch_size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workdir", default=str(ROOT / ".bench"))
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--long-seconds", type=int, default=600)
+    parser.add_argument("--json", default="")
+    args = parser.parse_args()
+    from tests.reference_loop import reference_image_model, reference_video_model
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    models_dir = work / "models"
+    for family in ("videomae", "vit"):
+        ensure_tiny_model(family, models_dir)
+    t0 = time.perf_counter()
+    video = make_video(work, args.seconds)
+    long_video = make_video(work, args.long_seconds)
+    print(f"videos ready in {time.perf_counter() - t0:.1f} s: {video.name}, {long_video.name}")
+    plain = min(plain_decode(video) for _ in range(2))
+    results = []
+    for name, cfg in CONFIGS.items():
+        embedder = embedder_for(name, str(models_dir))
+        freq = float(cfg["frequency"])  # type: ignore[arg-type]
+        start = time.perf_counter()
+        ours = embedder.embed(str(video))
+        t_engine = time.perf_counter() - start
+        t_decode = min(engine_decode(video, embedder, freq) for _ in range(2))
+        model_dir = str(models_dir / cfg["model"]["name"])  # type: ignore[index]
+        start = time.perf_counter()
+        if embedder.adapter.is_video:
+            ref = reference_video_model(str(video), model_dir, "videomae", frequency=freq, clip_duration=1.0)
+        else:
+            ref = reference_image_model(str(video), model_dir, frequency=freq)
+        t_ref = time.perf_counter() - start
+        rss_short = peak_rss_mb(video, name, models_dir)
+        rss_long = peak_rss_mb(long_video, name, models_dir)
+        results.append(
+            dict(
+                config=name,
+                reference_s=t_ref,
+                engine_s=t_engine,
+                reference_video_s_per_s=args.seconds / t_ref,
+                engine_video_s_per_s=args.seconds / t_engine,
+                speedup=t_ref / t_engine,
+                max_abs_diff=float(np.abs(ref - ours.data).max()),
+                engine_decode_s=t_decode,
+                plain_decode_s=plain,
+                decode_ratio=t_decode / plain,
+                rss_mb_short=rss_short,
+                rss_mb_long=rss_long,
+                rss_ratio=rss_long / rss_short,
+            )
+        )
+    header = (
+        f"| config | reference (video-s/s) | engine (video-s/s) | speedup | max abs diff | engine decode / plain "
+        f"decode | peak RSS {args.seconds} s / {args.long_seconds} s |"
+    )
+    print(header)
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['config']} | {r['reference_video_s_per_s']:.2f} | {r['engine_video_s_per_s']:.2f} | "
+            f"{r['speedup']:.1f}x | {r['max_abs_diff']:.1e} | {r['engine_decode_s']:.2f} s / "
+            f"{r['plain_decode_s']:.2f} s = {r['decode_ratio']:.2f} | {r['rss_mb_short']:.0f} MB / "
+            f"{r['rss_mb_long']:.0f} MB = {r['rss_ratio']:.2f} |"
+        )
+    print(f"(this machine: {resource.getpagesize()} B pages, torch threads from PIPELINE_THREADS or default)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
