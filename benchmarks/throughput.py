@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -73,7 +72,8 @@ def engine_decode(path: Path, embedder: Embedder, freq: float) -> float:
     if embedder.adapter.is_video:
         assert embedder.num_frames is not None
         ends = timegrid.clip_end_times(info.duration, n)
-        times = timegrid.clip_frame_times(ends, timegrid.clip_offsets(embedder.num_frames, embedder._clip_duration(freq)))
+        offsets = timegrid.clip_offsets(embedder.num_frames, embedder.clip_duration_for(freq))
+        times = timegrid.clip_frame_times(ends, offsets)
     else:
         times = timegrid.image_frame_times(info.duration, n)
     wanted = np.unique(timegrid.frame_indices(times, info.fps))
@@ -86,12 +86,11 @@ def engine_decode(path: Path, embedder: Embedder, freq: float) -> float:
 def peak_rss_mb(path: Path, name: str, models_dir: Path) -> float:
     """Peak RSS of a fresh process that embeds ``path`` with the engine."""
     code = (
-        "import json,resource,sys; sys.path.insert(0, %r)\n"
-        "from benchmarks.throughput import CONFIGS, embedder_for\n"
-        "e = embedder_for(%r, %r)\n"
-        "e.embed(%r)\n"
+        f"import resource, sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from benchmarks.throughput import embedder_for\n"
+        f"embedder_for({name!r}, {str(models_dir)!r}).embed({str(path)!r})\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
-    ) % (str(ROOT), name, str(models_dir), str(path))
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -167,7 +166,9 @@ def main() -> None:
             f"{r['plain_decode_s']:.2f} s = {r['decode_ratio']:.2f} | {r['rss_mb_short']:.0f} MB / "
             f"{r['rss_mb_long']:.0f} MB = {r['rss_ratio']:.2f} |"
         )
-    print(f"(this machine: {resource.getpagesize()} B pages, torch threads from PIPELINE_THREADS or default)")
+    import torch
+
+    print(f"torch threads: {torch.get_num_threads()}, batch size 16, device cpu")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -132,16 +132,16 @@ class Embedder:
             duration=duration,
             layer_indices=indices,
             num_frames=self.num_frames,
-            clip_duration=self._clip_duration(freq) if self.adapter.is_video else None,
+            clip_duration=self.clip_duration_for(freq) if self.adapter.is_video else None,
         )
 
-    def _clip_duration(self, freq: float) -> float:
+    def clip_duration_for(self, freq: float) -> float:
         return 1 / freq if self.config.clip_duration is None else self.config.clip_duration
 
     # --- the time grid ---------------------------------------------------------------------
     def _embed_clips(self, path: str, info: decoding.VideoInfo, freq: float, n_steps: int) -> Embedding:
         assert self.num_frames is not None
-        clip_duration = self._clip_duration(freq)
+        clip_duration = self.clip_duration_for(freq)
         ends = timegrid.clip_end_times(info.duration, n_steps)
         times = timegrid.clip_frame_times(ends, timegrid.clip_offsets(self.num_frames, clip_duration))
         audio = self._audio(path, ends, clip_duration)
