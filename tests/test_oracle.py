@@ -80,12 +80,17 @@ _REF_FIELDS = (
 )
 
 
-def _stored(run: tp.Any, video: Path) -> np.ndarray:
+def _check_against_reference(run: tp.Any, sample_dir: Path, reference: tp.Callable[[str], np.ndarray]) -> None:
+    """Launch the pipeline, then compare each stored array with the reference loop's output."""
     summary = launch(run)
     assert not summary.failed
-    data, attrs = store_mod.open(run.store).load_numpy(config=run.embed, video=video)
-    assert attrs["frequency"] == run.embed.frequency
-    return data
+    reader = store_mod.open(run.store)
+    for name in VIDEOS:
+        got, attrs = reader.load_numpy(config=run.embed, video=sample_dir / name)
+        assert attrs["frequency"] == run.embed.frequency
+        expected = reference(str(sample_dir / name))
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize(("model", "fields"), VIDEO_CASES)
@@ -93,14 +98,11 @@ def test_video_models_match_reference(
     make_run: tp.Any, models_dir: Path, sample_dir: Path, model: str, fields: dict[str, tp.Any]
 ) -> None:
     run = make_run(model, **fields)
-    ref_kwargs = {k: v for k, v in fields.items() if k in _REF_FIELDS}
-    for name in VIDEOS:
-        expected = reference_video_model(
-            str(sample_dir / name), str(models_dir / model), run.embed.model.family, **ref_kwargs
-        )
-        got = _stored(run, sample_dir / name)
-        assert got.shape == expected.shape
-        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    kwargs = {k: v for k, v in fields.items() if k in _REF_FIELDS}
+    family = run.embed.model.family
+    _check_against_reference(
+        run, sample_dir, lambda video: reference_video_model(video, str(models_dir / model), family, **kwargs)
+    )
 
 
 @pytest.mark.parametrize(("model", "fields"), IMAGE_CASES)
@@ -108,9 +110,7 @@ def test_image_models_match_reference(
     make_run: tp.Any, models_dir: Path, sample_dir: Path, model: str, fields: dict[str, tp.Any]
 ) -> None:
     run = make_run(model, **fields)
-    ref_kwargs = {k: v for k, v in fields.items() if k in _REF_FIELDS}
-    for name in VIDEOS:
-        expected = reference_image_model(str(sample_dir / name), str(models_dir / model), **ref_kwargs)
-        got = _stored(run, sample_dir / name)
-        assert got.shape == expected.shape
-        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    kwargs = {k: v for k, v in fields.items() if k in _REF_FIELDS}
+    _check_against_reference(
+        run, sample_dir, lambda video: reference_image_model(video, str(models_dir / model), **kwargs)
+    )
