@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import queue
 import threading
 import typing as tp
@@ -169,13 +170,7 @@ class Embedder:
             yield from frames
             return
         frames = prefetch(frames)  # decoding and preprocessing overlap: each runs in its own thread
-        chunk: list[tuple[int, np.ndarray]] = []
-        for item in frames:
-            chunk.append(item)
-            if len(chunk) == _PREPROCESS_CHUNK:
-                yield from zip([i for i, _ in chunk], self.adapter.preprocess_frames([f for _, f in chunk]))
-                chunk = []
-        if chunk:
+        while chunk := list(itertools.islice(frames, _PREPROCESS_CHUNK)):
             yield from zip([i for i, _ in chunk], self.adapter.preprocess_frames([f for _, f in chunk]))
 
     def _states(self, items: list[list[tp.Any]], audio: list[np.ndarray] | None) -> torch.Tensor:

@@ -175,12 +175,13 @@ class Summary:
 def _follow(jobs: list[tp.Any], plan: Plan, store: Store) -> None:
     from tqdm import tqdm
 
-    total = len(plan.to_compute)
-    with tqdm(total=total, desc="videos", unit="video") as bar:
+    remaining = {h for _, h in plan.to_compute}
+    with tqdm(total=len(remaining), desc="videos", unit="video") as bar:
         while True:
             finished = all(job.done() for job in jobs)
-            done = sum(store.has(plan.config_uid, h) for _, h in plan.to_compute)
-            bar.update(done - bar.n)
+            landed = {h for h in remaining if store.has(plan.config_uid, h)}
+            remaining -= landed
+            bar.update(len(landed))
             if finished:
                 return
             time.sleep(1.0)

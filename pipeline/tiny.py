@@ -48,7 +48,7 @@ def _clip_tokenizer() -> tuple[tp.Any, int]:
     return CLIPTokenizer(vocab=vocab, merges=[]), len(vocab)
 
 
-def _videomae_processor(**extra: tp.Any) -> tp.Any:
+def _videomae_processor() -> tp.Any:
     from transformers import VideoMAEImageProcessor
 
     return VideoMAEImageProcessor(
@@ -56,7 +56,6 @@ def _videomae_processor(**extra: tp.Any) -> tp.Any:
         crop_size={"height": _IMG, "width": _IMG},
         image_mean=_MEAN,
         image_std=_STD,
-        **extra,
     )
 
 
