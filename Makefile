@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test lint sample models clean bench
+.PHONY: install run test lint sample models clean bench slurm-up slurm-down status
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,16 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipeline tests examples 2>/dev/null || $(VENV)/bin/ruff check pipeline tests
 	$(VENV)/bin/mypy pipeline
+
+# A one-node SLURM cluster on localhost (root): `make slurm-up`, then `make run ARGS=executor=slurm`.
+slurm-up:
+	bash jobs/slurm-up.sh
+
+slurm-down:
+	bash jobs/slurm-down.sh
+
+status: $(STAMP)
+	$(PY) -m pipeline.status store=embeddings.zarr $(ARGS)
 
 clean:
 	rm -rf embeddings.zarr sample_videos models .hydra .pytest_cache

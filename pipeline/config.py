@@ -142,12 +142,37 @@ class EmbedConfig(pydantic.BaseModel):
 
 
 class ExecutorConfig(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="allow")
+    """Where jobs run. SLURM fields map onto sbatch options; local and debug ignore them."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
 
     name: tp.Literal["local", "debug", "slurm", "auto"] = "local"
-    timeout_min: int = 60
-    cpus_per_task: int = 2
-    gpus_per_node: int = 0
+    """``auto``: SLURM where ``sbatch`` is on the PATH, local otherwise."""
+    timeout_min: int = pydantic.Field(default=60, ge=1)
+    cpus_per_task: int = pydantic.Field(default=2, ge=1)
+    gpus_per_node: int = pydantic.Field(default=0, ge=0)
+    mem_gb: float | None = pydantic.Field(default=None, gt=0)
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    array_parallelism: int = pydantic.Field(default=16, ge=1)
+    """At most this many array tasks (shards) of one launch run at once."""
+    max_requeues: int = pydantic.Field(default=3, ge=0)
+    """Time-outs after which a shard is no longer requeued (pre-emptions do not count)."""
+    signal_delay_s: int = pydantic.Field(default=90, ge=0)
+    """SLURM signals a job this long before its time limit, so that it can checkpoint and requeue."""
+    sbatch_args: dict[str, str | int | float | bool] = {}
+    """Any other sbatch option, e.g. ``{mail-type: END}``."""
+    setup: list[str] = []
+    """Shell lines run before the worker starts (``module load ...``)."""
+
+    def resolved_name(self) -> str:
+        if self.name != "auto":
+            return self.name
+        import shutil
+
+        return "slurm" if shutil.which("sbatch") else "local"
 
 
 class RunConfig(pydantic.BaseModel):
@@ -164,13 +189,28 @@ class RunConfig(pydantic.BaseModel):
     videos_per_job: int = 8
     max_jobs: int = 4
     dry_run: bool = False
+    wait: bool = True
+    """False: submit, print the job ids and how to follow them, and return at once."""
+    retry_failed: bool = False
+    """Videos recorded as failed under this config are skipped by later launches unless this is set."""
+    max_attempts: int = 3
+    """A video whose worker died (killed, out of memory) this many times is recorded as failed."""
+    lease_ttl_s: float = 120.0
+    """A worker's claim on a video lapses this long after its last heartbeat."""
     executor: ExecutorConfig = ExecutorConfig()
 
-    @pydantic.field_validator("batch_size", "videos_per_job", "max_jobs")
+    @pydantic.field_validator("batch_size", "videos_per_job", "max_jobs", "max_attempts")
     @classmethod
     def _at_least_one(cls, value: int) -> int:
         if value < 1:
             raise ValueError(f"must be at least 1 (got {value})")
+        return value
+
+    @pydantic.field_validator("lease_ttl_s")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"must be positive (got {value})")
         return value
 
     @pydantic.field_validator("device")

@@ -8,14 +8,20 @@ import glob
 import json
 import math
 import os
+import shutil
+import subprocess
 import sys
 import time
 import typing as tp
+import uuid
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
+
 from .config import ConfigError, RunConfig, build_run_config
+from .lease import live_leases
 from .store import Store, content_hash
-from .worker import VideoResult, run_shard
+from .worker import ShardJob, VideoResult
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
@@ -91,6 +97,8 @@ class Plan:
     to_compute: list[tuple[str, str]]
     duplicates: dict[str, str]
     """path -> the path whose identical bytes are computed (or cached) instead."""
+    failed_before: dict[str, str]
+    """path -> the failure recorded by an earlier launch (not retried unless ``retry_failed``)."""
 
     def shards(self, videos_per_job: int, max_jobs: int) -> list[list[tuple[str, str]]]:
         if not self.to_compute:
@@ -105,8 +113,10 @@ def make_plan(run: RunConfig, store: Store) -> Plan:
     hashes = hash_videos(paths, store)
     cuid = run.embed.uid()
     done = store.done_hashes(cuid)
+    failures = {} if run.retry_failed else store.failures(cuid)
     first: dict[str, str] = {}
     duplicates: dict[str, str] = {}
+    failed_before: dict[str, str] = {}
     cached, to_compute = [], []
     for p in paths:
         h = hashes[p]
@@ -114,8 +124,14 @@ def make_plan(run: RunConfig, store: Store) -> Plan:
             duplicates[p] = first[h]
             continue
         first[h] = p
-        (cached.append(p) if h in done else to_compute.append((p, h)))
-    return Plan(cuid, paths, hashes, cached, to_compute, duplicates)
+        if h in done:
+            cached.append(p)
+        elif h in failures:
+            f = failures[h]
+            failed_before[p] = f"{f.get('error_type')}: {f.get('message')} (recorded {f.get('time')}, not retried)"
+        else:
+            to_compute.append((p, h))
+    return Plan(cuid, paths, hashes, cached, to_compute, duplicates, failed_before)
 
 
 def prepare_model(run: RunConfig) -> None:
@@ -139,17 +155,36 @@ def prepare_model(run: RunConfig) -> None:
 
 
 def make_executor(run: RunConfig, folder: Path) -> tp.Any:
+    """A submitit executor for ``executor.name`` (``auto`` resolved), jobs logged under ``folder``."""
     import submitit
 
-    params = run.executor.model_dump()
-    name = params.pop("name")
+    ex = run.executor
+    name = ex.resolved_name()
     if name == "debug":
         return submitit.DebugExecutor(folder=str(folder))
     if name == "local":
-        executor = submitit.LocalExecutor(folder=str(folder))
-        executor.update_parameters(timeout_min=params["timeout_min"])
+        executor: tp.Any = submitit.LocalExecutor(folder=str(folder))
+        executor.update_parameters(timeout_min=ex.timeout_min)
         return executor
-    raise ConfigError(f"executor.name: {name!r} is not available yet")
+    if shutil.which("sbatch") is None:
+        raise ConfigError("executor.name: slurm, but sbatch is not on the PATH (run `make slurm-up` for a local one)")
+    executor = submitit.SlurmExecutor(folder=str(folder / "%j"), max_num_timeout=ex.max_requeues)
+    optional = {k: getattr(ex, k) for k in ("partition", "account", "qos", "constraint") if getattr(ex, k)}
+    if ex.mem_gb:
+        optional["mem"] = f"{int(ex.mem_gb * 1024)}MB"
+    if ex.gpus_per_node:
+        optional["gpus_per_node"] = ex.gpus_per_node
+    executor.update_parameters(
+        job_name=f"pipeline-{run.embed.uid()}",
+        time=ex.timeout_min,
+        cpus_per_task=ex.cpus_per_task,
+        array_parallelism=ex.array_parallelism,
+        signal_delay_s=ex.signal_delay_s,
+        setup=list(ex.setup),
+        additional_parameters=dict(ex.sbatch_args),
+        **optional,
+    )
+    return executor
 
 
 @dataclasses.dataclass
@@ -159,36 +194,102 @@ class Summary:
     computed: list[str] = dataclasses.field(default_factory=list)
     cached: list[str] = dataclasses.field(default_factory=list)
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
+    not_done: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Videos left undone because their job ended without finishing them (cancelled, killed): relaunch."""
     duplicates: dict[str, str] = dataclasses.field(default_factory=dict)
+    discarded: list[str] = dataclasses.field(default_factory=list)
+    """Computed here but stored first by another worker: wasted work, never a second copy."""
+    job_ids: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.not_done
 
     def render(self) -> str:
         lines = [
             f"config {self.config_uid}  store {self.store}",
             f"  computed {len(self.computed)}  cached {len(self.cached)}  failed {len(self.failed)}"
-            + (f"  duplicates {len(self.duplicates)}" if self.duplicates else ""),
+            + (f"  not done {len(self.not_done)}" if self.not_done else "")
+            + (f"  duplicates {len(self.duplicates)}" if self.duplicates else "")
+            + (f"  computed twice {len(self.discarded)}" if self.discarded else ""),
         ]
         lines += [f"  same bytes as {src}: {p}" for p, src in self.duplicates.items()]
         lines += [f"  FAILED {p}: {why}" for p, why in self.failed.items()]
+        lines += [f"  NOT DONE {p}: {why}" for p, why in self.not_done.items()]
+        if self.not_done:
+            lines.append("  relaunch the same command to compute what is not done (stored videos are skipped)")
         return "\n".join(lines)
 
 
-def _follow(jobs: list[tp.Any], plan: Plan, store: Store) -> None:
-    from tqdm import tqdm
-
-    remaining = {h for _, h in plan.to_compute}
-    with tqdm(total=len(remaining), desc="videos", unit="video") as bar:
-        while True:
-            finished = all(job.done() for job in jobs)
-            landed = {h for h in remaining if store.has(plan.config_uid, h)}
-            remaining -= landed
-            bar.update(len(landed))
-            if finished:
-                return
-            time.sleep(1.0)
+_SLURM_ENDED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 
 
-def launch(run: RunConfig, *, out: tp.TextIO = sys.stdout) -> Summary:
-    """Plan, submit and follow one config; returns the summary (printed as well)."""
+def _slurm_states(jobs: list[tp.Any]) -> dict[str, str]:
+    """Array task id -> state, from squeue (sacct needs accounting, which small clusters lack)."""
+    from submitit.slurm.slurm import read_job_id
+
+    arrays = sorted({str(j.job_id).split("_")[0] for j in jobs})
+    try:
+        text = subprocess.run(
+            ["squeue", "-h", "--states=all", "-o", "%i|%T", "-j", ",".join(arrays)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    states = {}
+    for line in text.splitlines():
+        jid, _, state = line.strip().partition("|")
+        for parts in read_job_id(jid):
+            if len(parts) == 3:
+                states.update({f"{parts[0]}_{i}": state for i in range(int(parts[1]), int(parts[2]) + 1)})
+            else:
+                states["_".join(parts[:2])] = state
+    return states
+
+
+@dataclasses.dataclass
+class Launch:
+    """One submitted config: its plan, shards and jobs."""
+
+    run: RunConfig
+    plan: Plan
+    shards: list[list[tuple[str, str]]]
+    jobs: list[tp.Any]
+    summary: Summary
+    submitted: float = dataclasses.field(default_factory=time.time)
+    seen: set[str] = dataclasses.field(default_factory=set)
+
+    @property
+    def on_slurm(self) -> bool:
+        return self.run.executor.resolved_name() == "slurm"
+
+    def job_ended(self, states: dict[str, str]) -> dict[str, str]:
+        """Job id -> how it ended ("" for a result), for every job that is over."""
+        ended = {}
+        for job in self.jobs:
+            jid = str(job.job_id)
+            if not self.on_slurm:
+                if job.done():
+                    ended[jid] = ""
+                continue
+            if job.paths.result_pickle.exists():
+                ended[jid] = ""
+                continue
+            state = states.get(jid, "")
+            if state:
+                self.seen.add(jid)
+            if state.split()[0:1] and state.split()[0] in _SLURM_ENDED:
+                ended[jid] = state
+            elif not state and (jid in self.seen or time.time() - self.submitted > 120):
+                ended[jid] = "GONE"
+        return ended
+
+
+def submit(run: RunConfig, *, out: tp.TextIO = sys.stdout) -> Launch | None:
+    """Plan one config and submit its shards as one job array; None when there is nothing to submit."""
     prepare_model(run)
     store = Store(run.store)
     store.ensure()
@@ -197,47 +298,169 @@ def launch(run: RunConfig, *, out: tp.TextIO = sys.stdout) -> Summary:
     shards = plan.shards(run.videos_per_job, run.max_jobs)
     print(
         f"plan: {len(plan.paths)} videos found ({n_unique} distinct), {len(plan.cached)} cached, "
-        f"{len(plan.to_compute)} to compute in {len(shards)} job(s); config {plan.config_uid}",
+        + (f"{len(plan.failed_before)} failed before, " if plan.failed_before else "")
+        + f"{len(plan.to_compute)} to compute in {len(shards)} job(s); config {plan.config_uid}",
         file=out,
     )
     summary = Summary(plan.config_uid, str(store.path), cached=list(plan.cached), duplicates=plan.duplicates)
+    summary.failed.update(plan.failed_before)
     if run.dry_run:
         for i, shard in enumerate(shards):
             print(f"  job {i}: {len(shard)} videos: {', '.join(Path(p).name for p, _ in shard)}", file=out)
         print("dry run: nothing submitted", file=out)
-        return summary
+        return Launch(run, plan, [], [], summary)
     if not shards:
-        print(summary.render(), file=out)
-        return summary
+        return Launch(run, plan, [], [], summary)
     store.ensure_config(run.embed)
     executor = make_executor(run, store.path / "_jobs" / plan.config_uid)
     run_dict = run.model_dump(mode="json")
     with executor.batch():
-        jobs = [executor.submit(run_shard, run_dict, shard) for shard in shards]
-    print(f"submitted {len(jobs)} job(s): {' '.join(str(j.job_id) for j in jobs)}", file=out)
-    if run.executor.name != "debug":
-        _follow(jobs, plan, store)
-    for job, shard in zip(jobs, shards):
+        jobs = [executor.submit(ShardJob(), run_dict, shard) for shard in shards]
+    summary.job_ids = [str(j.job_id) for j in jobs]
+    launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    store.record_launch(plan.config_uid, launch_id, {h: p for p, h in plan.to_compute}, summary.job_ids)
+    print(f"submitted {len(jobs)} job(s) ({run.executor.resolved_name()}): {' '.join(summary.job_ids)}", file=out)
+    return Launch(run, plan, shards, jobs, summary)
+
+
+def follow(launch: Launch, *, out: tp.TextIO = sys.stdout, bar_position: int = 0) -> Summary:
+    """Show progress until every job is over, then fill the summary from the results and the store."""
+    from tqdm import tqdm
+
+    summary, plan, store = launch.summary, launch.plan, Store(launch.run.store)
+    if launch.jobs and launch.run.executor.name != "debug":
+        remaining = {h for _, h in plan.to_compute}
+        with tqdm(total=len(remaining), desc=plan.config_uid, unit="video", position=bar_position, file=out) as bar:
+            while True:
+                ended = launch.job_ended(_slurm_states(launch.jobs) if launch.on_slurm else {})
+                landed = {h for h in remaining if store.has(plan.config_uid, h)}
+                remaining -= landed
+                bar.update(len(landed))
+                if len(ended) == len(launch.jobs):
+                    break
+                time.sleep(2.0)
+    ended = launch.job_ended(_slurm_states(launch.jobs) if launch.on_slurm else {})
+    busy: dict[str, str] = {}
+    for job, shard in zip(launch.jobs, launch.shards):
+        how = ended.get(str(job.job_id), "")
+        if how:
+            for path, vhash in shard:
+                if store.has(plan.config_uid, vhash):
+                    summary.computed.append(path)
+                else:
+                    summary.not_done[path] = f"job {job.job_id} ended {how} before this video was stored"
+            continue
         try:
             results: list[VideoResult] = job.result()
-        except Exception as e:  # noqa: BLE001 - a crashed job fails its videos, with the reason
-            reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-            for path, _ in shard:
-                summary.failed[path] = f"job {job.job_id} failed: {reason}"
+        except Exception as e:  # noqa: BLE001 - a crashed job leaves its videos undone, with the reason
+            text = str(e).strip()
+            reason = text.splitlines()[-1] if text else type(e).__name__
+            for path, vhash in shard:
+                if store.has(plan.config_uid, vhash):
+                    summary.computed.append(path)
+                else:
+                    summary.not_done[path] = f"job {job.job_id} failed: {reason}"
             continue
         for r in results:
             if r.status == "computed":
                 summary.computed.append(r.video_path)
             elif r.status == "cached":
                 summary.cached.append(r.video_path)
+            elif r.status == "discarded":
+                summary.discarded.append(r.video_path)
+                summary.cached.append(r.video_path)
+            elif r.status == "busy":
+                busy[r.video_hash] = r.video_path
             else:
                 summary.failed[r.video_path] = r.error
+    _wait_for_others(launch, busy, out)
+    return summary
+
+
+def _wait_for_others(launch: Launch, busy: dict[str, str], out: tp.TextIO) -> None:
+    """Videos another launcher was computing: wait for them to land, fail, or for their lease to lapse."""
+    if not busy:
+        return
+    store, cuid, summary = Store(launch.run.store), launch.plan.config_uid, launch.summary
+    print(f"waiting for {len(busy)} video(s) that another launcher is computing", file=out)
+    while busy:
+        failures = store.failures(cuid)
+        live = live_leases(store.leases(cuid), launch.run.lease_ttl_s)
+        for vhash, path in list(busy.items()):
+            if store.has(cuid, vhash):
+                summary.cached.append(path)
+            elif vhash in failures:
+                summary.failed[path] = f"{failures[vhash].get('error_type')}: {failures[vhash].get('message')}"
+            elif vhash not in live:
+                summary.not_done[path] = "another launcher's worker stopped before storing it"
+            else:
+                continue
+            del busy[vhash]
+        if busy:
+            time.sleep(2.0)
+
+
+def launch(run: RunConfig, *, out: tp.TextIO = sys.stdout) -> Summary:
+    """Plan, submit and (unless ``wait=false``) follow one config; returns the summary (printed as well)."""
+    handle = submit(run, out=out)
+    assert handle is not None
+    if run.dry_run:
+        return handle.summary
+    if not run.wait and handle.jobs:
+        print(f"not waiting; follow with: {status_command(run)}", file=out)
+        return handle.summary
+    summary = follow(handle, out=out)
     print(summary.render(), file=out)
     return summary
 
 
+def status_command(run: RunConfig) -> str:
+    return f"{sys.executable} -m pipeline.status store={os.path.abspath(run.store)}"
+
+
+_SWEEP: list[tuple[list[str], Launch]] = []
+
+
+class SweepSummary(Callback):
+    """Hydra callback: in a multirun, every point is submitted first; this follows them all and prints one table."""
+
+    def on_multirun_start(self, config: tp.Any, **kwargs: tp.Any) -> None:
+        _SWEEP.clear()
+
+    def on_multirun_end(self, config: tp.Any, **kwargs: tp.Any) -> None:
+        points = list(_SWEEP)
+        _SWEEP.clear()
+        if not points:
+            return
+        common = set.intersection(*(set(overrides) for overrides, _ in points))
+        summaries = []
+        for overrides, handle in points:
+            label = " ".join(o for o in overrides if o not in common) or "defaults"
+            summaries.append((label, handle, follow(handle) if handle.jobs else handle.summary))
+        print(sweep_table(summaries))
+        if any(not s.ok for _, _, s in summaries):
+            for label, _, s in summaries:
+                if not s.ok:
+                    print(f"[{label}]\n{s.render()}")
+            sys.exit(1)
+
+
+def sweep_table(rows: list[tuple[str, Launch, Summary]]) -> str:
+    header = ("point", "config uid", "computed", "cached", "failed", "not done")
+    body = [
+        (label, s.config_uid, str(len(s.computed)), str(len(s.cached)), str(len(s.failed)), str(len(s.not_done)))
+        for label, _, s in rows
+    ]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return f"sweep: {len(rows)} point(s)\n" + "\n".join(lines)
+
+
 def main() -> None:
     import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from omegaconf import DictConfig, OmegaConf
 
     conf_dir = str(Path(__file__).resolve().parent.parent / "conf")
@@ -245,8 +468,14 @@ def main() -> None:
     @hydra.main(config_path=conf_dir, config_name="config", version_base=None)
     def _run(cfg: DictConfig) -> None:
         flat = tp.cast(dict[str, tp.Any], OmegaConf.to_container(cfg, resolve=True))
+        hydra_cfg = HydraConfig.get()
         try:
             run = build_run_config(flat)
+            if hydra_cfg.mode == RunMode.MULTIRUN:
+                handle = submit(run)
+                if handle is not None:
+                    _SWEEP.append((list(hydra_cfg.overrides.task), handle))
+                return
             summary = launch(run)
         except ConfigError as e:
             print(f"config error: {e}", file=sys.stderr)
@@ -254,11 +483,15 @@ def main() -> None:
         except OSError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
-        if summary.failed:
+        if not summary.ok:
             sys.exit(1)
 
     _run()
 
 
 if __name__ == "__main__":
-    main()
+    # Run the imported module's main, so that the Hydra callback (``pipeline.launch.SweepSummary``) and
+    # the task function share one ``_SWEEP`` list rather than one each in ``__main__`` and ``pipeline.launch``.
+    from pipeline import launch as _module
+
+    _module.main()

@@ -14,10 +14,12 @@ An entry becomes visible by one directory rename, so readers never see a partial
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -27,12 +29,18 @@ from pathlib import Path
 
 import numpy as np
 
+from . import faults
 from .config import FORMAT_VERSION, EmbedConfig
+from .lease import LEASES, current_job_id
 
 PIPELINE_VERSION = "0.1.0"
 _HASH_CHUNK = 8 << 20
 _STAGING = "_staging"
 _FAILED = "_failed"
+_LAUNCHES = "_launches"
+_INDEX = "_index.json"
+TIME_CHUNK = 256
+"""Time steps per chunk inside an entry's one shard: reading a time window reads only its chunks."""
 
 
 def content_hash(path: str | os.PathLike[str]) -> str:
@@ -60,6 +68,9 @@ class EntryInfo:
     frequency: float
     duration: float
     created: str
+    seconds: float = 0.0
+    """Wall time the worker spent on this video."""
+    job_id: str = ""
 
 
 def _json_default(value: tp.Any) -> tp.Any:
@@ -141,15 +152,18 @@ class Store:
         staging = self.path / _STAGING / f"{config_uid}-{video_hash}-{uuid.uuid4().hex[:8]}"
         staging.parent.mkdir(parents=True, exist_ok=True)
         try:
+            chunks = (*data.shape[:-1], max(1, min(data.shape[-1], TIME_CHUNK)))
             array = zarr.create_array(
                 store=str(staging),
                 shape=data.shape,
                 dtype=data.dtype,
-                chunks=data.shape,
+                chunks=chunks,
+                shards=(*chunks[:-1], chunks[-1] * math.ceil(max(data.shape[-1], 1) / chunks[-1])),
                 zarr_format=3,
                 attributes=_jsonable(attrs),
             )
             array[...] = data
+            faults.in_write()
             try:
                 os.rename(staging, target)
             except OSError:
@@ -163,6 +177,24 @@ class Store:
         failed.unlink(missing_ok=True)
         return True
 
+    def leases(self, config_uid: str) -> Path:
+        return self.path / config_uid / LEASES
+
+    def record_launch(self, config_uid: str, launch_id: str, videos: dict[str, str], job_ids: list[str]) -> None:
+        """Remember what a launch asked for (video hash -> path), so that status can count what is pending."""
+        folder = self.path / config_uid / _LAUNCHES
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {"time": now(), "videos": videos, "job_ids": job_ids, "host": socket.gethostname()}
+        tmp = folder / f".{launch_id}.tmp"
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, folder / f"{launch_id}.json")
+
+    def launches(self, config_uid: str) -> dict[str, dict[str, tp.Any]]:
+        folder = self.path / config_uid / _LAUNCHES
+        if not folder.is_dir():
+            return {}
+        return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
     def record_failure(self, config_uid: str, video_hash: str, video_path: str, error: BaseException) -> None:
         folder = self.path / config_uid / _FAILED
         folder.mkdir(parents=True, exist_ok=True)
@@ -170,7 +202,7 @@ class Store:
             "video_path": video_path,
             "error_type": type(error).__name__,
             "message": str(error),
-            "job_id": os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_JOB_ID", ""),
+            "job_id": current_job_id(),
             "host": socket.gethostname(),
             "time": now(),
         }
@@ -193,27 +225,58 @@ class Store:
             raise KeyError(f"no entry {uid!r} in {self.path}")
         return zarr.open_array(str(folder), mode="r", zarr_format=3)
 
+    def _entry_info(self, cuid: str, vhash: str) -> EntryInfo | None:
+        try:
+            meta = json.loads((self.path / cuid / vhash / "zarr.json").read_text())
+        except (OSError, ValueError):
+            return None
+        attrs = meta.get("attributes", {})
+        return EntryInfo(
+            uid=f"{cuid}/{vhash}",
+            config_uid=cuid,
+            video_hash=vhash,
+            video_path=attrs.get("video_path", ""),
+            model=attrs.get("model", ""),
+            shape=tuple(meta["shape"]),
+            frequency=float(attrs.get("frequency", 0.0)),
+            duration=float(attrs.get("duration", 0.0)),
+            created=attrs.get("created", ""),
+            seconds=float(attrs.get("seconds", 0.0)),
+            job_id=str(attrs.get("job_id", "")),
+        )
+
     def entries(self, config_uid: str | None = None) -> list[EntryInfo]:
-        """Every complete entry (of one config UID if given)."""
-        out = []
+        """Every complete entry (of one config UID if given), from the per-config index.
+
+        The index (``<config_uid>/_index.json``) is one small object; entries missing from it (written since)
+        are read from their own metadata and the index is rewritten, atomically, when the store is writable.
+        Concurrent rewrites are safe: each writes what it saw, and anything lost is found again next time.
+        """
+        out: list[EntryInfo] = []
         for cuid in [config_uid] if config_uid else self.config_uids():
-            for vhash in sorted(self.done_hashes(cuid)):
-                meta = json.loads((self.path / cuid / vhash / "zarr.json").read_text())
-                attrs = meta.get("attributes", {})
-                out.append(
-                    EntryInfo(
-                        uid=f"{cuid}/{vhash}",
-                        config_uid=cuid,
-                        video_hash=vhash,
-                        video_path=attrs.get("video_path", ""),
-                        model=attrs.get("model", ""),
-                        shape=tuple(meta["shape"]),
-                        frequency=float(attrs.get("frequency", 0.0)),
-                        duration=float(attrs.get("duration", 0.0)),
-                        created=attrs.get("created", ""),
-                    )
-                )
+            out.extend(self._indexed(cuid))
         return out
+
+    def _indexed(self, cuid: str) -> list[EntryInfo]:
+        index_path = self.path / cuid / _INDEX
+        try:
+            cached = {
+                k: EntryInfo(**{**v, "shape": tuple(v["shape"])}) for k, v in json.loads(index_path.read_text()).items()
+            }
+        except (OSError, ValueError, TypeError):
+            cached = {}
+        present = self.done_hashes(cuid)
+        fresh = {h: cached[h] for h in present if h in cached}
+        for h in present - fresh.keys():
+            info = self._entry_info(cuid, h)
+            if info is not None:
+                fresh[h] = info
+        if fresh.keys() != cached.keys():
+            with contextlib.suppress(OSError):
+                tmp = index_path.with_name(f".{_INDEX}.{uuid.uuid4().hex[:8]}")
+                tmp.write_text(json.dumps({h: dataclasses.asdict(e) for h, e in fresh.items()}))
+                os.replace(tmp, index_path)
+        return [fresh[h] for h in sorted(fresh)]
 
     def resolve(
         self,

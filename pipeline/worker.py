@@ -7,15 +7,23 @@ import os
 import time
 import typing as tp
 
+from . import faults
 from .config import RunConfig
+from .lease import Heartbeat, Lease, acquire, current_job_id
 from .store import PIPELINE_VERSION, Store, now
+
+
+class WorkerDied(RuntimeError):
+    """A video's worker was killed (or died) too many times while embedding it."""
 
 
 @dataclasses.dataclass
 class VideoResult:
     video_path: str
     video_hash: str
-    status: tp.Literal["computed", "cached", "failed"]
+    status: tp.Literal["computed", "cached", "failed", "busy", "discarded"]
+    """``busy``: another live worker holds this video's lease; ``discarded``: computed, but another
+    worker stored it first (only possible when two take over one lapsed lease at the same instant)."""
     error: str = ""
     seconds: float = 0.0
 
@@ -28,8 +36,38 @@ def _set_threads() -> None:
         torch.set_num_threads(int(cpus))
 
 
-def run_shard(run_dict: dict[str, tp.Any], items: list[tuple[str, str]]) -> list[VideoResult]:
-    """Embed ``(video_path, content_hash)`` pairs not yet in the store; failures are recorded, not raised."""
+def _attrs(run: RunConfig, emb: tp.Any, path: str, vhash: str, seconds: float) -> dict[str, tp.Any]:
+    return {
+        "frequency": emb.frequency,
+        "start": emb.start,
+        "duration": emb.duration,
+        "times": emb.times,
+        "model": run.embed.model.name,
+        "family": run.embed.model.family,
+        "layer_indices": emb.layer_indices,
+        "num_frames": emb.num_frames,
+        "clip_duration": emb.clip_duration,
+        "config_uid": run.embed.uid(),
+        "config": run.embed.canonical(),
+        "run_config": run.model_dump(mode="json"),
+        "video_path": os.path.abspath(path),
+        "video_hash": vhash,
+        "pipeline_version": PIPELINE_VERSION,
+        "job_id": current_job_id(),
+        "created": now(),
+        "seconds": seconds,
+    }
+
+
+def run_shard(
+    run_dict: dict[str, tp.Any],
+    items: list[tuple[str, str]],
+    results: list[VideoResult] | None = None,
+) -> list[VideoResult]:
+    """Embed ``(video_path, content_hash)`` pairs not yet in the store; failures are recorded, not raised.
+
+    ``results`` is filled as videos finish (a restarted shard passes what it already did, and skips it).
+    """
     from tqdm import tqdm
 
     from .engine import Embedder
@@ -37,51 +75,70 @@ def run_shard(run_dict: dict[str, tp.Any], items: list[tuple[str, str]]) -> list
     run = RunConfig.model_validate(run_dict)
     store = Store(run.store)
     cuid = run.embed.uid()
-    results: list[VideoResult] = []
-    pending = []
-    for path, vhash in items:
-        if store.has(cuid, vhash):
-            results.append(VideoResult(path, vhash, "cached"))
-        else:
-            pending.append((path, vhash))
-    if not pending:
+    results = [] if results is None else results
+    seen = {r.video_hash for r in results if r.status != "busy"}
+    results[:] = [r for r in results if r.status != "busy"]
+    pending = [(p, h) for p, h in items if h not in seen]
+    if not any(not store.has(cuid, h) for _, h in pending):
+        results.extend(VideoResult(p, h, "cached") for p, h in pending)
         return results
     _set_threads()
     embedder = Embedder(run.embed, run.model_source(), device=run.resolved_device(), batch_size=run.batch_size)
-    canonical = run.embed.canonical()
-    full = run.model_dump(mode="json")
-    for path, vhash in tqdm(pending, desc=f"embedding ({cuid})", unit="video", mininterval=2):
-        if store.has(cuid, vhash):
-            results.append(VideoResult(path, vhash, "cached"))
-            continue
-        started = time.perf_counter()
-        try:
-            emb = embedder.embed(path)
-            attrs = {
-                "frequency": emb.frequency,
-                "start": emb.start,
-                "duration": emb.duration,
-                "times": emb.times,
-                "model": run.embed.model.name,
-                "family": run.embed.model.family,
-                "layer_indices": emb.layer_indices,
-                "num_frames": emb.num_frames,
-                "clip_duration": emb.clip_duration,
-                "config_uid": cuid,
-                "config": canonical,
-                "run_config": full,
-                "video_path": os.path.abspath(path),
-                "video_hash": vhash,
-                "pipeline_version": PIPELINE_VERSION,
-                "created": now(),
-                "seconds": time.perf_counter() - started,
-            }
-            written = store.write(cuid, vhash, emb.data, attrs)
-            status: tp.Literal["computed", "cached"] = "computed" if written else "cached"
-            results.append(VideoResult(path, vhash, status, seconds=time.perf_counter() - started))
-        except Exception as e:  # noqa: BLE001 - one bad video must not stop the shard
-            store.record_failure(cuid, vhash, path, e)
-            results.append(
-                VideoResult(path, vhash, "failed", f"{type(e).__name__}: {e}", time.perf_counter() - started)
-            )
+    heartbeat = Heartbeat(run.lease_ttl_s)
+    try:
+        for path, vhash in tqdm(pending, desc=f"embedding ({cuid})", unit="video", mininterval=2):
+            results.append(_one_video(run, store, embedder, heartbeat, path, vhash))
+    finally:
+        heartbeat.stop()
     return results
+
+
+def _one_video(
+    run: RunConfig, store: Store, embedder: tp.Any, heartbeat: Heartbeat, path: str, vhash: str
+) -> VideoResult:
+    cuid = run.embed.uid()
+    if store.has(cuid, vhash):
+        return VideoResult(path, vhash, "cached")
+    claim = acquire(store.leases(cuid), vhash, run.lease_ttl_s)
+    if not isinstance(claim, Lease):
+        holder = claim.owner
+        return VideoResult(
+            path, vhash, "busy", f"held by job {holder.get('job_id') or '?'} on {holder.get('host', '?')}"
+        )
+    started = time.perf_counter()
+    heartbeat.current = claim
+    try:
+        if store.has(cuid, vhash):
+            return VideoResult(path, vhash, "cached")
+        if claim.attempt > run.max_attempts:
+            prev = claim.previous
+            raise WorkerDied(
+                f"{claim.attempt - 1} worker(s) died while embedding this video (last: job "
+                f"{prev.get('job_id') or '?'} on {prev.get('host', '?')}, pid {prev.get('pid', '?')})"
+            )
+        emb = embedder.embed(path)
+        faults.after_video()
+        written = store.write(cuid, vhash, emb.data, _attrs(run, emb, path, vhash, time.perf_counter() - started))
+        return VideoResult(path, vhash, "computed" if written else "discarded", seconds=time.perf_counter() - started)
+    except Exception as e:  # noqa: BLE001 - one bad video must not stop the shard
+        store.record_failure(cuid, vhash, path, e)
+        return VideoResult(path, vhash, "failed", f"{type(e).__name__}: {e}", time.perf_counter() - started)
+    finally:
+        heartbeat.current = None
+        claim.release()
+
+
+class ShardJob:
+    """The callable submitted per shard. On pre-emption or time-out, submitit calls ``checkpoint`` and
+    requeues the job with the returned submission: the same shard, carrying the videos already done."""
+
+    def __init__(self, done: list[VideoResult] | None = None) -> None:
+        self.results: list[VideoResult] = list(done or [])
+
+    def __call__(self, run_dict: dict[str, tp.Any], items: list[tuple[str, str]]) -> list[VideoResult]:
+        return run_shard(run_dict, items, self.results)
+
+    def checkpoint(self, run_dict: dict[str, tp.Any], items: list[tuple[str, str]]) -> tp.Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(ShardJob(self.results), run_dict, items)

@@ -58,3 +58,41 @@ def make_run(models_dir: Path, sample_dir: Path, tmp_path: Path) -> tp.Callable[
         return build_run_config(flat)
 
     return make
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> tp.Iterator[None]:
+    """The one-node cluster of jobs/slurm-up.sh; stopped afterwards if this session started it."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("the SLURM tests start a one-node cluster, which needs root (jobs/slurm-up.sh)")
+    was_up = subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0 if _which("sinfo") else False
+    subprocess.run(["bash", str(REPO / "jobs" / "slurm-up.sh")], check=True)
+    yield
+    if not was_up:
+        subprocess.run(["bash", str(REPO / "jobs" / "slurm-down.sh")], check=False)
+
+
+def _which(name: str) -> bool:
+    import shutil
+
+    return shutil.which(name) is not None
+
+
+def distinct_copies(source: Path, folder: Path, n: int) -> list[Path]:
+    """``n`` decodable videos with distinct bytes: one byte of the muxer tag differs in each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = source.read_bytes()
+    at = raw.index(b"Lavf")
+    out = []
+    for i in range(n):
+        data = bytearray(raw)
+        data[at] = ord("A") + i
+        path = folder / f"{source.stem}_{i:02d}.mp4"
+        path.write_bytes(bytes(data))
+        out.append(path)
+    return out

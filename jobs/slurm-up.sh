@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Install, configure and start a one-node SLURM cluster on localhost (run as root). Idempotent:
+# a second call with the cluster up only checks it. State, logs and PIDs live in $PIPELINE_SLURM_DIR.
+set -euo pipefail
+
+STATE_DIR="${PIPELINE_SLURM_DIR:-/tmp/pipeline-slurm}"
+CONF=/etc/slurm/slurm.conf
+MARK="# written by pipeline jobs/slurm-up.sh"
+NODE="$(hostname -s)"
+
+log() { echo "slurm-up: $*" >&2; }
+
+[ "$(id -u)" = 0 ] || { log "must run as root (it installs packages and starts slurmctld, slurmd, munged)"; exit 1; }
+
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null \
+   || ! command -v munged >/dev/null; then
+  log "installing slurmctld slurmd slurm-client munge"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q slurmctld slurmd slurm-client munge >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null && apt-get install -y -q slurmctld slurmd slurm-client munge >/dev/null; }
+fi
+
+if [ -f "$CONF" ] && ! grep -q "^$MARK" "$CONF"; then
+  log "$CONF exists and was not written by this script: refusing to overwrite a real cluster's configuration"
+  exit 1
+fi
+
+mkdir -p "$STATE_DIR"/{state,spool,log,run}
+CPUS="$(nproc)"
+MEM_MB="$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))"
+NEW_CONF="$(cat <<CONFEOF
+$MARK
+ClusterName=pipeline
+SlurmctldHost=$NODE(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=cred_expire=10
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=2
+ReturnToService=2
+SlurmdParameters=config_overrides
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+MinJobAge=300
+KillWait=5
+InactiveLimit=0
+StateSaveLocation=$STATE_DIR/state
+SlurmdSpoolDir=$STATE_DIR/spool
+SlurmctldPidFile=$STATE_DIR/run/slurmctld.pid
+SlurmdPidFile=$STATE_DIR/run/slurmd.pid
+SlurmctldLogFile=$STATE_DIR/log/slurmctld.log
+SlurmdLogFile=$STATE_DIR/log/slurmd.log
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
+PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+CONFEOF
+)"
+if [ ! -f "$CONF" ] || [ "$(cat "$CONF")" != "$NEW_CONF" ]; then
+  printf '%s\n' "$NEW_CONF" > "$CONF"
+fi
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+if ! alive "$STATE_DIR/run/munged.pid"; then
+  mkdir -p /run/munge /var/lib/munge /var/log/munge
+  chown munge:munge /run/munge /var/lib/munge /var/log/munge /etc/munge
+  [ -s /etc/munge/munge.key ] || { dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null; }
+  chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
+  runuser -u munge -- munged --pid-file=/run/munge/munged.pid
+  for _ in $(seq 50); do [ -s /run/munge/munged.pid ] && break; sleep 0.1; done
+  cp /run/munge/munged.pid "$STATE_DIR/run/munged.pid"
+  log "munged started (pid $(cat "$STATE_DIR/run/munged.pid"))"
+fi
+if ! alive "$STATE_DIR/run/slurmctld.pid"; then
+  slurmctld
+  for _ in $(seq 100); do alive "$STATE_DIR/run/slurmctld.pid" && break; sleep 0.1; done
+  log "slurmctld started (pid $(cat "$STATE_DIR/run/slurmctld.pid"))"
+fi
+if ! alive "$STATE_DIR/run/slurmd.pid"; then
+  slurmd
+  for _ in $(seq 100); do alive "$STATE_DIR/run/slurmd.pid" && break; sleep 0.1; done
+  log "slurmd started (pid $(cat "$STATE_DIR/run/slurmd.pid"))"
+fi
+
+for _ in $(seq 120); do
+  state="$(sinfo -h -n "$NODE" -o '%t' 2>/dev/null || true)"
+  case "$state" in
+    idle|mix|alloc) log "node $NODE is $state: cluster up (logs in $STATE_DIR/log)"; exit 0 ;;
+    down*|drain*) scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true ;;
+  esac
+  sleep 0.5
+done
+log "node $NODE did not become idle in 60 s (state: ${state:-unknown}); see $STATE_DIR/log"
+exit 1

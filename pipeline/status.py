@@ -1,0 +1,150 @@
+"""``python -m pipeline.status store=PATH [config=UID] [--videos] [--json]``: what a store holds.
+
+One row per config UID: model and key fields, videos done / failed / pending / running, bytes on disk.
+Pending videos are those an earlier launch asked for (``wait=false`` included) that are neither stored
+nor failed; running ones have a live lease. ``--videos`` adds one line per video.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import typing as tp
+from pathlib import Path
+
+from .lease import live_leases
+from .store import Store
+
+KEY_FIELDS = ("frequency", "clip_duration", "num_frames", "layers", "layer_aggregation", "token_aggregation")
+
+
+def folder_bytes(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def config_status(store: Store, cuid: str, *, videos: bool = False, lease_ttl_s: float = 120.0) -> dict[str, tp.Any]:
+    config = store.config(cuid)
+    done = store.done_hashes(cuid)
+    failures = {h: f for h, f in store.failures(cuid).items() if h not in done}
+    planned: dict[str, str] = {}
+    for record in store.launches(cuid).values():
+        planned.update(record.get("videos", {}))
+    running = {h: s for h, s in live_leases(store.leases(cuid), lease_ttl_s).items() if h not in done}
+    pending = {h: p for h, p in planned.items() if h not in done and h not in failures}
+    row: dict[str, tp.Any] = {
+        "config_uid": cuid,
+        "model": config.get("model", "?"),
+        **{k: config.get(k) for k in KEY_FIELDS if k in config},
+        "done": len(done),
+        "failed": len(failures),
+        "pending": len(pending),
+        "running": len(running),
+        "bytes": folder_bytes(store.path / cuid),
+    }
+    if videos:
+        detail = [{"video_hash": h, "state": "done"} for h in sorted(done)]
+        detail += [
+            {"video_hash": h, "state": "failed", "video_path": f.get("video_path", ""), "error": _error(f)}
+            for h, f in sorted(failures.items())
+        ]
+        detail += [
+            {
+                "video_hash": h,
+                "state": "running" if h in running else "pending",
+                "video_path": p,
+                **({"job_id": running[h].owner.get("job_id", "")} if h in running else {}),
+            }
+            for h, p in sorted(pending.items())
+        ]
+        row["videos"] = detail
+    return row
+
+
+def _error(record: dict[str, tp.Any]) -> str:
+    job = f" (job {record['job_id']})" if record.get("job_id") else ""
+    return f"{record.get('error_type')}: {record.get('message')}{job}"
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def render(rows: list[dict[str, tp.Any]], store: Store) -> str:
+    if not rows:
+        return f"store {store.path}: no config yet"
+    header = ["config uid", "model", "fields", "done", "failed", "pending", "running", "size"]
+    body = []
+    for r in rows:
+        fields = " ".join(f"{k}={r[k]}" for k in KEY_FIELDS if r.get(k) is not None)
+        body.append(
+            [r["config_uid"], r["model"], fields, *(str(r[k]) for k in ("done", "failed", "pending", "running"))]
+            + [_size(r["bytes"])]
+        )
+    widths = [max(len(x[i]) for x in [header, *body]) for i in range(len(header))]
+    lines = [f"store {store.path}"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip() for x in [header, *body]]
+    lines.insert(2, "  ".join("-" * w for w in widths))
+    for r in rows:
+        for v in r.get("videos", []):
+            extra = v.get("error") or v.get("job_id") or v.get("video_path", "")
+            lines.append(f"  {r['config_uid']}/{v['video_hash']}  {v['state']:<8} {extra}".rstrip())
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str], allowed: set[str], flags: set[str]) -> tuple[dict[str, str], set[str], list[str]]:
+    """``key=value`` pairs, ``--flag``s and positional words, with a clear error for anything else."""
+    values: dict[str, str] = {}
+    seen: set[str] = set()
+    words: list[str] = []
+    for arg in argv:
+        if arg.startswith("--"):
+            if arg not in flags:
+                raise SystemExit(f"unknown option {arg} (known: {', '.join(sorted(flags)) or 'none'})")
+            seen.add(arg)
+        elif "=" in arg:
+            key, _, value = arg.partition("=")
+            if key not in allowed:
+                raise SystemExit(f"unknown field {key!r} (known: {', '.join(sorted(allowed))})")
+            values[key] = value
+        else:
+            words.append(arg)
+    return values, seen, words
+
+
+def main(argv: list[str] | None = None) -> int:
+    values, flags, words = parse_args(
+        sys.argv[1:] if argv is None else argv, {"store", "config"}, {"--json", "--videos"}
+    )
+    if words:
+        raise SystemExit(f"unexpected argument {words[0]!r}; usage: python -m pipeline.status store=PATH [--json]")
+    store = Store(values.get("store", "embeddings.zarr"))
+    if not (store.path / "zarr.json").exists():
+        print(f"status: no pipeline store at {store.path}", file=sys.stderr)
+        return 2
+    uids = [values["config"]] if "config" in values else store.config_uids()
+    missing = [u for u in uids if u not in store.config_uids()]
+    if missing:
+        print(f"status: config {missing[0]!r} is not in {store.path}", file=sys.stderr)
+        return 2
+    rows = [config_status(store, u, videos="--videos" in flags) for u in uids]
+    print(
+        json.dumps({"store": str(store.path), "configs": rows}, indent=1) if "--json" in flags else render(rows, store)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
