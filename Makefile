@@ -30,8 +30,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pipeline tests examples 2>/dev/null || $(VENV)/bin/ruff check pipeline tests
-	$(VENV)/bin/mypy pipeline
+	$(VENV)/bin/ruff check pipeline tests examples benchmarks
+	$(VENV)/bin/mypy pipeline examples
 
 # A one-node SLURM cluster on localhost (root): `make slurm-up`, then `make run ARGS=executor=slurm`.
 slurm-up:
@@ -48,3 +48,4 @@ clean:
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/store_listing.py

@@ -13,6 +13,7 @@ import sys
 import typing as tp
 from pathlib import Path
 
+from .cli import UsageError, open_store, parse_args
 from .lease import live_leases
 from .store import Store
 
@@ -73,6 +74,14 @@ def _error(record: dict[str, tp.Any]) -> str:
     return f"{record.get('error_type')}: {record.get('message')}{job}"
 
 
+def _short(value: tp.Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list):
+        return ",".join(_short(v) for v in value)
+    return str(value)
+
+
 def _size(n: int) -> str:
     value = float(n)
     for unit in ("B", "KB", "MB", "GB", "TB"):
@@ -88,7 +97,7 @@ def render(rows: list[dict[str, tp.Any]], store: Store) -> str:
     header = ["config uid", "model", "fields", "done", "failed", "pending", "running", "size"]
     body = []
     for r in rows:
-        fields = " ".join(f"{k}={r[k]}" for k in KEY_FIELDS if r.get(k) is not None)
+        fields = " ".join(f"{k}={_short(r[k])}" for k in KEY_FIELDS if r.get(k) is not None)
         body.append(
             [r["config_uid"], r["model"], fields, *(str(r[k]) for k in ("done", "failed", "pending", "running"))]
             + [_size(r["bytes"])]
@@ -104,45 +113,23 @@ def render(rows: list[dict[str, tp.Any]], store: Store) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str], allowed: set[str], flags: set[str]) -> tuple[dict[str, str], set[str], list[str]]:
-    """``key=value`` pairs, ``--flag``s and positional words, with a clear error for anything else."""
-    values: dict[str, str] = {}
-    seen: set[str] = set()
-    words: list[str] = []
-    for arg in argv:
-        if arg.startswith("--"):
-            if arg not in flags:
-                raise SystemExit(f"unknown option {arg} (known: {', '.join(sorted(flags)) or 'none'})")
-            seen.add(arg)
-        elif "=" in arg:
-            key, _, value = arg.partition("=")
-            if key not in allowed:
-                raise SystemExit(f"unknown field {key!r} (known: {', '.join(sorted(allowed))})")
-            values[key] = value
-        else:
-            words.append(arg)
-    return values, seen, words
+USAGE = "usage: python -m pipeline.status store=PATH [config=UID] [--videos] [--json]"
 
 
 def main(argv: list[str] | None = None) -> int:
-    values, flags, words = parse_args(
-        sys.argv[1:] if argv is None else argv, {"store", "config"}, {"--json", "--videos"}
-    )
+    values, flags, words = parse_args(argv, {"store", "config"}, {"--json", "--videos"}, USAGE)
     if words:
-        raise SystemExit(f"unexpected argument {words[0]!r}; usage: python -m pipeline.status store=PATH [--json]")
-    store = Store(values.get("store", "embeddings.zarr"))
-    if not (store.path / "zarr.json").exists():
-        print(f"status: no pipeline store at {store.path}", file=sys.stderr)
-        return 2
+        raise UsageError(f"unexpected argument {words[0]!r}\n{USAGE}")
+    store = open_store(values)
     uids = [values["config"]] if "config" in values else store.config_uids()
     missing = [u for u in uids if u not in store.config_uids()]
     if missing:
-        print(f"status: config {missing[0]!r} is not in {store.path}", file=sys.stderr)
-        return 2
+        raise UsageError(f"config {missing[0]!r} is not in {store.path}")
     rows = [config_status(store, u, videos="--videos" in flags) for u in uids]
-    print(
-        json.dumps({"store": str(store.path), "configs": rows}, indent=1) if "--json" in flags else render(rows, store)
-    )
+    if "--json" in flags:
+        print(json.dumps({"store": str(store.path), "configs": rows}, indent=1))
+    else:
+        print(render(rows, store))
     return 0
 
 

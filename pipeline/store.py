@@ -73,6 +73,10 @@ class EntryInfo:
     job_id: str = ""
 
 
+_INDEX_FIELDS = [f.name for f in dataclasses.fields(EntryInfo) if f.name not in ("uid", "config_uid", "video_hash")]
+"""The index is a table (field names once, one row per entry): a third of the size of one object per entry."""
+
+
 def _json_default(value: tp.Any) -> tp.Any:
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
@@ -133,7 +137,10 @@ class Store:
         folder = self.path / config_uid
         if not folder.is_dir():
             return set()
-        return {p.name for p in folder.iterdir() if not p.name.startswith("_") and (p / "zarr.json").exists()}
+        # One directory read, no per-entry stat (scandir's type comes with the listing): an entry's
+        # folder appears by one rename, complete.
+        with os.scandir(folder) as listing:
+            return {e.name for e in listing if not e.name.startswith(("_", ".")) and e.is_dir()}
 
     # --- writing ----------------------------------------------------------------------------
     def write(
@@ -260,10 +267,14 @@ class Store:
     def _indexed(self, cuid: str) -> list[EntryInfo]:
         index_path = self.path / cuid / _INDEX
         try:
+            table = json.loads(index_path.read_text())
+            fields = table["fields"]
             cached = {
-                k: EntryInfo(**{**v, "shape": tuple(v["shape"])}) for k, v in json.loads(index_path.read_text()).items()
+                h: EntryInfo(uid=f"{cuid}/{h}", config_uid=cuid, video_hash=h, **dict(zip(fields, row)))
+                for h, row in table["rows"].items()
             }
-        except (OSError, ValueError, TypeError):
+            cached = {h: dataclasses.replace(e, shape=tuple(e.shape)) for h, e in cached.items()}
+        except (OSError, ValueError, TypeError, KeyError):
             cached = {}
         present = self.done_hashes(cuid)
         fresh = {h: cached[h] for h in present if h in cached}
@@ -274,7 +285,11 @@ class Store:
         if fresh.keys() != cached.keys():
             with contextlib.suppress(OSError):
                 tmp = index_path.with_name(f".{_INDEX}.{uuid.uuid4().hex[:8]}")
-                tmp.write_text(json.dumps({h: dataclasses.asdict(e) for h, e in fresh.items()}))
+                table = {
+                    "fields": _INDEX_FIELDS,
+                    "rows": {h: [getattr(e, f) for f in _INDEX_FIELDS] for h, e in fresh.items()},
+                }
+                tmp.write_text(json.dumps(table, separators=(",", ":")))
                 os.replace(tmp, index_path)
         return [fresh[h] for h in sorted(fresh)]
 
