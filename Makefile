@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test lint sample models clean bench slurm-up slurm-down status
+.PHONY: install run test lint sample models clean bench slurm-up slurm-down status faults
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,6 +28,10 @@ run: $(STAMP) sample_videos/.done
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
+
+# Hostile inputs and injected faults only; ends with the count of inputs, faults and entries lost.
+faults: $(STAMP)
+	$(PY) -m pytest -q tests/test_bad_input.py tests/test_faults.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipeline tests examples benchmarks

@@ -20,13 +20,18 @@ class VideoInfo:
     duration: float
     width: int
     height: int
+    """As displayed: swapped from the coded size when the stream says to rotate by 90 or 270 degrees."""
     has_audio: bool
+    rotation: int = 0
+    """Degrees counter-clockwise the frames are turned for display (``iter_frames`` applies it)."""
 
 
 def _open(path: str | Path) -> tp.Any:
     import av
 
     try:
+        if Path(path).stat().st_size == 0:
+            raise VideoError(f"{path}: empty file (0 bytes)")
         return av.open(str(path))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise VideoError(f"{path}: cannot open as a video ({type(e).__name__}: {e})") from e
@@ -34,6 +39,8 @@ def _open(path: str | Path) -> tp.Any:
 
 def probe(path: str | Path) -> VideoInfo:
     """Frame rate, duration (container duration, as the reference reader uses), size, audio presence."""
+    import av
+
     with _open(path) as container:
         if not container.streams.video:
             raise VideoError(f"{path}: no video stream")
@@ -47,47 +54,87 @@ def probe(path: str | Path) -> VideoInfo:
             duration = float(stream.duration * stream.time_base)
         else:
             raise VideoError(f"{path}: the container states no duration")
+        width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+        rotation = 0
+        try:
+            rotation = _quarter_turns(next(container.decode(stream))) * 90
+        except (StopIteration, av.error.FFmpegError):
+            pass
+        if rotation in (90, 270):
+            width, height = height, width
         return VideoInfo(
             path=str(path),
             fps=float(rate),
             duration=float(duration),
-            width=int(stream.codec_context.width),
-            height=int(stream.codec_context.height),
+            width=width,
+            height=height,
             has_audio=bool(container.streams.audio),
+            rotation=rotation,
         )
+
+
+def _quarter_turns(frame: tp.Any) -> int:
+    return int(round(float(getattr(frame, "rotation", 0) or 0) / 90)) % 4
+
+
+def _rgb(frame: tp.Any) -> np.ndarray:
+    """The frame as displayed, rgb24: 10-bit, 4:4:4, grey and full-range inputs are converted by
+    FFmpeg's scaler; a rotation in the stream's display matrix is applied (as FFmpeg's player does)."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = _quarter_turns(frame)
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def iter_frames(path: str | Path, indices: tp.Iterable[int]) -> tp.Iterator[tuple[int, np.ndarray]]:
     """Yield ``(index, rgb24 frame)`` for the sorted unique ``indices``, decoding the file once.
 
-    Frames are numbered in decoding order; only the wanted ones are converted to RGB. An index past
-    the last frame gets the last frame, as reading past the end of a stream does in the reference.
+    Index ``k`` is the frame on screen at ``k / fps`` (``fps`` the stream's average rate): the last frame
+    whose presentation time, counted from the first frame's, rounds to at most ``k``. For a constant
+    frame rate that is the ``k``-th frame; for a variable one it keeps the time axis true. Only frames
+    that are yielded are converted to RGB. An index past the end gets the last frame, as reading past
+    the end of a stream does in the reference.
     """
     wanted = sorted(set(int(i) for i in indices))
     if not wanted:
         return
     pos = 0
-    last: tp.Any = None
     count = 0
+    last: tp.Any = None
+    last_rgb: np.ndarray | None = None
+    last_slot = -1
     with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else 0.0
+        start: float | None = None
         try:
             for frame in container.decode(stream):
-                last = frame
-                while pos < len(wanted) and wanted[pos] == count:
-                    yield count, frame.to_ndarray(format="rgb24")
+                if fps and frame.time is not None:
+                    start = frame.time if start is None else start
+                    slot = max(last_slot, round((frame.time - start) * fps))
+                else:
+                    slot = last_slot + 1
+                while last is not None and pos < len(wanted) and wanted[pos] < slot:
+                    last_rgb = _rgb(last) if last_rgb is None else last_rgb
+                    yield wanted[pos], last_rgb
                     pos += 1
-                count += 1
                 if pos == len(wanted):
                     return
+                last, last_rgb, last_slot = frame, None, slot
+                count += 1
         except Exception as e:  # noqa: BLE001 - av raises many types for broken streams
             if last is None:
                 raise VideoError(f"{path}: decoding failed ({type(e).__name__}: {e})") from e
             raise VideoError(f"{path}: decoding failed after {count} frames ({type(e).__name__}: {e})") from e
+        stated = int(stream.frames or 0)
     if last is None:
         raise VideoError(f"{path}: no frame could be decoded")
-    final = last.to_ndarray(format="rgb24")
+    if stated and count < stated - max(2, stated // 50):
+        raise VideoError(
+            f"{path}: truncated or damaged: the stream ends after {count} of the {stated} frames it states"
+        )
+    final = _rgb(last) if last_rgb is None else last_rgb
     for index in wanted[pos:]:
         yield index, final
 

@@ -8,6 +8,7 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,8 +20,9 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from .config import ConfigError, RunConfig, build_run_config
+from .decoding import VideoError
 from .lease import live_leases
-from .store import Store, content_hash
+from .store import Store, content_hash, path_key
 from .worker import ShardJob, VideoResult
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
@@ -31,7 +33,10 @@ def find_videos(spec: str) -> list[str]:
     """Video paths from a folder (recursive), a glob pattern, or a text file of paths (one per line)."""
     path = Path(spec)
     if path.is_dir():
-        found = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+        # Symlinks are kept even when dangling, so that a broken link is reported rather than skipped.
+        found = sorted(
+            str(p) for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and (p.is_file() or p.is_symlink())
+        )
         if not found:
             raise ConfigError(f"videos: no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) in folder {spec}")
         return found
@@ -55,8 +60,15 @@ def find_videos(spec: str) -> list[str]:
     raise ConfigError(f"videos: no such folder, file or pattern: {spec}")
 
 
-def hash_videos(paths: list[str], store: Store) -> dict[str, str]:
-    """Content hash of each path, reusing a cache keyed by (path, size, mtime) kept in the store."""
+def _unreadable(path: str, error: OSError) -> str:
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"VideoError: {path}: dangling symlink to {os.readlink(path)}"
+    return f"VideoError: {path}: cannot read ({error.strerror or error})"
+
+
+def hash_videos(paths: list[str], store: Store) -> tuple[dict[str, str], dict[str, str]]:
+    """Content hash of each readable path (reusing a cache keyed by path, size and mtime kept in the
+    store), and the reason for each path that cannot be read (a dangling symlink, no permission)."""
     from tqdm import tqdm
 
     cache_file = store.path / "_index" / "hashes.json"
@@ -69,8 +81,16 @@ def hash_videos(paths: list[str], store: Store) -> dict[str, str]:
         st = os.stat(p)
         return f"{os.path.realpath(p)}|{st.st_size}|{st.st_mtime_ns}"
 
-    keys = {p: key(p) for p in paths}
-    todo = [p for p in paths if keys[p] not in cache]
+    keys: dict[str, str] = {}
+    unreadable: dict[str, str] = {}
+    for p in paths:
+        try:
+            keys[p] = key(p)
+            if keys[p] not in cache and not os.access(p, os.R_OK):
+                raise PermissionError(13, "permission denied")
+        except OSError as e:
+            unreadable[p] = _unreadable(p, e)
+    todo = [p for p in keys if keys[p] not in cache]
     if todo:
         with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
             for p, digest in tqdm(
@@ -85,7 +105,7 @@ def hash_videos(paths: list[str], store: Store) -> dict[str, str]:
         tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(cache))
         os.replace(tmp, cache_file)
-    return {p: cache[keys[p]] for p in paths}
+    return {p: cache[k] for p, k in keys.items()}, unreadable
 
 
 @dataclasses.dataclass
@@ -99,6 +119,8 @@ class Plan:
     """path -> the path whose identical bytes are computed (or cached) instead."""
     failed_before: dict[str, str]
     """path -> the failure recorded by an earlier launch (not retried unless ``retry_failed``)."""
+    unreadable: dict[str, str] = dataclasses.field(default_factory=dict)
+    """path -> why its bytes cannot be read (no content hash, so it is reported and recorded by path)."""
 
     def shards(self, videos_per_job: int, max_jobs: int) -> list[list[tuple[str, str]]]:
         if not self.to_compute:
@@ -108,9 +130,9 @@ class Plan:
         return [self.to_compute[i : i + size] for i in range(0, len(self.to_compute), size)]
 
 
-def make_plan(run: RunConfig, store: Store) -> Plan:
-    paths = find_videos(run.videos)
-    hashes = hash_videos(paths, store)
+def make_plan(run: RunConfig, store: Store, paths: list[str] | None = None) -> Plan:
+    paths = find_videos(run.videos) if paths is None else paths
+    hashes, unreadable = hash_videos(paths, store)
     cuid = run.embed.uid()
     done = store.done_hashes(cuid)
     failures = {} if run.retry_failed else store.failures(cuid)
@@ -119,6 +141,8 @@ def make_plan(run: RunConfig, store: Store) -> Plan:
     failed_before: dict[str, str] = {}
     cached, to_compute = [], []
     for p in paths:
+        if p in unreadable:
+            continue
         h = hashes[p]
         if h in first:
             duplicates[p] = first[h]
@@ -131,7 +155,7 @@ def make_plan(run: RunConfig, store: Store) -> Plan:
             failed_before[p] = f"{f.get('error_type')}: {f.get('message')} (recorded {f.get('time')}, not retried)"
         else:
             to_compute.append((p, h))
-    return Plan(cuid, paths, hashes, cached, to_compute, duplicates, failed_before)
+    return Plan(cuid, paths, hashes, cached, to_compute, duplicates, failed_before, unreadable)
 
 
 def prepare_model(run: RunConfig) -> None:
@@ -290,25 +314,32 @@ class Launch:
 
 def submit(run: RunConfig, *, out: tp.TextIO = sys.stdout) -> Launch | None:
     """Plan one config and submit its shards as one job array; None when there is nothing to submit."""
+    paths = find_videos(run.videos)
     prepare_model(run)
     store = Store(run.store)
     store.ensure()
-    plan = make_plan(run, store)
+    plan = make_plan(run, store, paths)
     n_unique = len(plan.paths) - len(plan.duplicates)
     shards = plan.shards(run.videos_per_job, run.max_jobs)
     print(
         f"plan: {len(plan.paths)} videos found ({n_unique} distinct), {len(plan.cached)} cached, "
         + (f"{len(plan.failed_before)} failed before, " if plan.failed_before else "")
+        + (f"{len(plan.unreadable)} unreadable, " if plan.unreadable else "")
         + f"{len(plan.to_compute)} to compute in {len(shards)} job(s); config {plan.config_uid}",
         file=out,
     )
     summary = Summary(plan.config_uid, str(store.path), cached=list(plan.cached), duplicates=plan.duplicates)
     summary.failed.update(plan.failed_before)
+    summary.failed.update(plan.unreadable)
     if run.dry_run:
         for i, shard in enumerate(shards):
             print(f"  job {i}: {len(shard)} videos: {', '.join(Path(p).name for p, _ in shard)}", file=out)
         print("dry run: nothing submitted", file=out)
         return Launch(run, plan, [], [], summary)
+    if plan.unreadable:
+        store.ensure_config(run.embed)
+        for p, why in plan.unreadable.items():
+            store.record_failure(plan.config_uid, path_key(p), p, VideoError(why.removeprefix("VideoError: ")))
     if not shards:
         return Launch(run, plan, [], [], summary)
     store.ensure_config(run.embed)
@@ -321,6 +352,18 @@ def submit(run: RunConfig, *, out: tp.TextIO = sys.stdout) -> Launch | None:
     store.record_launch(plan.config_uid, launch_id, {h: p for p, h in plan.to_compute}, summary.job_ids)
     print(f"submitted {len(jobs)} job(s) ({run.executor.resolved_name()}): {' '.join(summary.job_ids)}", file=out)
     return Launch(run, plan, shards, jobs, summary)
+
+
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(\w*(?:Error|Exception|Died|Interrupt)): (.*)$")
+
+
+def job_error(text: str) -> str:
+    """The exception a failed job raised, from submitit's report (traceback, then where the logs are)."""
+    for line in reversed(text.strip().splitlines()):
+        match = _ERROR_LINE.match(line.strip())
+        if match:
+            return f"{match.group(1)}: {match.group(2)}"
+    return text.strip().splitlines()[0] if text.strip() else ""
 
 
 def follow(launch: Launch, *, out: tp.TextIO = sys.stdout, bar_position: int = 0) -> Summary:
@@ -353,8 +396,7 @@ def follow(launch: Launch, *, out: tp.TextIO = sys.stdout, bar_position: int = 0
         try:
             results: list[VideoResult] = job.result()
         except Exception as e:  # noqa: BLE001 - a crashed job leaves its videos undone, with the reason
-            text = str(e).strip()
-            reason = text.splitlines()[-1] if text else type(e).__name__
+            reason = job_error(str(e)) or type(e).__name__
             for path, vhash in shard:
                 if store.has(plan.config_uid, vhash):
                     summary.computed.append(path)

@@ -17,6 +17,7 @@ import builtins
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import hashlib
 import json
 import math
@@ -43,6 +44,13 @@ TIME_CHUNK = 256
 """Time steps per chunk inside an entry's one shard: reading a time window reads only its chunks."""
 
 
+class StoreError(OSError):
+    """The store itself cannot take writes (full, read-only): no video is to blame, so the shard stops."""
+
+
+_STORE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
 def content_hash(path: str | os.PathLike[str]) -> str:
     """BLAKE2b-128 of the file's bytes, streamed: equal bytes, equal hash, whatever the name."""
     digest = hashlib.blake2b(digest_size=16)
@@ -50,6 +58,11 @@ def content_hash(path: str | os.PathLike[str]) -> str:
         while chunk := f.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def path_key(path: str | os.PathLike[str]) -> str:
+    """Key of a file whose bytes cannot be read (a dangling link): failures are recorded under it."""
+    return "path-" + hashlib.blake2b(os.path.abspath(path).encode(), digest_size=12).hexdigest()
 
 
 def now() -> str:
@@ -177,6 +190,15 @@ class Store:
                 if (target / "zarr.json").exists():
                     return False
                 raise
+        except OSError as e:
+            if e.errno in _STORE_ERRNOS:
+                raise StoreError(
+                    e.errno,
+                    f"store: {os.strerror(e.errno or 0).lower()} under {self.path} while writing entry "
+                    f"{config_uid}/{video_hash} ({data.nbytes} bytes); it was not written and stored entries "
+                    "are intact: free space (python -m pipeline.gc) or move the store, then relaunch",
+                ) from e
+            raise
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)

@@ -10,7 +10,7 @@ import typing as tp
 from . import faults
 from .config import RunConfig
 from .lease import Heartbeat, Lease, acquire, current_job_id
-from .store import PIPELINE_VERSION, Store, now
+from .store import PIPELINE_VERSION, Store, StoreError, now
 
 
 class WorkerDied(RuntimeError):
@@ -120,6 +120,8 @@ def _one_video(
         faults.after_video()
         written = store.write(cuid, vhash, emb.data, _attrs(run, emb, path, vhash, time.perf_counter() - started))
         return VideoResult(path, vhash, "computed" if written else "discarded", seconds=time.perf_counter() - started)
+    except StoreError:
+        raise
     except Exception as e:  # noqa: BLE001 - one bad video must not stop the shard
         store.record_failure(cuid, vhash, path, e)
         return VideoResult(path, vhash, "failed", f"{type(e).__name__}: {e}", time.perf_counter() - started)

@@ -96,3 +96,37 @@ def distinct_copies(source: Path, folder: Path, n: int) -> list[Path]:
         path.write_bytes(bytes(data))
         out.append(path)
     return out
+
+
+TALLY = {"inputs tried": 0, "faults injected": 0, "entries lost": 0}
+"""Counted by the bad-input and fault tests; printed at the end of the run (``make faults``)."""
+
+
+def entry_digests(store_path: Path) -> dict[str, str]:
+    """Every complete entry of a store and a digest of its values: what "no entry lost" is checked against."""
+    import hashlib
+
+    from pipeline.store import Store
+
+    store = Store(store_path)
+    out = {}
+    for entry in store.entries():
+        data, _ = store.load_numpy(entry.uid)
+        out[entry.uid] = hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest()
+    return out
+
+
+def count_lost(before: dict[str, str], after: dict[str, str]) -> int:
+    """Entries present before a fault that are missing or changed after it; added to the tally."""
+    lost = sum(1 for uid, digest in before.items() if after.get(uid) != digest)
+    TALLY["entries lost"] += lost
+    return lost
+
+
+def pytest_terminal_summary(terminalreporter: tp.Any) -> None:
+    if TALLY["inputs tried"] or TALLY["faults injected"]:
+        terminalreporter.write_line(
+            "bad input and faults: "
+            + ", ".join(f"{n} {what}" for what, n in TALLY.items())
+            + (" (must be 0)" if TALLY["entries lost"] == 0 else " — ENTRIES WERE LOST")
+        )
