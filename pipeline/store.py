@@ -6,7 +6,12 @@ Layout::
     <store>/<config_uid>/zarr.json            group; attrs: canonical config
     <store>/<config_uid>/<video_hash>/        array (*features, time) + attrs
     <store>/<config_uid>/_failed/<hash>.json  last failure of a video under that config
+    <store>/<config_uid>/_index.json          table of the config's entries (listing reads this, not each entry)
+    <store>/<config_uid>/_leases/, _launches/ per-video claims; what each launch asked for
     <store>/_staging/                         entries being written (renamed into place when complete)
+    <store>/_index/hashes.json                content hashes by (path, size, mtime)
+
+Each entry is one sharded array (``zarr.json`` and one shard file ``c/0/0``) however long the video.
 
 An entry becomes visible by one directory rename, so readers never see a partial array.
 """
