@@ -2,7 +2,7 @@
 
 What goes:
 
-- every config UID not in ``keep`` (when a keep list is given);
+- every config UID not in ``keep`` (when a keep list is given), with its job logs (``_jobs/<uid>``);
 - every config UID written by an older output format (``format_version`` below the current one): its
   numbers may differ from what this version computes, and a relaunch recomputes it under a new UID;
 - staging folders older than an hour (what a killed worker left mid-write; never visible as entries);
@@ -57,6 +57,9 @@ def plan(store: Store, keep: set[str] | None, *, now: float | None = None) -> li
             continue
         n = len(store.done_hashes(cuid))
         out.append(Removal(store.path / cuid, f"config, {n} entries: {reason}", folder_bytes(store.path / cuid)))
+        logs = store.path / "_jobs" / cuid
+        if logs.is_dir():
+            out.append(Removal(logs, f"job logs of config {cuid}", folder_bytes(logs)))
     staging = store.path / "_staging"
     if staging.is_dir():
         for folder in sorted(staging.iterdir()):

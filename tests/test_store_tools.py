@@ -157,6 +157,7 @@ def test_gc_dry_run_touches_nothing_and_apply_removes_only_what_it_listed(
     code, out, _ = _main(gc, f"store={store.path}", f"keep={uid_a}", "--apply", capsys=capsys)
     assert code == 0 and "freed" in out
     assert store.config_uids() == [uid_a] and not old_stage.exists() and new_stage.exists()
+    assert (store.path / "_jobs" / uid_a).is_dir() and not (store.path / "_jobs" / uid_b).exists()
     assert not (store.path / "_trash").exists()
     for uid, data in kept.items():
         np.testing.assert_array_equal(store.load_numpy(uid)[0], data)
@@ -173,7 +174,8 @@ def test_gc_removes_configs_of_an_older_output_format(built: tp.Any, capsys: pyt
     meta["attributes"]["config"]["format_version"] = 0
     meta_path.write_text(json.dumps(meta))
     removals = gc.plan(store, keep=None)
-    assert [r.path.name for r in removals] == [uid_b] and "output format 0" in removals[0].reason
+    assert [r.path.name for r in removals] == [uid_b, uid_b] and "output format 0" in removals[0].reason
+    assert removals[1].path == store.path / "_jobs" / uid_b
     gc.apply(store, removals)
     assert store.config_uids() == [uid_a] and len(store.entries(uid_a)) == 3
 
