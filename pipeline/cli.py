@@ -45,3 +45,13 @@ def open_store(values: dict[str, str]) -> Store:
     if not (store.path / "zarr.json").exists():
         raise UsageError(f"no pipeline store at {store.path} (give store=PATH)")
     return store
+
+
+def chosen_configs(store: Store, values: dict[str, str]) -> list[str]:
+    """The config UID given as ``config=``, checked to be in the store, or every config UID of the store."""
+    uids = store.config_uids()
+    if "config" not in values:
+        return uids
+    if values["config"] not in uids:
+        raise UsageError(f"config {values['config']!r} is not in {store.path}")
+    return [values["config"]]

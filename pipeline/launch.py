@@ -22,7 +22,7 @@ from hydra.experimental.callback import Callback
 from .config import ConfigError, RunConfig, build_run_config
 from .decoding import VideoError
 from .lease import live_leases
-from .store import Store, content_hash, path_key
+from .store import Store, content_hash, path_key, write_atomic
 from .worker import ShardJob, VideoResult
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
@@ -62,8 +62,8 @@ def find_videos(spec: str) -> list[str]:
 
 def _unreadable(path: str, error: OSError) -> str:
     if os.path.islink(path) and not os.path.exists(path):
-        return f"VideoError: {path}: dangling symlink to {os.readlink(path)}"
-    return f"VideoError: {path}: cannot read ({error.strerror or error})"
+        return f"{path}: dangling symlink to {os.readlink(path)}"
+    return f"{path}: cannot read ({error.strerror or error})"
 
 
 def hash_videos(paths: list[str], store: Store) -> tuple[dict[str, str], dict[str, str]]:
@@ -102,9 +102,7 @@ def hash_videos(paths: list[str], store: Store) -> tuple[dict[str, str], dict[st
             ):
                 cache[keys[p]] = digest
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, cache_file)
+        write_atomic(cache_file, json.dumps(cache))
     return {p: cache[k] for p, k in keys.items()}, unreadable
 
 
@@ -330,7 +328,7 @@ def submit(run: RunConfig, *, out: tp.TextIO = sys.stdout) -> Launch | None:
     )
     summary = Summary(plan.config_uid, str(store.path), cached=list(plan.cached), duplicates=plan.duplicates)
     summary.failed.update(plan.failed_before)
-    summary.failed.update(plan.unreadable)
+    summary.failed.update({p: f"VideoError: {why}" for p, why in plan.unreadable.items()})
     if run.dry_run:
         for i, shard in enumerate(shards):
             print(f"  job {i}: {len(shard)} videos: {', '.join(Path(p).name for p, _ in shard)}", file=out)
@@ -339,7 +337,7 @@ def submit(run: RunConfig, *, out: tp.TextIO = sys.stdout) -> Launch | None:
     if plan.unreadable:
         store.ensure_config(run.embed)
         for p, why in plan.unreadable.items():
-            store.record_failure(plan.config_uid, path_key(p), p, VideoError(why.removeprefix("VideoError: ")))
+            store.record_failure(plan.config_uid, path_key(p), p, VideoError(why))
     if not shards:
         return Launch(run, plan, [], [], summary)
     store.ensure_config(run.embed)
@@ -366,42 +364,48 @@ def job_error(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
+def _settle_unfinished(summary: Summary, store: Store, shard: list[tuple[str, str]], why: str) -> None:
+    """A job that gave no results: what it stored counts as computed, the rest is not done, with ``why``."""
+    for path, vhash in shard:
+        if store.has(summary.config_uid, vhash):
+            summary.computed.append(path)
+        else:
+            summary.not_done[path] = why
+
+
 def follow(launch: Launch, *, out: tp.TextIO = sys.stdout, bar_position: int = 0) -> Summary:
     """Show progress until every job is over, then fill the summary from the results and the store."""
     from tqdm import tqdm
 
     summary, plan, store = launch.summary, launch.plan, Store(launch.run.store)
+
+    def poll() -> dict[str, str]:
+        return launch.job_ended(_slurm_states(launch.jobs) if launch.on_slurm else {})
+
+    ended: dict[str, str] | None = None
     if launch.jobs and launch.run.executor.name != "debug":
         remaining = {h for _, h in plan.to_compute}
         with tqdm(total=len(remaining), desc=plan.config_uid, unit="video", position=bar_position, file=out) as bar:
             while True:
-                ended = launch.job_ended(_slurm_states(launch.jobs) if launch.on_slurm else {})
+                ended = poll()
                 landed = {h for h in remaining if store.has(plan.config_uid, h)}
                 remaining -= landed
                 bar.update(len(landed))
                 if len(ended) == len(launch.jobs):
                     break
                 time.sleep(2.0)
-    ended = launch.job_ended(_slurm_states(launch.jobs) if launch.on_slurm else {})
+    ended = poll() if ended is None else ended
     busy: dict[str, str] = {}
     for job, shard in zip(launch.jobs, launch.shards):
         how = ended.get(str(job.job_id), "")
         if how:
-            for path, vhash in shard:
-                if store.has(plan.config_uid, vhash):
-                    summary.computed.append(path)
-                else:
-                    summary.not_done[path] = f"job {job.job_id} ended {how} before this video was stored"
+            _settle_unfinished(summary, store, shard, f"job {job.job_id} ended {how} before this video was stored")
             continue
         try:
             results: list[VideoResult] = job.result()
         except Exception as e:  # noqa: BLE001 - a crashed job leaves its videos undone, with the reason
             reason = job_error(str(e)) or type(e).__name__
-            for path, vhash in shard:
-                if store.has(plan.config_uid, vhash):
-                    summary.computed.append(path)
-                else:
-                    summary.not_done[path] = f"job {job.job_id} failed: {reason}"
+            _settle_unfinished(summary, store, shard, f"job {job.job_id} failed: {reason}")
             continue
         for r in results:
             if r.status == "computed":

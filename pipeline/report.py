@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import UsageError, open_store, parse_args
+from .cli import UsageError, chosen_configs, open_store, parse_args
 from .status import _short
 from .store import Store
 
@@ -52,10 +52,8 @@ def render_config(store: Store, cuid: str, out: Path, n_videos: int = 3) -> Path
     shown = entries[:n_videos]
     fig = plt.figure(figsize=(4.2 * (len(shown) + 2), 4.2), constrained_layout=True)
     grid = fig.add_gridspec(1, len(shown) + 2)
-    first_data = None
-    for i, entry in enumerate(shown):
-        data, attrs = store.load_numpy(entry.uid)
-        first_data = data if first_data is None else first_data
+    loaded = [store.load_numpy(entry.uid) for entry in shown]
+    for i, (entry, (data, attrs)) in enumerate(zip(shown, loaded)):
         times = np.asarray(attrs["times"])
         ax = fig.add_subplot(grid[0, i])
         image = ax.imshow(
@@ -71,9 +69,9 @@ def render_config(store: Store, cuid: str, out: Path, n_videos: int = 3) -> Path
         ax.set_xlabel("time (s)")
         ax.set_ylabel("feature" if i == 0 else "")
     fig.colorbar(image, ax=fig.axes[: len(shown)], shrink=0.8, label="z-score over time")
-    assert first_data is not None
     ax = fig.add_subplot(grid[0, len(shown)])
-    t0 = np.asarray(store.load_numpy(shown[0].uid)[1]["times"])
+    first_data, first_attrs = loaded[0]
+    t0 = np.asarray(first_attrs["times"])
     end = _end(t0)
     sim = ax.imshow(similarity(first_data), cmap="viridis", extent=(t0[0], end, end, t0[0]), interpolation="nearest")
     fig.colorbar(sim, ax=ax, shrink=0.8, label="cosine")
@@ -119,10 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     if words:
         raise UsageError(f"unexpected argument {words[0]!r}\n{USAGE}")
     store = open_store(values)
-    uids = [values["config"]] if "config" in values else store.config_uids()
-    unknown = [u for u in uids if u not in store.config_uids()]
-    if unknown or not uids:
-        raise UsageError(f"config {unknown[0]!r} is not in {store.path}" if unknown else f"{store.path} is empty")
+    uids = chosen_configs(store, values)
+    if not uids:
+        raise UsageError(f"{store.path} is empty")
     out = Path(values.get("out", "report"))
     pictures = {}
     for cuid in uids:

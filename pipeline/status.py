@@ -13,7 +13,7 @@ import sys
 import typing as tp
 from pathlib import Path
 
-from .cli import UsageError, open_store, parse_args
+from .cli import UsageError, chosen_configs, open_store, parse_args
 from .lease import live_leases
 from .store import Store
 
@@ -121,10 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     if words:
         raise UsageError(f"unexpected argument {words[0]!r}\n{USAGE}")
     store = open_store(values)
-    uids = [values["config"]] if "config" in values else store.config_uids()
-    missing = [u for u in uids if u not in store.config_uids()]
-    if missing:
-        raise UsageError(f"config {missing[0]!r} is not in {store.path}")
+    uids = chosen_configs(store, values)
     rows = [config_status(store, u, videos="--videos" in flags) for u in uids]
     if "--json" in flags:
         print(json.dumps({"store": str(store.path), "configs": rows}, indent=1))

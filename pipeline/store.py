@@ -70,6 +70,13 @@ def path_key(path: str | os.PathLike[str]) -> str:
     return "path-" + hashlib.blake2b(os.path.abspath(path).encode(), digest_size=12).hexdigest()
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one rename: readers see the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -219,9 +226,7 @@ class Store:
         folder = self.path / config_uid / _LAUNCHES
         folder.mkdir(parents=True, exist_ok=True)
         record = {"time": now(), "videos": videos, "job_ids": job_ids, "host": socket.gethostname()}
-        tmp = folder / f".{launch_id}.tmp"
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, folder / f"{launch_id}.json")
+        write_atomic(folder / f"{launch_id}.json", json.dumps(record))
 
     def launches(self, config_uid: str) -> dict[str, dict[str, tp.Any]]:
         folder = self.path / config_uid / _LAUNCHES
@@ -240,9 +245,7 @@ class Store:
             "host": socket.gethostname(),
             "time": now(),
         }
-        tmp = folder / f".{video_hash}.{uuid.uuid4().hex[:8]}"
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, folder / f"{video_hash}.json")
+        write_atomic(folder / f"{video_hash}.json", json.dumps(record, indent=1))
 
     def failures(self, config_uid: str) -> dict[str, dict[str, tp.Any]]:
         folder = self.path / config_uid / _FAILED
@@ -310,14 +313,12 @@ class Store:
             if info is not None:
                 fresh[h] = info
         if fresh.keys() != cached.keys():
+            table = {
+                "fields": _INDEX_FIELDS,
+                "rows": {h: [getattr(e, f) for f in _INDEX_FIELDS] for h, e in fresh.items()},
+            }
             with contextlib.suppress(OSError):
-                tmp = index_path.with_name(f".{_INDEX}.{uuid.uuid4().hex[:8]}")
-                table = {
-                    "fields": _INDEX_FIELDS,
-                    "rows": {h: [getattr(e, f) for f in _INDEX_FIELDS] for h, e in fresh.items()},
-                }
-                tmp.write_text(json.dumps(table, separators=(",", ":")))
-                os.replace(tmp, index_path)
+                write_atomic(index_path, json.dumps(table, separators=(",", ":")))
         return [fresh[h] for h in sorted(fresh)]
 
     def resolve(

@@ -63,6 +63,22 @@ def make_run(models_dir: Path, sample_dir: Path, tmp_path: Path) -> tp.Callable[
 REPO = Path(__file__).resolve().parent.parent
 
 
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, wait: bool = True, cwd: Path = REPO, timeout: float = 900
+) -> tp.Any:
+    """``python -m pipeline.launch ARGS`` in a subprocess with one torch thread: a finished
+    ``CompletedProcess`` (stdout and stderr apart), or with ``wait=False`` a running ``Popen`` whose
+    stderr is merged into its stdout, to be read while it runs."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "pipeline.launch", *args]
+    full_env = {**os.environ, "PIPELINE_THREADS": "1", **(env or {})}
+    if not wait:
+        return subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster() -> tp.Iterator[None]:
     """The one-node cluster of jobs/slurm-up.sh; stopped afterwards if this session started it."""

@@ -21,19 +21,7 @@ from pipeline.config import ConfigError, RunConfig, build_run_config
 from pipeline.launch import launch
 from pipeline.store import Store, StoreError
 
-from .conftest import REPO, TALLY, count_lost, distinct_copies, entry_digests
-
-
-def _cli(*args: str, env: dict[str, str] | None = None, **popen: tp.Any) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.launch", *args],
-        cwd=REPO,
-        env={**os.environ, "PIPELINE_THREADS": "1", **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **popen,
-    )
+from .conftest import REPO, TALLY, count_lost, distinct_copies, entry_digests, run_cli
 
 
 @contextlib.contextmanager
@@ -58,18 +46,18 @@ def test_kill_9_mid_write_leaves_no_partial_entry_and_a_relaunch_completes_it(
     videos, store_path = tmp_path / "videos", tmp_path / "store.zarr"
     distinct_copies(sample_dir / "drift_25fps.mp4", videos, 2)
     common = [f"videos={videos}", f"store={store_path}", f"models_dir={models_dir}", "device=cpu", "executor=local"]
-    first = _cli(*common)
-    assert first.wait(timeout=300) == 0, first.communicate()[1][-2000:]
+    first = run_cli(*common, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
     before = entry_digests(store_path)
     assert len(before) == 2
 
     new = distinct_copies(sample_dir / "bars_12fps.mp4", videos, 2)
     marker = tmp_path / "paused-in-write"
-    faulted = _cli(*common, env={"PIPELINE_FAULT_PAUSE_IN_WRITE": str(marker)})
+    faulted = run_cli(*common, env={"PIPELINE_FAULT_PAUSE_IN_WRITE": str(marker)}, wait=False)
     deadline = time.time() + 240
     while not marker.exists() and time.time() < deadline and faulted.poll() is None:
         time.sleep(0.2)
-    assert marker.exists(), faulted.communicate()[1][-3000:]
+    assert marker.exists(), faulted.communicate()[0][-3000:]
     time.sleep(0.2)
     worker = int(marker.read_text())
     staged = list((store_path / "_staging").iterdir())
@@ -88,10 +76,9 @@ def test_kill_9_mid_write_leaves_no_partial_entry_and_a_relaunch_completes_it(
     assert count_lost(before, entry_digests(store_path)) == 0
     assert len(entry_digests(store_path)) == 2
 
-    again = _cli(*common)
-    out, err = again.communicate(timeout=300)
-    assert again.returncode == 0, err[-3000:]
-    assert "computed 2  cached 2  failed 0" in out
+    again = run_cli(*common, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "computed 2  cached 2  failed 0" in again.stdout
     after = entry_digests(store_path)
     assert len(after) == 4 and count_lost(before, after) == 0
     reference = Store(tmp_path / "clean.zarr")
@@ -125,8 +112,8 @@ def test_bad_video_folders_fail_before_anything_is_created(models_dir: Path, tmp
         (tmp_path / "empty", "videos: no video files"),
     ]:
         store = tmp_path / f"store-{videos.name}.zarr"
-        proc = _cli(f"videos={videos}", f"store={store}", f"models_dir={models_dir}", "executor=local")
-        _, err = proc.communicate(timeout=120)
+        proc = run_cli(f"videos={videos}", f"store={store}", f"models_dir={models_dir}", "executor=local", timeout=120)
+        err = proc.stderr
         TALLY["faults injected"] += 1
         assert proc.returncode == 2 and message in err and str(videos) in err, err[-2000:]
         assert not store.exists()  # no store, no job folder: nothing was submitted
@@ -140,8 +127,10 @@ def test_a_read_only_store_is_refused_before_submitting_and_stays_readable(
         assert launch(_run_for(models_dir, sample_dir, store_path)).ok
         before = entry_digests(store_path)
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
-        proc = _cli(f"videos={sample_dir}", f"store={store_path}", f"models_dir={models_dir}", "frequency=4")
-        _, err = proc.communicate(timeout=120)
+        proc = run_cli(
+            f"videos={sample_dir}", f"store={store_path}", f"models_dir={models_dir}", "frequency=4", timeout=120
+        )
+        err = proc.stderr
         TALLY["faults injected"] += 1
         assert proc.returncode == 2 and f"store: cannot write to {store_path}" in err, err[-2000:]
         assert "Read-only file system" in err

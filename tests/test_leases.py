@@ -15,7 +15,7 @@ from pipeline import faults, lease
 from pipeline.launch import launch
 from pipeline.store import Store, content_hash
 
-from .conftest import REPO, distinct_copies
+from .conftest import distinct_copies, run_cli
 
 
 def test_a_live_lease_blocks_and_a_dead_holders_lease_is_taken_over(tmp_path: Path) -> None:
@@ -79,11 +79,9 @@ def test_two_launchers_at_once_split_the_videos_and_compute_none_twice(
         f"videos={videos}", f"store={store}", f"models_dir={models_dir}", "device=cpu", "executor=local",
         "videos_per_job=6", "frequency=1", f"hydra.run.dir={tmp_path / 'hydra'}",
     ]  # fmt: skip
-    env = {**os.environ, faults.SLOW_S: "1", "PIPELINE_THREADS": "1"}
-    cmd = [sys.executable, "-m", "pipeline.launch", *args]
-    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+    procs = [run_cli(*args, env={faults.SLOW_S: "1"}, wait=False)]
     time.sleep(1.0)
-    procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    procs.append(run_cli(*args, env={faults.SLOW_S: "1"}, wait=False))
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     counts = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,19 +17,9 @@ from pipeline import faults
 from pipeline.launch import launch
 from pipeline.store import Store
 
-from .conftest import REPO, distinct_copies
+from .conftest import distinct_copies, run_cli
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
-
-
-def cli(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> tp.Any:
-    cmd = [sys.executable, "-m", "pipeline.launch", *args]
-    full_env = {**os.environ, "PIPELINE_THREADS": "1", **(env or {})}
-    if not wait:
-        return subprocess.Popen(
-            cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-    return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=900)
 
 
 def common(store: Path, videos: Path, models_dir: Path, **extra: tp.Any) -> list[str]:
@@ -57,7 +46,7 @@ def test_job_arrays_store_the_same_arrays_as_the_local_executor(
     make_run: tp.Any, sample_dir: Path, models_dir: Path, tmp_path: Path
 ) -> None:
     store = tmp_path / "slurm.zarr"
-    res = cli("-m", "model=tiny_videomae,tiny_xclip", *common(store, sample_dir, models_dir, videos_per_job=2))
+    res = run_cli("-m", "model=tiny_videomae,tiny_xclip", *common(store, sample_dir, models_dir, videos_per_job=2))
     assert res.returncode == 0, res.stdout + res.stderr
     ids = job_ids(res.stdout)
     assert len(ids) == 4 and len({i.split("_")[0] for i in ids}) == 2, ids  # one array of 2 tasks per config
@@ -83,7 +72,7 @@ def test_scancel_of_one_array_task_then_relaunch_computes_only_the_missing(
     distinct_copies(sample_dir / "drift_25fps.mp4", videos, 6)
     store = tmp_path / "store.zarr"
     args = common(store, videos, models_dir, videos_per_job=3, frequency=1)
-    proc = cli(*args, env={faults.SLOW_S: "3"}, wait=False)
+    proc = run_cli(*args, env={faults.SLOW_S: "3"}, wait=False)
     lines: list[str] = []
     assert proc.stdout is not None
     while not job_ids("\n".join(lines)):
@@ -105,7 +94,7 @@ def test_scancel_of_one_array_task_then_relaunch_computes_only_the_missing(
     assert cuid is not None
     done = {h: (store / cuid / h / "zarr.json").stat().st_mtime_ns for h in Store(store).done_hashes(cuid)}
     assert 1 <= len(done) < 6
-    relaunch = cli(*args)
+    relaunch = run_cli(*args)
     assert relaunch.returncode == 0, relaunch.stdout + relaunch.stderr
     assert f"computed {6 - len(done)}  cached {len(done)}  failed 0" in relaunch.stdout, relaunch.stdout
     assert len(Store(store).done_hashes(cuid)) == 6
@@ -124,7 +113,7 @@ def test_a_shard_that_runs_out_of_time_is_requeued_and_completes(
         store, videos, models_dir, videos_per_job=6, frequency=1,
         **{"executor.timeout_min": 1, "executor.signal_delay_s": 45, "executor.max_requeues": 4},
     )  # fmt: skip
-    res = cli(*args, env={faults.SLOW_S: "5"})
+    res = run_cli(*args, env={faults.SLOW_S: "5"})
     assert res.returncode == 0, res.stdout + res.stderr
     assert "computed 6  cached 0  failed 0" in res.stdout, res.stdout
     (job,) = job_ids(res.stdout)
@@ -144,7 +133,7 @@ def test_a_corrupt_video_fails_alone_and_is_stored_and_reported(
     raw = (sample_dir / "drift_25fps.mp4").read_bytes()
     (videos / "corrupt.mp4").write_bytes(raw[: len(raw) // 3])
     store = tmp_path / "store.zarr"
-    res = cli(*common(store, videos, models_dir, videos_per_job=8))
+    res = run_cli(*common(store, videos, models_dir, videos_per_job=8))
     assert res.returncode == 1, res.stdout + res.stderr
     assert "computed 3  cached 0  failed 1" in res.stdout
     assert re.search(r"FAILED .*corrupt\.mp4: VideoError", res.stdout), res.stdout
@@ -166,7 +155,7 @@ def test_a_sweep_of_four_points_gives_four_uids_and_no_duplicate_entry(
     sample_dir: Path, models_dir: Path, tmp_path: Path
 ) -> None:
     store = tmp_path / "store.zarr"
-    res = cli("-m", "model=tiny_videomae,tiny_xclip", "frequency=1,2", *common(store, sample_dir, models_dir))
+    res = run_cli("-m", "model=tiny_videomae,tiny_xclip", "frequency=1,2", *common(store, sample_dir, models_dir))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "sweep: 4 point(s)" in res.stdout
     table = res.stdout[res.stdout.index("sweep: 4 point(s)") :].splitlines()[3:7]
@@ -178,7 +167,7 @@ def test_a_sweep_of_four_points_gives_four_uids_and_no_duplicate_entry(
         names = [p.name for p in (store / uid).iterdir() if not p.name.startswith(("_", "zarr.json"))]
         assert len(names) == len(set(names)) == 3
     assert not list((store / "_staging").iterdir())
-    again = cli("-m", "model=tiny_videomae,tiny_xclip", "frequency=1,2", *common(store, sample_dir, models_dir))
+    again = run_cli("-m", "model=tiny_videomae,tiny_xclip", "frequency=1,2", *common(store, sample_dir, models_dir))
     assert again.returncode == 0 and "submitted" not in again.stdout  # all cached: nothing is computed twice
 
 
@@ -186,7 +175,7 @@ def test_wait_false_returns_at_once_and_status_shows_progress(
     sample_dir: Path, models_dir: Path, tmp_path: Path
 ) -> None:
     store = tmp_path / "store.zarr"
-    res = cli(*common(store, sample_dir, models_dir, wait="false"), env={faults.SLOW_S: "2"})
+    res = run_cli(*common(store, sample_dir, models_dir, wait="false"), env={faults.SLOW_S: "2"})
     assert res.returncode == 0, res.stdout + res.stderr
     assert job_ids(res.stdout) and "-m pipeline.status store=" in res.stdout
     status_cmd = [sys.executable, "-m", "pipeline.status", f"store={store}", "--json"]

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import subprocess
-import sys
 import typing as tp
 from pathlib import Path
 
@@ -17,6 +14,8 @@ import xarray as xr
 from pipeline import store as store_mod
 from pipeline.config import ConfigError
 from pipeline.launch import find_videos, launch
+
+from .conftest import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -141,13 +140,6 @@ def test_find_videos_errors_name_the_field(tmp_path: Path) -> None:
         find_videos(str(listing))
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PIPELINE_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.launch", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
 def test_cli_local_executor_end_to_end(models_dir: Path, sample_dir: Path, tmp_path: Path) -> None:
     """The real command line: Hydra config, submitit LocalExecutor subprocesses, summary, exit code."""
     common = [
@@ -158,12 +150,12 @@ def test_cli_local_executor_end_to_end(models_dir: Path, sample_dir: Path, tmp_p
         "videos_per_job=2",
         "frequency=3",
     ]
-    first = _cli(*common, cwd=tmp_path)
+    first = run_cli(*common, cwd=tmp_path, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "3 to compute in 2 job(s)" in first.stdout and "computed 3  cached 0  failed 0" in first.stdout
-    second = _cli(*common, cwd=tmp_path)
+    second = run_cli(*common, cwd=tmp_path, timeout=600)
     assert second.returncode == 0 and "computed 0  cached 3  failed 0" in second.stdout
-    bad = _cli(*common, "layer_type=vision", cwd=tmp_path)
+    bad = run_cli(*common, "layer_type=vision", cwd=tmp_path, timeout=600)
     assert bad.returncode == 2 and "layer_type: X-CLIP accepts" in bad.stderr
-    bad = _cli(*common, "frequency=-2", cwd=tmp_path)
+    bad = run_cli(*common, "frequency=-2", cwd=tmp_path, timeout=600)
     assert bad.returncode == 2 and "frequency: must be a positive number" in bad.stderr
