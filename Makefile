@@ -9,9 +9,11 @@ ARGS ?=
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	@pin=$$($(PY) -c "import torch; print(torch.__version__.split('+')[0])" 2>/dev/null || echo 2.13.0); \
-	  echo "torch==$$pin" > $(VENV)/constraints.txt; echo "torch pinned to $$pin"
 	$(PY) -m pip install -q --upgrade pip
+	@# keep a torch + torchvision pair already in the venv (a cluster's CUDA build), else constraints.txt's
+	@$(PY) -c "import torch, torchvision; print(f'torch=={torch.__version__}'); print(f'torchvision=={torchvision.__version__}')" \
+	  > $(VENV)/constraints.txt 2>/dev/null || cp constraints.txt $(VENV)/constraints.txt; \
+	  echo "pinned: $$(grep -v '^#' $(VENV)/constraints.txt | tr '\n' ' ')"
 	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e '.[test]'
 	touch $@
 

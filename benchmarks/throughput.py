@@ -16,7 +16,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import decoding, timegrid  # noqa: E402
+from pipeline import decoding, reference_reader, timegrid  # noqa: E402
 from pipeline.config import build_run_config  # noqa: E402
 from pipeline.engine import Embedder  # noqa: E402
 from pipeline.sample import write_video  # noqa: E402
@@ -76,7 +76,7 @@ def engine_decode(path: Path, embedder: Embedder, freq: float) -> float:
         times = timegrid.clip_frame_times(ends, offsets)
     else:
         times = timegrid.image_frame_times(info.duration, n)
-    wanted = np.unique(timegrid.frame_indices(times, info.fps))
+    wanted = np.unique(reference_reader.frame_numbers(info.fps, times))
     start = time.perf_counter()
     for _ in decoding.iter_frames(path, wanted):
         pass

@@ -17,8 +17,9 @@ import pydantic
 from .aggregation import LayerAggregation, TokenAggregation
 from .models import adapter_class
 
-FORMAT_VERSION = 1
-"""Bump when the stored numbers or layout change for an unchanged config."""
+FORMAT_VERSION = 2
+"""Bump when the stored numbers or layout change for an unchanged config (2: torchvision processors and
+the reference reader's frame rate, duration and end of stream)."""
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -59,6 +60,9 @@ class EmbedConfig(pydantic.BaseModel):
     layer_type: str = ""
     use_audio: bool = False
     dtype: tp.Literal["float32", "float16", "bfloat16"] = "float32"
+    timing: tp.Literal["reference", "exact"] = "reference"
+    """``reference``: the frame rate, duration and end-of-stream frames the reference's reader sees
+    (``pipeline.reference_reader``); ``exact``: the exact container duration and presentation times."""
 
     @pydantic.field_validator("frequency")
     @classmethod
@@ -122,6 +126,7 @@ class EmbedConfig(pydantic.BaseModel):
             "layer_aggregation": self.layer_aggregation,
             "token_aggregation": self.token_aggregation,
             "dtype": self.dtype,
+            "timing": self.timing,
         }
         if adapter.is_video:
             out.update(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing as tp
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,11 @@ class VideoInfo:
     has_audio: bool
     rotation: int = 0
     """Degrees counter-clockwise the frames are turned for display (``iter_frames`` applies it)."""
+    average_rate: Fraction | None = None
+    """The stream's average frame rate, exact (``fps`` is it as a float, or the base rate without it)."""
+    base_rate: Fraction | None = None
+    container_us: int | None = None
+    """The container's duration in microseconds, every stream counted (what ``ffmpeg -i`` prints)."""
 
 
 def _open(path: str | Path) -> tp.Any:
@@ -54,6 +60,7 @@ def probe(path: str | Path) -> VideoInfo:
             duration = float(stream.duration * stream.time_base)
         else:
             raise VideoError(f"{path}: the container states no duration")
+        container_us = int(container.duration) if container.duration is not None else None
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)
         rotation = 0
         try:
@@ -70,7 +77,37 @@ def probe(path: str | Path) -> VideoInfo:
             height=height,
             has_audio=bool(container.streams.audio),
             rotation=rotation,
+            average_rate=Fraction(stream.average_rate) if stream.average_rate else None,
+            base_rate=Fraction(stream.base_rate) if stream.base_rate else None,
+            container_us=container_us,
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameTiming:
+    count: int
+    """Frames in the video stream (its packets, read without decoding)."""
+    constant_rate: bool
+    """Whether the frames' presentation times are evenly spaced."""
+
+
+def frame_timing(path: str | Path) -> FrameTiming:
+    """Count the video stream's frames and check that their timestamps are evenly spaced, by demuxing
+    alone (no decoding: a fraction of a decoding pass)."""
+    from . import reference_reader
+
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stamps: list[int] = []
+        count = 0
+        for packet in container.demux(stream):
+            if packet.size:
+                count += 1
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if stamp is not None:
+                    stamps.append(int(stamp))
+    constant = reference_reader.is_constant_rate(stamps) if len(stamps) == count else True
+    return FrameTiming(count=count, constant_rate=constant)
 
 
 def _quarter_turns(frame: tp.Any) -> int:

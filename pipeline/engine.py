@@ -11,7 +11,7 @@ import typing as tp
 import numpy as np
 import torch
 
-from . import aggregation, decoding, timegrid
+from . import aggregation, decoding, reference_reader, timegrid
 from .config import ConfigError, EmbedConfig
 from .models import Adapter, adapter_class
 
@@ -30,6 +30,10 @@ class Embedding:
     layer_indices: list[int]
     num_frames: int | None
     clip_duration: float | None
+    timing: str = "reference"
+    """How frames were timed: ``reference`` (the reference reader's view) or ``exact``."""
+    timing_note: str = ""
+    """Why a video asked for ``reference`` timing got ``exact`` timing (a variable frame rate)."""
 
     @property
     def times(self) -> np.ndarray:
@@ -70,17 +74,47 @@ def prefetch(items: tp.Iterator[tp.Any], depth: int = 64) -> tp.Iterator[tp.Any]
         stop.set()
 
 
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """How one video's frames are found: its frame rate and duration, and the end-of-stream rule."""
+
+    fps: float
+    duration: float
+    n_frames: int | None
+    """Set under ``reference`` timing: requests past the last frame get the frame returned last."""
+    mode: str
+    note: str = ""
+
+
+def video_timing(path: str, info: decoding.VideoInfo, mode: str) -> Timing:
+    """``exact``: the exact container duration and average rate; frames by presentation time.
+    ``reference``: the reference reader's view (``reference_reader``); a variable-frame-rate file, which
+    the reference mis-times, gets exact timing and a note saying so."""
+    if mode == "exact":
+        return Timing(info.fps, info.duration, None, "exact")
+    counted = decoding.frame_timing(path)
+    if not counted.constant_rate:
+        note = "variable frame rate: embedded with exact timing (the reference reader mis-times such files)"
+        return Timing(info.fps, info.duration, None, "exact", note)
+    if info.container_us is None:
+        raise decoding.VideoError(f"{path}: the container states no duration (the reference reader needs one)")
+    fps = reference_reader.reader_fps(info.average_rate, info.base_rate)
+    return Timing(fps, reference_reader.reader_duration(info.container_us), counted.count, "reference")
+
+
 def resolve_num_frames(embed: EmbedConfig, hf_config: tp.Any) -> int | None:
-    """Frames per clip: the configured value, else the model's; above the model's maximum is an error."""
+    """Frames per clip: the configured value, else the model's; a count the model cannot take is a
+    ``ConfigError`` naming ``num_frames`` (raised by the launcher before any job is submitted)."""
     adapter = adapter_class(embed.model.family)
     if not adapter.is_video:
         return None
-    most = adapter.max_frames(hf_config)
+    fewest, most, why = adapter.frame_range(hf_config)
     if embed.num_frames is None:
         return most
-    if embed.num_frames > most:
+    if not fewest <= embed.num_frames <= most:
+        takes = f"exactly {most}" if fewest == most else f"{fewest} to {most}"
         raise ConfigError(
-            f"num_frames: {embed.model.name} takes at most {most} frames per clip (got {embed.num_frames})"
+            f"num_frames: {embed.model.name} takes {takes} frames per clip ({why}; got {embed.num_frames})"
         )
     return embed.num_frames
 
@@ -102,16 +136,16 @@ class Embedder:
         self.batch_size = min(batch_size, cls.max_batch or batch_size)
 
     def embed(self, path: str) -> Embedding:
-        info = decoding.probe(path)
-        freq = info.fps if self.config.frequency == "native" else float(self.config.frequency)
-        n_steps = timegrid.n_output_steps(info.duration, freq)
+        timing = video_timing(path, decoding.probe(path), self.config.timing)
+        freq = timing.fps if self.config.frequency == "native" else float(self.config.frequency)
+        n_steps = timegrid.n_output_steps(timing.duration, freq)
         if n_steps < 1:
             raise decoding.VideoError(
-                f"{path}: {info.duration:.3f} s is shorter than half an output step at {freq:g} Hz"
+                f"{path}: {timing.duration:.3f} s is shorter than half an output step at {freq:g} Hz"
             )
         if self.adapter.is_video:
-            return self._embed_clips(path, info, freq, n_steps)
-        return self._embed_frames(path, info, freq, n_steps)
+            return self._embed_clips(path, timing, freq, n_steps)
+        return self._embed_frames(path, timing, freq, n_steps)
 
     # --- shared ------------------------------------------------------------------------------
     def _reduce(self, states: torch.Tensor) -> tuple[np.ndarray, list[int]]:
@@ -124,34 +158,44 @@ class Embedder:
         layers = aggregation.aggregate_layers(tokens, local, self.config.layer_aggregation)
         return layers.cpu().numpy(), indices
 
-    def _finish(self, rows: np.ndarray, freq: float, duration: float, indices: list[int]) -> Embedding:
+    def _finish(self, rows: np.ndarray, freq: float, timing: Timing, indices: list[int]) -> Embedding:
         data = np.moveaxis(rows, 0, -1).astype(np.float32, copy=False)
         return Embedding(
             data=np.ascontiguousarray(data),
             frequency=freq,
             start=0.0,
-            duration=duration,
+            duration=timing.duration,
             layer_indices=indices,
             num_frames=self.num_frames,
             clip_duration=self.clip_duration_for(freq) if self.adapter.is_video else None,
+            timing=timing.mode,
+            timing_note=timing.note,
         )
 
     def clip_duration_for(self, freq: float) -> float:
         return 1 / freq if self.config.clip_duration is None else self.config.clip_duration
 
     # --- the time grid ---------------------------------------------------------------------
-    def _embed_clips(self, path: str, info: decoding.VideoInfo, freq: float, n_steps: int) -> Embedding:
+    def _embed_clips(self, path: str, timing: Timing, freq: float, n_steps: int) -> Embedding:
         assert self.num_frames is not None
         clip_duration = self.clip_duration_for(freq)
-        ends = timegrid.clip_end_times(info.duration, n_steps)
+        ends = timegrid.clip_end_times(timing.duration, n_steps)
         times = timegrid.clip_frame_times(ends, timegrid.clip_offsets(self.num_frames, clip_duration))
         audio = self._audio(path, ends, clip_duration)
-        return self._run_steps(path, timegrid.frame_indices(times, info.fps), freq, info.duration, audio)
+        return self._run_steps(path, self._frames_for(times, timing), freq, timing, audio)
 
-    def _embed_frames(self, path: str, info: decoding.VideoInfo, freq: float, n_steps: int) -> Embedding:
-        times = timegrid.image_frame_times(info.duration, n_steps)
-        index = timegrid.frame_indices(times, info.fps)[:, None]
-        return self._run_steps(path, index, freq, info.duration, None)
+    def _embed_frames(self, path: str, timing: Timing, freq: float, n_steps: int) -> Embedding:
+        times = timegrid.image_frame_times(timing.duration, n_steps)
+        return self._run_steps(path, self._frames_for(times[:, None], timing), freq, timing, None)
+
+    @staticmethod
+    def _frames_for(times: np.ndarray, timing: Timing) -> np.ndarray:
+        """Frame index of each requested time, ``(steps, frames per step)``; under reference timing, with
+        the reader's end-of-stream rule applied in the reference's order of requests (row by row)."""
+        index = reference_reader.frame_numbers(timing.fps, times)
+        if timing.n_frames is None:
+            return index
+        return reference_reader.frames_returned(index.ravel(), timing.n_frames).reshape(index.shape)
 
     def _audio(self, path: str, ends: np.ndarray, clip_duration: float) -> list[np.ndarray] | None:
         if not (self.config.use_audio and self.adapter.uses_audio):
@@ -180,11 +224,13 @@ class Embedder:
         return self.adapter.hidden_states_from_pixels(pixels if self.adapter.is_video else pixels[:, 0])
 
     def _run_steps(
-        self, path: str, index: np.ndarray, freq: float, duration: float, audio: list[np.ndarray] | None
+        self, path: str, index: np.ndarray, freq: float, timing: Timing, audio: list[np.ndarray] | None
     ) -> Embedding:
         """``index[k]`` lists the frames of output step k (non-decreasing over k); frames are decoded once,
         kept only while a coming step needs them, and steps go through the model ``batch_size`` at a time."""
         n_steps = index.shape[0]
+        # the earliest frame any step from k on needs: frames before it can be let go after step k - 1
+        keep = np.minimum.accumulate(index.min(axis=1)[::-1])[::-1]
         frames = prefetch(self._frame_source(path, np.unique(index)))
         buffer: dict[int, tp.Any] = {}
         rows: np.ndarray | None = None
@@ -201,8 +247,8 @@ class Embedder:
                 rows = np.zeros((n_steps, *reduced.shape[1:]), np.float32)
             rows[lo:hi] = reduced
             if hi < n_steps:
-                keep_from = int(index[hi].min())
+                keep_from = int(keep[hi])
                 for i in [i for i in buffer if i < keep_from]:
                     del buffer[i]
         assert rows is not None
-        return self._finish(rows, freq, duration, indices)
+        return self._finish(rows, freq, timing, indices)

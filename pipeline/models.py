@@ -6,7 +6,6 @@ reference's per-clip ``(layers, tokens, ...)`` with a batch axis in front.
 
 from __future__ import annotations
 
-import importlib.util
 import typing as tp
 
 import numpy as np
@@ -24,6 +23,37 @@ def fix_pixel_values(inputs: tp.MutableMapping[str, tp.Any]) -> None:
             if nans.any():
                 values[nans] = 0
                 inputs[key] = values.float()
+
+
+_PIXEL_PARTS = ("image_processor", "video_processor")
+
+
+def _pixel_processors(processor: tp.Any) -> list[tp.Any]:
+    """The parts of a processor that turn pixels into tensors (itself, for a bare image processor)."""
+    parts = [getattr(processor, name) for name in _PIXEL_PARTS if getattr(processor, name, None) is not None]
+    return parts or [processor]
+
+
+def require_torchvision_backend(processor: tp.Any, source: str) -> None:
+    """Refuse a PIL-backed image or video processor (what transformers falls back to without
+    torchvision): its numbers differ from the torchvision backend's by up to one intensity level, and the
+    reference's environment has torchvision. Processors with one implementation (ViViT's) pass."""
+    from transformers.image_processing_backends import PilBackend
+
+    for part in _pixel_processors(processor):
+        if isinstance(part, PilBackend):
+            raise RuntimeError(
+                f"{source}: the processor {type(part).__name__} is not torchvision-backed; install torchvision "
+                "(pinned with torch in constraints.txt) so that the numbers are the reference's"
+            )
+
+
+def pixel_values(inputs: tp.Mapping[str, tp.Any]) -> torch.Tensor:
+    """The pixel tensor of a processor's output (image processors and video processors name it apart)."""
+    for key in ("pixel_values", "pixel_values_videos"):
+        if key in inputs:
+            return inputs[key]
+    raise KeyError(f"no pixel values among the processor outputs {sorted(inputs)}")
 
 
 def _stack_layers(states: tp.Sequence[torch.Tensor] | None, what: str) -> torch.Tensor:
@@ -70,9 +100,17 @@ class Adapter:
 
     @classmethod
     def max_frames(cls, hf_config: tp.Any) -> int:
-        """Most frames per clip the model accepts (its configured ``num_frames``)."""
+        """Most frames per clip the model accepts (its configured ``num_frames``), the default count."""
         config = getattr(hf_config, "vision_config", None) or hf_config
         return int(config.num_frames)
+
+    @classmethod
+    def frame_range(cls, hf_config: tp.Any) -> tuple[int, int, str]:
+        """Fewest and most frames per clip the model takes, and why: by default exactly its configured
+        count (TimeSformer regroups its tokens by the configured count, X-CLIP's frame position
+        embeddings are fixed: another count fails or silently mixes tokens)."""
+        most = cls.max_frames(hf_config)
+        return most, most, "it groups its tokens by its configured frame count"
 
     # --- loading ------------------------------------------------------------------------------
     def model_class(self) -> tp.Any:
@@ -99,7 +137,15 @@ class Adapter:
         if self.trust_remote_code:
             extra["trust_remote_code"] = True
         processor = self.processor_class().from_pretrained(self.source, **extra)
+        require_torchvision_backend(processor, self.source)
         return model, processor
+
+    @property
+    def processor_name(self) -> str:
+        """The processor's class and those of its image and video parts, recorded with every entry."""
+        parts = [type(self.processor).__name__]
+        parts += [type(p).__name__ for p in _pixel_processors(self.processor) if p is not self.processor]
+        return "/".join(parts)
 
     # --- running --------------------------------------------------------------------------------
     def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
@@ -107,7 +153,7 @@ class Adapter:
 
     def preprocess_frames(self, frames: list[np.ndarray]) -> torch.Tensor:
         """Pixel values of single frames, ``(n, channels, height, width)``, exactly as within a clip."""
-        pixels = self.processor(**self.processor_inputs([[f] for f in frames], None))["pixel_values"]
+        pixels = pixel_values(self.processor(**self.processor_inputs([[f] for f in frames], None)))
         return pixels[:, 0] if pixels.ndim == 5 else pixels
 
     def static_inputs(self) -> dict[str, tp.Any]:
@@ -146,7 +192,20 @@ class Adapter:
             return self.read_states(self.run(inputs), len(clips))
 
 
-class VideoMAEAdapter(Adapter):
+class TubeletAdapter(Adapter):
+    """Models with fixed position embeddings over tubelets of ``tubelet_size`` frames (VideoMAE, ViViT):
+    a clip must make exactly the configured number of tubelets, and the reference allows no more frames
+    than the configured count."""
+
+    @classmethod
+    def frame_range(cls, hf_config: tp.Any) -> tuple[int, int, str]:
+        most = cls.max_frames(hf_config)
+        tubelet = getattr(hf_config, "tubelet_size", 1)
+        tubelet = int(tubelet[0] if isinstance(tubelet, (list, tuple)) else tubelet)
+        return most // tubelet * tubelet, most, f"its position embeddings are fixed ({tubelet}-frame tubelets)"
+
+
+class VideoMAEAdapter(TubeletAdapter):
     family = "videomae"
 
 
@@ -154,7 +213,7 @@ class TimesformerAdapter(Adapter):
     family = "timesformer"
 
 
-class VivitAdapter(Adapter):
+class VivitAdapter(TubeletAdapter):
     family = "vivit"
 
     def model_class(self) -> tp.Any:
@@ -169,34 +228,23 @@ class VivitAdapter(Adapter):
 
 
 class VJEPA2Adapter(Adapter):
-    """V-JEPA 2: up to 64 frames; its video processor needs torchvision.
-
-    Without torchvision, a model folder that ships an image-processor config (the tiny test model)
-    is preprocessed by that processor and its output passed as ``pixel_values_videos``.
-    """
+    """V-JEPA 2: up to 64 frames, through its video processor (resize, centre crop, normalise: per frame)."""
 
     family = "vjepa2"
-
-    @property
-    def framewise(self) -> bool:  # type: ignore[override]
-        return not type(self.processor).__name__.endswith("VideoProcessor")
+    input_field = "videos"
 
     @classmethod
     def max_frames(cls, hf_config: tp.Any) -> int:
         return 64
 
+    @classmethod
+    def frame_range(cls, hf_config: tp.Any) -> tuple[int, int, str]:
+        return 1, 64, "its rotary position embeddings take any count; the reference allows at most 64"
+
     def processor_class(self) -> tp.Any:
-        if importlib.util.find_spec("torchvision") is not None:
-            from transformers import AutoVideoProcessor
+        from transformers import AutoVideoProcessor
 
-            return AutoVideoProcessor
-        from transformers import AutoImageProcessor
-
-        return AutoImageProcessor
-
-    def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
-        field = "videos" if type(self.processor).__name__.endswith("VideoProcessor") else "images"
-        return {field: [list(c) for c in clips], "return_tensors": "pt"}
+        return AutoVideoProcessor
 
     def run(self, inputs: dict[str, tp.Any]) -> tp.Any:
         if "pixel_values" in inputs:
@@ -272,6 +320,10 @@ class LlavaNextVideoAdapter(Adapter):
     def max_frames(cls, hf_config: tp.Any) -> int:
         return 16
 
+    @classmethod
+    def frame_range(cls, hf_config: tp.Any) -> tuple[int, int, str]:
+        return 1, 16, "its language model takes any count of frame tokens; the reference allows at most 16"
+
     def model_class(self) -> tp.Any:
         from transformers import LlavaNextVideoForConditionalGeneration
 
@@ -302,6 +354,10 @@ class Phi4MultimodalAdapter(Adapter):
     @classmethod
     def max_frames(cls, hf_config: tp.Any) -> int:
         return 4
+
+    @classmethod
+    def frame_range(cls, hf_config: tp.Any) -> tuple[int, int, str]:
+        return 1, 4, "each frame is one image of the prompt; the reference allows at most 4"
 
     def model_class(self) -> tp.Any:
         from transformers import AutoModelForCausalLM

@@ -1,4 +1,5 @@
-"""The time grid: which output steps a video gets and which frame times feed each step.
+"""The time grid: which output steps a video gets and which frame times feed each step
+(``reference_reader`` turns times into frame indices).
 
 Pure functions, written to reproduce the reference extractor's floating-point expressions exactly,
 so that the same frame is chosen at every boundary.
@@ -7,8 +8,6 @@ so that the same frame is chosen at every boundary.
 from __future__ import annotations
 
 import numpy as np
-
-FRAME_EPS = 1e-5
 
 
 def n_output_steps(duration: float, frequency: float) -> int:
@@ -34,11 +33,6 @@ def clip_offsets(num_frames: int, clip_duration: float) -> np.ndarray:
 def clip_frame_times(end_times: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Frame times of every clip, ``(n_steps, num_frames)``, clamped at the start of the video."""
     return np.maximum(0.0, end_times[:, None] - offsets[None, :])
-
-
-def frame_indices(times: np.ndarray, fps: float) -> np.ndarray:
-    """Index of the frame on screen at each time: ``int(fps * t + 1e-5)``, as the reference reader does."""
-    return np.floor(fps * np.asarray(times, dtype=np.float64) + FRAME_EPS).astype(np.int64)
 
 
 def output_times(n_steps: int, frequency: float, start: float = 0.0) -> np.ndarray:

