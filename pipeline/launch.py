@@ -222,6 +222,9 @@ class Summary:
     discarded: list[str] = dataclasses.field(default_factory=list)
     """Computed here but stored first by another worker: wasted work, never a second copy."""
     job_ids: list[str] = dataclasses.field(default_factory=list)
+    flagged: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Computed videos the user should know about: a variable frame rate timed exactly, not as the
+    reference would (its note is also in the entry's ``timing_note`` attribute)."""
 
     @property
     def ok(self) -> bool:
@@ -233,9 +236,11 @@ class Summary:
             f"  computed {len(self.computed)}  cached {len(self.cached)}  failed {len(self.failed)}"
             + (f"  not done {len(self.not_done)}" if self.not_done else "")
             + (f"  duplicates {len(self.duplicates)}" if self.duplicates else "")
-            + (f"  computed twice {len(self.discarded)}" if self.discarded else ""),
+            + (f"  computed twice {len(self.discarded)}" if self.discarded else "")
+            + (f"  flagged {len(self.flagged)}" if self.flagged else ""),
         ]
         lines += [f"  same bytes as {src}: {p}" for p, src in self.duplicates.items()]
+        lines += [f"  FLAGGED {p}: {why}" for p, why in self.flagged.items()]
         lines += [f"  FAILED {p}: {why}" for p, why in self.failed.items()]
         lines += [f"  NOT DONE {p}: {why}" for p, why in self.not_done.items()]
         if self.not_done:
@@ -410,6 +415,8 @@ def follow(launch: Launch, *, out: tp.TextIO = sys.stdout, bar_position: int = 0
         for r in results:
             if r.status == "computed":
                 summary.computed.append(r.video_path)
+                if r.note:
+                    summary.flagged[r.video_path] = r.note
             elif r.status == "cached":
                 summary.cached.append(r.video_path)
             elif r.status == "discarded":

@@ -343,13 +343,16 @@ class LlavaNextVideoAdapter(Adapter):
 
 
 class Phi4MultimodalAdapter(Adapter):
-    """Phi-4 multimodal: frames as images in a chat prompt, optionally with the clip's audio."""
+    """Phi-4 multimodal: frames as images in a chat prompt, optionally with the clip's audio.
+
+    transformers' own processor names its placeholders (``image_token``, ``audio_token``) and takes mono
+    16 kHz audio; the hub's remote-code processor (the reference's) takes ``<|image_i|>`` placeholders and
+    ``(samples, rate)`` pairs. Each expands a placeholder into the image's tokens."""
 
     family = "phi4_multimodal"
     uses_audio = True
     max_batch = 1
     framewise = False
-    audio_rate = 44_100
 
     @classmethod
     def max_frames(cls, hf_config: tp.Any) -> int:
@@ -358,6 +361,12 @@ class Phi4MultimodalAdapter(Adapter):
     @classmethod
     def frame_range(cls, hf_config: tp.Any) -> tuple[int, int, str]:
         return 1, 4, "each frame is one image of the prompt; the reference allows at most 4"
+
+    @property
+    def audio_rate(self) -> int:
+        """The rate the clip's audio is decoded at: the feature extractor's own, else the reference's."""
+        extractor = getattr(self.processor, "audio_processor", None)
+        return int(getattr(extractor, "sampling_rate", 44_100))
 
     def model_class(self) -> tp.Any:
         from transformers import AutoModelForCausalLM
@@ -371,11 +380,17 @@ class Phi4MultimodalAdapter(Adapter):
         from PIL import Image
 
         (clip,) = clips
-        prompt = "<|user|>" + "".join(f"<|image_{i}|>" for i in range(1, len(clip) + 1))
+        native = getattr(self.processor, "image_token", None)
+        images = "".join(native or f"<|image_{i}|>" for i in range(1, len(clip) + 1))
         kwargs: dict[str, tp.Any] = {"images": [Image.fromarray(f) for f in clip], "return_tensors": "pt"}
+        prompt = "<|user|>" + images
         if audio is not None:
-            kwargs["audios"] = [(audio[0], self.audio_rate)]
-            prompt += "<|audio_1|>"
+            if native:
+                kwargs.update(audio=[audio[0].mean(-1)], sampling_rate=self.audio_rate)
+                prompt += self.processor.audio_token
+            else:
+                kwargs["audios"] = [(audio[0], self.audio_rate)]
+                prompt += "<|audio_1|>"
         kwargs["text"] = prompt + "<|end|><|assistant|>"
         return kwargs
 

@@ -171,9 +171,10 @@ def _dinov2() -> tuple[tp.Any, tp.Any]:
     return tr.Dinov2Model(cfg), proc
 
 
-def _byte_tokenizer(special: list[str]) -> tuple[tp.Any, int]:
+def _byte_tokenizer(special: list[str], named: dict[str, str] | None = None) -> tuple[tp.Any, int]:
     """A byte-level BPE tokenizer with no merges and the given special tokens (ids 0..): the smallest
-    honest stand-in for a language model's vocabulary file, built offline."""
+    honest stand-in for a language model's vocabulary file, built offline. ``named`` gives some of them
+    names the processor looks up (``image_token``)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import bytes_to_unicode
@@ -191,6 +192,7 @@ def _byte_tokenizer(special: list[str]) -> tuple[tp.Any, int]:
         eos_token=special[2],
         pad_token=special[2],
         additional_special_tokens=special[3:],
+        model_specific_special_tokens=named or {},
     )
     return tokenizer, len(vocab)
 
@@ -225,6 +227,44 @@ def _llava_next_video() -> tuple[tp.Any, tp.Any]:
     return tr.LlavaNextVideoForConditionalGeneration(cfg), proc
 
 
+def _phi4_multimodal() -> tuple[tp.Any, tp.Any]:
+    """Phi-4 multimodal in transformers' own classes. Its image processor counts 273 tokens per
+    448-pixel crop, so the vision tower keeps the real crop (448, 14-pixel patches), only narrow."""
+    import transformers as tr
+
+    special = ["<unk>", "<|endoftext|>", "<|end|>", "<|image|>", "<|audio|>", "<|user|>", "<|assistant|>"]
+    tokenizer, vocab_size = _byte_tokenizer(special, {"image_token": "<|image|>", "audio_token": "<|audio|>"})
+    small: dict[str, tp.Any] = dict(hidden_size=32, intermediate_size=64, num_attention_heads=2)
+    cfg = tr.Phi4MultimodalConfig(
+        vocab_size=vocab_size,
+        num_hidden_layers=2,
+        num_key_value_heads=2,
+        max_position_embeddings=8192,
+        original_max_position_embeddings=8192,
+        bos_token_id=1,
+        eos_token_id=1,
+        pad_token_id=1,
+        vision_config=dict(
+            num_hidden_layers=2, image_size=448, patch_size=14, crop_size=448, image_token_id=3, **small
+        ),
+        audio_config=dict(
+            num_blocks=2,
+            ext_pw_out_channel=32,
+            depthwise_separable_out_channel=32,
+            nemo_conv_channels=32,
+            audio_token_id=4,
+            **small,
+        ),
+        **small,
+    )
+    proc = tr.Phi4MultimodalProcessor(
+        image_processor=tr.Phi4MultimodalImageProcessor(dynamic_hd=1, patch_size=14),
+        audio_processor=tr.Phi4MultimodalFeatureExtractor(),
+        tokenizer=tokenizer,
+    )
+    return tr.Phi4MultimodalForCausalLM(cfg), proc
+
+
 BUILDERS: dict[str, tp.Callable[[], tuple[tp.Any, tp.Any]]] = {
     "videomae": _videomae,
     "timesformer": _timesformer,
@@ -232,6 +272,7 @@ BUILDERS: dict[str, tp.Callable[[], tuple[tp.Any, tp.Any]]] = {
     "vjepa2": _vjepa2,
     "xclip": _xclip,
     "llava_next_video": _llava_next_video,
+    "phi4_multimodal": _phi4_multimodal,
     "vit": _vit,
     "clip": _clip,
     "dinov2": _dinov2,

@@ -21,6 +21,7 @@ TINY = {
     "tiny-vjepa2": "vjepa2",
     "tiny-xclip": "xclip",
     "tiny-llava_next_video": "llava_next_video",
+    "tiny-phi4_multimodal": "phi4_multimodal",
     "tiny-vit": "image",
     "tiny-clip": "clip",
     "tiny-dinov2": "image",

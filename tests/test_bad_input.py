@@ -110,6 +110,10 @@ def test_a_hostile_corpus_fails_only_its_broken_files(
                 assert f"{info.width}x{info.height}" == e.detail, (name, info)
             if e.steps is not None:
                 assert data.sizes["time"] == e.steps, (name, data.sizes["time"])
+    vfr = str(folder / "variable_frame_rate.mp4")
+    attrs = store.load_numpy(config=run.embed, video=vfr)[1]
+    assert attrs["timing"] == "exact" and "variable frame rate" in attrs["timing_note"]
+    assert list(summary.flagged) == [vfr] and "FLAGGED" in summary.render()
     n_failed = sum(e.outcome == "failed" for e in expect.values())
     n_embedded = sum(e.outcome == "embedded" for e in expect.values())
     assert len(summary.failed) == n_failed and len(summary.computed) == n_embedded

@@ -23,6 +23,7 @@ CASES: list[tuple[str, dict[str, tp.Any], tuple[int, ...]]] = [
     ("tiny-xclip", {}, (HIDDEN,)),
     ("tiny-xclip", {"layer_type": "mit", "token_aggregation": "none"}, (4, HIDDEN)),  # tokens = frames
     ("tiny-llava_next_video", {"layer_type": "USER: <video> ASSISTANT:", "num_frames": 4}, (HIDDEN,)),
+    ("tiny-phi4_multimodal", {"num_frames": 2}, (HIDDEN,)),
     ("tiny-vit", {}, (HIDDEN,)),
     ("tiny-clip", {"token_aggregation": "none"}, (17, HIDDEN)),
     ("tiny-dinov2", {"layers": "all", "layer_aggregation": "none"}, (5, HIDDEN)),
@@ -44,6 +45,24 @@ def test_family_runs_end_to_end(
         assert np.isfinite(arr.values).all()
         assert float(arr.values.std()) > 0
         np.testing.assert_allclose(arr["time"].values, np.arange(n_steps) / 2.0)
+
+
+def test_phi4_runs_with_and_without_the_clips_audio(make_run: tp.Any, videos: tp.Any, tmp_path: Path) -> None:
+    """Frames as images of the chat prompt, and with ``use_audio`` each clip's audio: both land, apart."""
+    folder = tmp_path / "with_audio"
+    folder.mkdir()
+    for path in videos(["orbit", "bbb"]):
+        (folder / path.name).symlink_to(path)
+    runs = [make_run("tiny-phi4_multimodal", videos=str(folder), frequency=1.0, use_audio=a) for a in (False, True)]
+    assert runs[0].embed.uid() != runs[1].embed.uid()
+    arrays = []
+    for run in runs:
+        summary = launch(run)
+        assert not summary.failed and len(summary.computed) == 2
+        arrays.append(store_mod.open(run.store).load(config=run.embed, video=folder / "orbit_30fps_audio.mp4"))
+    assert arrays[0].shape == arrays[1].shape == (HIDDEN, 4)
+    assert np.isfinite(arrays[1].values).all()
+    assert not np.allclose(arrays[0].values, arrays[1].values)  # the audio tokens change the states
 
 
 def test_xclip_without_mit_reads_the_last_frame_of_each_clip(make_run: tp.Any, sample_dir: Path) -> None:
@@ -69,6 +88,7 @@ def test_xclip_without_mit_reads_the_last_frame_of_each_clip(make_run: tp.Any, s
         ("tiny-xclip", 8, "exactly 4"),
         ("tiny-vjepa2", 65, "1 to 64"),
         ("tiny-llava_next_video", 17, "1 to 16"),
+        ("tiny-phi4_multimodal", 5, "1 to 4"),
     ],
 )
 def test_a_frame_count_the_model_cannot_take_fails_before_submission(
