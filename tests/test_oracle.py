@@ -11,6 +11,7 @@ import pytest
 
 from pipeline import store as store_mod
 from pipeline.launch import launch
+from pipeline.models import adapter_class
 
 from .conftest import TINY
 from .reference_loop import reference_image_model, reference_video_model
@@ -128,8 +129,8 @@ def check_against_reference(
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0, err_msg=path.name)
 
 
-@pytest.mark.parametrize(("model", "fields", "names"), VIDEO_CASES)
-def test_video_models_match_reference(
+@pytest.mark.parametrize(("model", "fields", "names"), VIDEO_CASES + IMAGE_CASES)
+def test_models_match_reference(
     make_run: tp.Any,
     models_dir: Path,
     videos: tp.Any,
@@ -139,28 +140,15 @@ def test_video_models_match_reference(
     names: list[str],
 ) -> None:
     family = TINY[model]
+    model_dir = str(models_dir / model)
 
     def reference(video: str, kwargs: dict[str, tp.Any]) -> np.ndarray:
-        return reference_video_model(video, str(models_dir / model), family, **kwargs)
+        if not adapter_class(family).is_video:
+            if kwargs["frequency"] == "native":
+                from moviepy import VideoFileClip
 
-    check_against_reference(make_run, model, fields, videos(names), tmp_path / "videos", reference)
-
-
-@pytest.mark.parametrize(("model", "fields", "names"), IMAGE_CASES)
-def test_image_models_match_reference(
-    make_run: tp.Any,
-    models_dir: Path,
-    videos: tp.Any,
-    tmp_path: Path,
-    model: str,
-    fields: dict[str, tp.Any],
-    names: list[str],
-) -> None:
-    def reference(video: str, kwargs: dict[str, tp.Any]) -> np.ndarray:
-        if kwargs["frequency"] == "native":
-            from moviepy import VideoFileClip
-
-            kwargs = {**kwargs, "frequency": VideoFileClip(video).fps}
-        return reference_image_model(video, str(models_dir / model), **kwargs)
+                kwargs = {**kwargs, "frequency": VideoFileClip(video).fps}
+            return reference_image_model(video, model_dir, **kwargs)
+        return reference_video_model(video, model_dir, family, **kwargs)
 
     check_against_reference(make_run, model, fields, videos(names), tmp_path / "videos", reference)
