@@ -202,6 +202,8 @@ class RunConfig(pydantic.BaseModel):
     """A video whose worker died (killed, out of memory) this many times is recorded as failed."""
     lease_ttl_s: float = 120.0
     """A worker's claim on a video lapses this long after its last heartbeat."""
+    verbose: bool = False
+    """Let the libraries' own warnings and progress bars through (transformers, huggingface_hub)."""
     executor: ExecutorConfig = ExecutorConfig()
 
     @pydantic.field_validator("batch_size", "videos_per_job", "max_jobs", "max_attempts")

@@ -22,6 +22,7 @@ from hydra.experimental.callback import Callback
 from .config import ConfigError, RunConfig, build_run_config
 from .decoding import VideoError
 from .lease import live_leases
+from .quiet import silence_libraries
 from .store import Store, content_hash, path_key, write_atomic
 from .worker import ShardJob, VideoResult
 
@@ -158,8 +159,6 @@ def make_plan(run: RunConfig, store: Store, paths: list[str] | None = None) -> P
 
 def prepare_model(run: RunConfig) -> None:
     """Build a tiny model if asked, and check ``num_frames`` against the model's config before any job."""
-    from transformers import AutoConfig
-
     from .engine import resolve_num_frames
     from .tiny import TINY_FAMILIES, ensure_tiny_model
 
@@ -169,11 +168,45 @@ def prepare_model(run: RunConfig) -> None:
         if kind not in TINY_FAMILIES:
             raise ConfigError(f"model.name: no tiny model {spec.name!r} (known: tiny-{', tiny-'.join(TINY_FAMILIES)})")
         ensure_tiny_model(kind, run.models_dir)
+    resolve_num_frames(run.embed, model_config(run))
+
+
+def model_config(run: RunConfig) -> tp.Any:
+    """The model's transformers config: a local folder or the hub cache first; the hub only when it can be
+    reached (a name absent from the cache fails in seconds offline, not after a minute of retries)."""
+    from transformers import AutoConfig
+
+    spec = run.embed.model
+    source = run.model_source()
+    kwargs = {"trust_remote_code": spec.trust_remote_code}
     try:
-        hf_config = AutoConfig.from_pretrained(run.model_source(), trust_remote_code=spec.trust_remote_code)
+        return AutoConfig.from_pretrained(source, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as e:
+        local_error = e
+    if Path(source).exists() or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        raise ConfigError(f"model.name: cannot load the config of {spec.name!r} ({local_error})") from local_error
+    if not hub_reachable():
+        raise ConfigError(
+            f"model.name: {spec.name!r} is neither a local folder nor in the Hugging Face cache, and the hub "
+            "cannot be reached (download it where there is a network, or point model.name at a folder)"
+        )
+    try:
+        return AutoConfig.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as e:
         raise ConfigError(f"model.name: cannot load the config of {spec.name!r} ({e})") from e
-    resolve_num_frames(run.embed, hf_config)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint answers a TCP connection within ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def make_executor(run: RunConfig, folder: Path) -> tp.Any:
@@ -222,6 +255,8 @@ class Summary:
     discarded: list[str] = dataclasses.field(default_factory=list)
     """Computed here but stored first by another worker: wasted work, never a second copy."""
     job_ids: list[str] = dataclasses.field(default_factory=list)
+    full_list: str = ""
+    """Where the summary with every line was written, when the printed one leaves lines out."""
     flagged: dict[str, str] = dataclasses.field(default_factory=dict)
     """Computed videos the user should know about: a variable frame rate timed exactly, not as the
     reference would (its note is also in the entry's ``timing_note`` attribute)."""
@@ -230,7 +265,8 @@ class Summary:
     def ok(self) -> bool:
         return not self.failed and not self.not_done
 
-    def render(self) -> str:
+    def render(self, examples: int | None = 5) -> str:
+        """Counts first, then at most ``examples`` lines per kind (``None``: every line)."""
         lines = [
             f"config {self.config_uid}  store {self.store}",
             f"  computed {len(self.computed)}  cached {len(self.cached)}  failed {len(self.failed)}"
@@ -239,13 +275,24 @@ class Summary:
             + (f"  computed twice {len(self.discarded)}" if self.discarded else "")
             + (f"  flagged {len(self.flagged)}" if self.flagged else ""),
         ]
-        lines += [f"  same bytes as {src}: {p}" for p, src in self.duplicates.items()]
-        lines += [f"  FLAGGED {p}: {why}" for p, why in self.flagged.items()]
-        lines += [f"  FAILED {p}: {why}" for p, why in self.failed.items()]
-        lines += [f"  NOT DONE {p}: {why}" for p, why in self.not_done.items()]
+        kinds = [
+            ("same bytes as {why}: {path}", "duplicates", self.duplicates),
+            ("FLAGGED {path}: {why}", "flagged", self.flagged),
+            ("FAILED {path}: {why}", "failed", self.failed),
+            ("NOT DONE {path}: {why}", "not done", self.not_done),
+        ]
+        for line, kind, items in kinds:
+            shown = list(items.items())[:examples] if examples is not None else list(items.items())
+            lines += ["  " + line.format(path=p, why=why) for p, why in shown]
+            if len(items) > len(shown):
+                lines.append(f"  ... {len(items) - len(shown)} more {kind} (all of them: {self.full_list or '?'})")
         if self.not_done:
             lines.append("  relaunch the same command to compute what is not done (stored videos are skipped)")
         return "\n".join(lines)
+
+    @property
+    def truncated(self) -> bool:
+        return any(len(d) > 5 for d in (self.duplicates, self.flagged, self.failed, self.not_done))
 
 
 _SLURM_ENDED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
@@ -335,8 +382,12 @@ def submit(run: RunConfig, *, out: tp.TextIO = sys.stdout) -> Launch | None:
     summary.failed.update(plan.failed_before)
     summary.failed.update({p: f"VideoError: {why}" for p, why in plan.unreadable.items()})
     if run.dry_run:
-        for i, shard in enumerate(shards):
-            print(f"  job {i}: {len(shard)} videos: {', '.join(Path(p).name for p, _ in shard)}", file=out)
+        for i, shard in enumerate(shards[:5]):
+            names = [Path(p).name for p, _ in shard]
+            listed = ", ".join(names) if len(names) <= 3 else f"{names[0]}, {names[1]} ... {names[-1]}"
+            print(f"  job {i}: {len(shard)} videos: {listed}", file=out)
+        if len(shards) > 5:
+            print(f"  ... {len(shards) - 5} more jobs of about {len(shards[0])} videos", file=out)
         print("dry run: nothing submitted", file=out)
         return Launch(run, plan, [], [], summary)
     if plan.unreadable:
@@ -352,7 +403,8 @@ def submit(run: RunConfig, *, out: tp.TextIO = sys.stdout) -> Launch | None:
         jobs = [executor.submit(ShardJob(), run_dict, shard) for shard in shards]
     summary.job_ids = [str(j.job_id) for j in jobs]
     launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    store.record_launch(plan.config_uid, launch_id, {h: p for p, h in plan.to_compute}, summary.job_ids)
+    videos = {h: p for p, h in plan.to_compute}
+    store.record_launch(plan.config_uid, launch_id, videos, summary.job_ids, run.executor.resolved_name())
     print(f"submitted {len(jobs)} job(s) ({run.executor.resolved_name()}): {' '.join(summary.job_ids)}", file=out)
     return Launch(run, plan, shards, jobs, summary)
 
@@ -462,9 +514,46 @@ def launch(run: RunConfig, *, out: tp.TextIO = sys.stdout) -> Summary:
     if not run.wait and handle.jobs:
         print(f"not waiting; follow with: {status_command(run)}", file=out)
         return handle.summary
-    summary = follow(handle, out=out)
-    print(summary.render(), file=out)
+    try:
+        summary = follow(handle, out=out)
+    except KeyboardInterrupt:
+        raise Interrupted([handle]) from None
+    print(render_summary(summary), file=out)
     return summary
+
+
+class Interrupted(Exception):
+    """Ctrl-C while following jobs: they go on; the message says which, and how to follow or cancel them."""
+
+    def __init__(self, handles: list[Launch]) -> None:
+        lines = []
+        for handle in handles:
+            try:
+                ended = handle.job_ended(_slurm_states(handle.jobs) if handle.on_slurm else {})
+            except Exception:  # noqa: BLE001 - a second Ctrl-C or a scheduler hiccup: list every job
+                ended = {}
+            running = [str(j.job_id) for j in handle.jobs if str(j.job_id) not in ended]
+            store, cuid = os.path.abspath(handle.run.store), handle.plan.config_uid
+            if running:
+                lines += [
+                    f"interrupted: {len(running)} job(s) of config {cuid} still running: {' '.join(running)}",
+                    f"  follow them: {sys.executable} -m pipeline.status store={store}",
+                    f"  cancel them: {sys.executable} -m pipeline.cancel store={store} {cuid}",
+                ]
+            else:
+                lines.append(f"interrupted: no job of config {cuid} is still running")
+        super().__init__("\n".join(lines) or "interrupted before any job was submitted")
+
+
+def render_summary(summary: Summary) -> str:
+    """The summary as printed: a screenful; with more lines than that, every line goes to a file beside the
+    config's job logs, named in what is printed."""
+    if summary.truncated:
+        path = Path(summary.store) / "_jobs" / summary.config_uid / f"summary-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        summary.full_list = str(path)
+        write_atomic(path, summary.render(examples=None) + "\n")
+    return summary.render()
 
 
 def status_command(run: RunConfig) -> str:
@@ -487,14 +576,18 @@ class SweepSummary(Callback):
             return
         common = set.intersection(*(set(overrides) for overrides, _ in points))
         summaries = []
-        for overrides, handle in points:
-            label = " ".join(o for o in overrides if o not in common) or "defaults"
-            summaries.append((label, handle, follow(handle) if handle.jobs else handle.summary))
+        try:
+            for overrides, handle in points:
+                label = " ".join(o for o in overrides if o not in common) or "defaults"
+                summaries.append((label, handle, follow(handle) if handle.jobs else handle.summary))
+        except KeyboardInterrupt:
+            print(str(Interrupted([h for _, h in points if h.jobs])), file=sys.stderr)
+            sys.exit(130)
         print(sweep_table(summaries))
         if any(not s.ok for _, _, s in summaries):
             for label, _, s in summaries:
                 if not s.ok:
-                    print(f"[{label}]\n{s.render()}")
+                    print(f"[{label}]\n{render_summary(s)}")
             sys.exit(1)
 
 
@@ -522,6 +615,7 @@ def main() -> None:
     def _run(cfg: DictConfig) -> None:
         flat = tp.cast(dict[str, tp.Any], OmegaConf.to_container(cfg, resolve=True))
         hydra_cfg = HydraConfig.get()
+        silence_libraries(bool(flat.get("verbose", False)))
         try:
             run = build_run_config(flat)
             if hydra_cfg.mode == RunMode.MULTIRUN:
@@ -530,6 +624,12 @@ def main() -> None:
                     _SWEEP.append((list(hydra_cfg.overrides.task), handle))
                 return
             summary = launch(run)
+        except Interrupted as e:
+            print(str(e), file=sys.stderr)
+            sys.exit(130)
+        except KeyboardInterrupt:
+            print("interrupted before any job was submitted", file=sys.stderr)
+            sys.exit(130)
         except ConfigError as e:
             print(f"config error: {e}", file=sys.stderr)
             sys.exit(2)

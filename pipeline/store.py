@@ -78,7 +78,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,11 +221,20 @@ class Store:
     def leases(self, config_uid: str) -> Path:
         return self.path / config_uid / LEASES
 
-    def record_launch(self, config_uid: str, launch_id: str, videos: dict[str, str], job_ids: list[str]) -> None:
-        """Remember what a launch asked for (video hash -> path), so that status can count what is pending."""
+    def record_launch(
+        self, config_uid: str, launch_id: str, videos: dict[str, str], job_ids: list[str], executor: str = ""
+    ) -> None:
+        """Remember what a launch asked for (video hash -> path) and its jobs, so that status can count what
+        is pending and cancel can find the jobs."""
         folder = self.path / config_uid / _LAUNCHES
         folder.mkdir(parents=True, exist_ok=True)
-        record = {"time": now(), "videos": videos, "job_ids": job_ids, "host": socket.gethostname()}
+        record = {
+            "time": now(),
+            "videos": videos,
+            "job_ids": job_ids,
+            "host": socket.gethostname(),
+            "executor": executor,
+        }
         write_atomic(folder / f"{launch_id}.json", json.dumps(record))
 
     def launches(self, config_uid: str) -> dict[str, dict[str, tp.Any]]:

@@ -10,6 +10,7 @@ import typing as tp
 from . import faults
 from .config import RunConfig
 from .lease import Heartbeat, Lease, acquire, current_job_id
+from .quiet import silence_libraries
 from .store import PIPELINE_VERSION, Store, StoreError, now
 
 
@@ -86,6 +87,7 @@ def run_shard(
     from .engine import Embedder
 
     run = RunConfig.model_validate(run_dict)
+    silence_libraries(run.verbose)
     store = Store(run.store)
     cuid = run.embed.uid()
     results = [] if results is None else results

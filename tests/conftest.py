@@ -95,13 +95,24 @@ def run_cli(
     """``python -m pipeline.launch ARGS`` in a subprocess with one torch thread: a finished
     ``CompletedProcess`` (stdout and stderr apart), or with ``wait=False`` a running ``Popen`` whose
     stderr is merged into its stdout, to be read while it runs."""
+    import signal
     import subprocess
     import sys
 
     cmd = [sys.executable, "-m", "pipeline.launch", *args]
     full_env = {**os.environ, "PIPELINE_THREADS": "1", **(env or {})}
     if not wait:
-        return subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # Ctrl-C reaches it as at a terminal, even where this test session was started with SIGINT ignored
+        # (a background job of a non-interactive shell), which a child would otherwise inherit.
+        return subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 

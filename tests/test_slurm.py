@@ -191,3 +191,37 @@ def test_wait_false_returns_at_once_and_status_shows_progress(
         assert time.time() < deadline, row
         time.sleep(1)
     assert row["pending"] == 0 and row["failed"] == 0
+
+
+def test_cancel_stops_a_launchs_array_releases_its_leases_and_records_no_failure(
+    sample_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    videos = tmp_path / "videos"
+    distinct_copies(sample_dir / "bars_12fps.mp4", videos, 4)
+    store_path = tmp_path / "store.zarr"
+    args = common(store_path, videos, models_dir, videos_per_job=2, frequency=1, wait="false")
+    res = run_cli(*args, env={faults.SLOW_S: "30"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    ids = job_ids(res.stdout)
+    store = Store(store_path)
+    (cuid,) = store.config_uids()
+    deadline = time.time() + 180
+    while not list(store.leases(cuid).glob("*.json")) and time.time() < deadline:
+        time.sleep(1)
+    assert list(store.leases(cuid).glob("*.json")), "no worker started"
+    cancel = subprocess.run(
+        [sys.executable, "-m", "pipeline.cancel", f"store={store_path}", f"config={cuid}"],
+        capture_output=True,
+        text=True,
+    )
+    assert cancel.returncode == 0 and f"SLURM job {ids[0].split('_')[0]}" in cancel.stdout, cancel.stdout
+    deadline = time.time() + 60
+    while _squeue(ids) and time.time() < deadline:
+        time.sleep(1)
+    assert not _squeue(ids)
+    assert not list(store.leases(cuid).glob("*.json")) and not store.failures(cuid)
+
+
+def _squeue(ids: list[str]) -> str:
+    array = ids[0].split("_")[0]
+    return subprocess.run(["squeue", "-h", "-j", array], capture_output=True, text=True).stdout.strip()
