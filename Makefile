@@ -55,3 +55,4 @@ clean:
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/store_listing.py
+	$(PY) benchmarks/balance.py

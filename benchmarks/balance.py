@@ -64,8 +64,8 @@ def measure(store: Path) -> tuple[float, float, dict[str, int]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", default=str(ROOT / ".bench" / "balance"))
-    parser.add_argument("--short", type=float, default=2.0)
-    parser.add_argument("--long", type=float, default=30.0)
+    parser.add_argument("--short", type=float, default=4.0)
+    parser.add_argument("--long", type=float, default=60.0)
     args = parser.parse_args()
     work = Path(args.workdir)
     videos, store = work / "videos", work / "store.zarr"
@@ -73,7 +73,7 @@ def main() -> None:
     shutil.rmtree(store, ignore_errors=True)
     cmd = [
         sys.executable, "-m", "pipeline.launch", "model=tiny_videomae", f"videos={videos}", f"store={store}",
-        f"models_dir={work / 'models'}", "executor=local", "videos_per_job=20", "max_jobs=2", "frequency=4",
+        f"models_dir={work / 'models'}", "executor=local", "videos_per_job=20", "max_jobs=2", "frequency=8",
         "device=cpu", f"hydra.run.dir={work / 'hydra'}",
     ]  # fmt: skip
     started = time.perf_counter()

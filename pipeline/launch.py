@@ -107,6 +107,31 @@ def hash_videos(paths: list[str], store: Store) -> tuple[dict[str, str], dict[st
     return {p: cache[k] for p, k in keys.items()}, unreadable
 
 
+def video_durations(items: list[tuple[str, str]], store: Store) -> dict[str, float]:
+    """Content hash -> duration in seconds of each ``(path, hash)``, probed once (container header only)
+    and cached in the store by content hash, beside the hash cache."""
+    from tqdm import tqdm
+
+    from .decoding import container_seconds
+
+    cache_file = store.path / "_index" / "durations.json"
+    try:
+        cache: dict[str, float] = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    todo = [(p, h) for p, h in items if h not in cache]
+    if todo:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            probed = pool.map(container_seconds, [p for p, _ in todo])
+            for (_, h), seconds in tqdm(
+                zip(todo, probed), total=len(todo), desc="probing durations", unit="video", disable=len(todo) < 20
+            ):
+                cache[h] = seconds
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cache_file, json.dumps(cache))
+    return {h: cache[h] for _, h in items}
+
+
 @dataclasses.dataclass
 class Plan:
     config_uid: str
@@ -114,6 +139,7 @@ class Plan:
     hashes: dict[str, str]
     cached: list[str]
     to_compute: list[tuple[str, str]]
+    """``(path, hash)`` in the order jobs claim them: longest first."""
     duplicates: dict[str, str]
     """path -> the path whose identical bytes are computed (or cached) instead."""
     failed_before: dict[str, str]
@@ -121,12 +147,10 @@ class Plan:
     unreadable: dict[str, str] = dataclasses.field(default_factory=dict)
     """path -> why its bytes cannot be read (no content hash, so it is reported and recorded by path)."""
 
-    def shards(self, videos_per_job: int, max_jobs: int) -> list[list[tuple[str, str]]]:
-        if not self.to_compute:
-            return []
-        n_jobs = min(max_jobs, math.ceil(len(self.to_compute) / videos_per_job))
-        size = math.ceil(len(self.to_compute) / n_jobs)
-        return [self.to_compute[i : i + size] for i in range(0, len(self.to_compute), size)]
+    def n_jobs(self, videos_per_job: int, max_jobs: int) -> int:
+        """Jobs to start: one per ``videos_per_job`` videos, at most ``max_jobs``. Each job claims the next
+        unclaimed video of the launch until none is left, so no job idles while another has a queue."""
+        return min(max_jobs, math.ceil(len(self.to_compute) / videos_per_job)) if self.to_compute else 0
 
 
 def make_plan(run: RunConfig, store: Store, paths: list[str] | None = None) -> Plan:
@@ -154,6 +178,9 @@ def make_plan(run: RunConfig, store: Store, paths: list[str] | None = None) -> P
             failed_before[p] = f"{f.get('error_type')}: {f.get('message')} (recorded {f.get('time')}, not retried)"
         else:
             to_compute.append((p, h))
+    if to_compute:
+        durations = video_durations(to_compute, store)
+        to_compute.sort(key=lambda item: -durations[item[1]])  # longest first; ties keep name order
     return Plan(cuid, paths, hashes, cached, to_compute, duplicates, failed_before, unreadable)
 
 
@@ -326,11 +353,10 @@ def _slurm_states(jobs: list[tp.Any]) -> dict[str, str]:
 
 @dataclasses.dataclass
 class Launch:
-    """One submitted config: its plan, shards and jobs."""
+    """One submitted config: its plan and jobs (each job walks the plan's queue, ``plan.to_compute``)."""
 
     run: RunConfig
     plan: Plan
-    shards: list[list[tuple[str, str]]]
     jobs: list[tp.Any]
     summary: Summary
     submitted: float = dataclasses.field(default_factory=time.time)
@@ -363,50 +389,48 @@ class Launch:
 
 
 def submit(run: RunConfig, *, out: tp.TextIO = sys.stdout) -> Launch | None:
-    """Plan one config and submit its shards as one job array; None when there is nothing to submit."""
+    """Plan one config and submit its jobs as one job array; None when there is nothing to submit."""
     paths = find_videos(run.videos)
     prepare_model(run)
     store = Store(run.store)
     store.ensure()
     plan = make_plan(run, store, paths)
     n_unique = len(plan.paths) - len(plan.duplicates)
-    shards = plan.shards(run.videos_per_job, run.max_jobs)
+    n_jobs = plan.n_jobs(run.videos_per_job, run.max_jobs)
     print(
         f"plan: {len(plan.paths)} videos found ({n_unique} distinct), {len(plan.cached)} cached, "
         + (f"{len(plan.failed_before)} failed before, " if plan.failed_before else "")
         + (f"{len(plan.unreadable)} unreadable, " if plan.unreadable else "")
-        + f"{len(plan.to_compute)} to compute in {len(shards)} job(s); config {plan.config_uid}",
+        + f"{len(plan.to_compute)} to compute in {n_jobs} job(s); config {plan.config_uid}",
         file=out,
     )
     summary = Summary(plan.config_uid, str(store.path), cached=list(plan.cached), duplicates=plan.duplicates)
     summary.failed.update(plan.failed_before)
     summary.failed.update({p: f"VideoError: {why}" for p, why in plan.unreadable.items()})
     if run.dry_run:
-        for i, shard in enumerate(shards[:5]):
-            names = [Path(p).name for p, _ in shard]
-            listed = ", ".join(names) if len(names) <= 3 else f"{names[0]}, {names[1]} ... {names[-1]}"
-            print(f"  job {i}: {len(shard)} videos: {listed}", file=out)
-        if len(shards) > 5:
-            print(f"  ... {len(shards) - 5} more jobs of about {len(shards[0])} videos", file=out)
+        names = [Path(p).name for p, _ in plan.to_compute]
+        if names:
+            longest = ", ".join(names[:3]) + (f" ... ({len(names) - 3} more)" if len(names) > 3 else "")
+            print(f"  each job claims the next video, longest first: {longest}", file=out)
         print("dry run: nothing submitted", file=out)
-        return Launch(run, plan, [], [], summary)
+        return Launch(run, plan, [], summary)
     if plan.unreadable:
         store.ensure_config(run.embed)
         for p, why in plan.unreadable.items():
             store.record_failure(plan.config_uid, path_key(p), p, VideoError(why))
-    if not shards:
-        return Launch(run, plan, [], [], summary)
+    if not n_jobs:
+        return Launch(run, plan, [], summary)
     store.ensure_config(run.embed)
     executor = make_executor(run, store.path / "_jobs" / plan.config_uid)
     run_dict = run.model_dump(mode="json")
-    with executor.batch():
-        jobs = [executor.submit(ShardJob(), run_dict, shard) for shard in shards]
-    summary.job_ids = [str(j.job_id) for j in jobs]
     launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    with executor.batch():
+        jobs = [executor.submit(ShardJob(), run_dict, plan.to_compute, launch_id) for _ in range(n_jobs)]
+    summary.job_ids = [str(j.job_id) for j in jobs]
     videos = {h: p for p, h in plan.to_compute}
     store.record_launch(plan.config_uid, launch_id, videos, summary.job_ids, run.executor.resolved_name())
     print(f"submitted {len(jobs)} job(s) ({run.executor.resolved_name()}): {' '.join(summary.job_ids)}", file=out)
-    return Launch(run, plan, shards, jobs, summary)
+    return Launch(run, plan, jobs, summary)
 
 
 _ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(\w*(?:Error|Exception|Died|Interrupt)): (.*)$")
@@ -419,15 +443,6 @@ def job_error(text: str) -> str:
         if match:
             return f"{match.group(1)}: {match.group(2)}"
     return text.strip().splitlines()[0] if text.strip() else ""
-
-
-def _settle_unfinished(summary: Summary, store: Store, shard: list[tuple[str, str]], why: str) -> None:
-    """A job that gave no results: what it stored counts as computed, the rest is not done, with ``why``."""
-    for path, vhash in shard:
-        if store.has(summary.config_uid, vhash):
-            summary.computed.append(path)
-        else:
-            summary.not_done[path] = why
 
 
 def follow(launch: Launch, *, out: tp.TextIO = sys.stdout, bar_position: int = 0) -> Summary:
@@ -452,34 +467,72 @@ def follow(launch: Launch, *, out: tp.TextIO = sys.stdout, bar_position: int = 0
                     break
                 time.sleep(2.0)
     ended = poll() if ended is None else ended
-    busy: dict[str, str] = {}
-    for job, shard in zip(launch.jobs, launch.shards):
-        how = ended.get(str(job.job_id), "")
-        if how:
-            _settle_unfinished(summary, store, shard, f"job {job.job_id} ended {how} before this video was stored")
+    best: dict[str, VideoResult] = {}
+    dead: dict[str, str] = {}
+    """Job id -> how a job that gave no results ended."""
+    for job in launch.jobs:
+        jid = str(job.job_id)
+        if ended.get(jid):
+            dead[jid] = f"ended {ended[jid]} before this video was stored"
             continue
         try:
             results: list[VideoResult] = job.result()
         except Exception as e:  # noqa: BLE001 - a crashed job leaves its videos undone, with the reason
-            reason = job_error(str(e)) or type(e).__name__
-            _settle_unfinished(summary, store, shard, f"job {job.job_id} failed: {reason}")
+            dead[jid] = f"failed: {job_error(str(e)) or type(e).__name__}"
             continue
         for r in results:
-            if r.status == "computed":
-                summary.computed.append(r.video_path)
-                if r.note:
-                    summary.flagged[r.video_path] = r.note
-            elif r.status == "cached":
-                summary.cached.append(r.video_path)
-            elif r.status == "discarded":
-                summary.discarded.append(r.video_path)
-                summary.cached.append(r.video_path)
-            elif r.status == "busy":
-                busy[r.video_hash] = r.video_path
-            else:
-                summary.failed[r.video_path] = r.error
+            if r.video_hash not in best or _RANK[r.status] > _RANK[best[r.video_hash].status]:
+                best[r.video_hash] = r
+    busy = _settle(launch, store, best, dead)
     _wait_for_others(launch, busy, out)
     return summary
+
+
+_RANK = {"computed": 4, "discarded": 3, "failed": 2, "cached": 1, "busy": 0}
+"""Every job reports each video of the queue it reached; the most informative report wins."""
+
+
+def _settle(launch: Launch, store: Store, best: dict[str, VideoResult], dead: dict[str, str]) -> dict[str, str]:
+    """Fill the summary, video by video of the queue, from the jobs' reports and the store; returns the
+    videos another launcher's worker holds (to wait for)."""
+    summary, cuid = launch.summary, launch.plan.config_uid
+    ours = {str(j.job_id) for j in launch.jobs}
+    failures = store.failures(cuid)
+    busy: dict[str, str] = {}
+    for path, vhash in launch.plan.to_compute:
+        r = best.get(vhash)
+        status = r.status if r else ""
+        holder = r.holder if r else ""
+        if status == "computed":
+            summary.computed.append(path)
+            if r and r.note:
+                summary.flagged[path] = r.note
+        elif status == "discarded":
+            summary.discarded.append(path)
+            summary.cached.append(path)
+        elif status == "failed" and r:
+            summary.failed[path] = r.error
+        elif status == "cached":
+            summary.cached.append(path)
+        elif store.has(cuid, vhash):  # stored by a job of ours that died later, or by another launcher
+            (summary.cached if holder and holder not in ours else summary.computed).append(path)
+        elif vhash in failures:
+            summary.failed[path] = f"{failures[vhash].get('error_type')}: {failures[vhash].get('message')}"
+        elif holder and holder not in ours:
+            busy[vhash] = path
+        else:
+            holder = lease_holder(store.leases(cuid) / f"{vhash}.json") or holder
+            jid = holder if holder in dead else next(iter(dead), "")
+            summary.not_done[path] = f"job {jid} {dead[jid]}" if jid else "no job stored it"
+    return busy
+
+
+def lease_holder(path: Path) -> str:
+    """The job id recorded in a lease file ("" when there is none)."""
+    try:
+        return str(json.loads(path.read_text()).get("owner", {}).get("job_id", ""))
+    except (OSError, ValueError):
+        return ""
 
 
 def _wait_for_others(launch: Launch, busy: dict[str, str], out: tp.TextIO) -> None:

@@ -109,11 +109,15 @@ def _write(path: Path, record: dict[str, tp.Any], exclusive: bool) -> None:
     os.replace(tmp, path)
 
 
-def acquire(folder: Path, video_hash: str, ttl: float) -> Lease | LeaseState:
-    """Claim a video: a ``Lease`` if this process now holds it, else the live holder's ``LeaseState``."""
+def acquire(folder: Path, video_hash: str, ttl: float, launch: str = "") -> Lease | LeaseState:
+    """Claim a video: a ``Lease`` if this process now holds it, else the holder's ``LeaseState``.
+
+    A lapsed lease is taken over (the attempt counted), except one left by another job of the same
+    ``launch``: a sibling that died leaves its video for a relaunch, as it would with a fixed share of the
+    work (a requeued job has its own job id and takes its own lease back)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{video_hash}.json"
-    owner = _owner()
+    owner = {**_owner(), "launch": launch}
     try:
         _write(path, {"owner": owner, "attempt": 1}, exclusive=True)
         return Lease(path, owner, 1, {})
@@ -123,6 +127,8 @@ def acquire(folder: Path, video_hash: str, ttl: float) -> Lease | LeaseState:
     if state is None:
         return acquire(folder, video_hash, ttl)
     if state.live:
+        return state
+    if launch and state.owner.get("launch") == launch and state.owner.get("job_id") != owner["job_id"]:
         return state
     attempt = state.attempt + 1
     _write(path, {"owner": owner, "attempt": attempt, "previous": state.owner}, exclusive=False)

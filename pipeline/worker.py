@@ -27,6 +27,8 @@ class VideoResult:
     worker stored it first (only possible when two take over one lapsed lease at the same instant)."""
     error: str = ""
     seconds: float = 0.0
+    holder: str = ""
+    """``busy``: the job id of the worker holding the video's lease."""
     note: str = ""
     """Something the user should know about a computed video (exact timing for a variable frame rate)."""
 
@@ -77,10 +79,14 @@ def run_shard(
     run_dict: dict[str, tp.Any],
     items: list[tuple[str, str]],
     results: list[VideoResult] | None = None,
+    launch: str = "",
 ) -> list[VideoResult]:
-    """Embed ``(video_path, content_hash)`` pairs not yet in the store; failures are recorded, not raised.
+    """Walk the launch's queue of ``(video_path, content_hash)``, longest first, embedding each video that
+    is neither stored nor claimed by another worker (its lease): every job of a launch walks the same queue,
+    so each takes the next unclaimed video and none idles while another has a queue. Failures are
+    recorded, not raised.
 
-    ``results`` is filled as videos finish (a restarted shard passes what it already did, and skips it).
+    ``results`` is filled as videos finish (a requeued job passes what it already did, and skips it).
     """
     from tqdm import tqdm
 
@@ -102,24 +108,23 @@ def run_shard(
     heartbeat = Heartbeat(run.lease_ttl_s)
     try:
         for path, vhash in tqdm(pending, desc=f"embedding ({cuid})", unit="video", mininterval=2):
-            results.append(_one_video(run, store, embedder, heartbeat, path, vhash))
+            results.append(_one_video(run, store, embedder, heartbeat, path, vhash, launch))
     finally:
         heartbeat.stop()
     return results
 
 
 def _one_video(
-    run: RunConfig, store: Store, embedder: tp.Any, heartbeat: Heartbeat, path: str, vhash: str
+    run: RunConfig, store: Store, embedder: tp.Any, heartbeat: Heartbeat, path: str, vhash: str, launch: str = ""
 ) -> VideoResult:
     cuid = run.embed.uid()
     if store.has(cuid, vhash):
         return VideoResult(path, vhash, "cached")
-    claim = acquire(store.leases(cuid), vhash, run.lease_ttl_s)
+    claim = acquire(store.leases(cuid), vhash, run.lease_ttl_s, launch)
     if not isinstance(claim, Lease):
         holder = claim.owner
-        return VideoResult(
-            path, vhash, "busy", f"held by job {holder.get('job_id') or '?'} on {holder.get('host', '?')}"
-        )
+        job = str(holder.get("job_id") or "")
+        return VideoResult(path, vhash, "busy", f"held by job {job or '?'} on {holder.get('host', '?')}", holder=job)
     started = time.perf_counter()
     heartbeat.current = claim
     try:
@@ -148,16 +153,19 @@ def _one_video(
 
 
 class ShardJob:
-    """The callable submitted per shard. On pre-emption or time-out, submitit calls ``checkpoint`` and
-    requeues the job with the returned submission: the same shard, carrying the videos already done."""
+    """The callable submitted per array task: it walks the launch's queue. On pre-emption or time-out,
+    submitit calls ``checkpoint`` and requeues the job with the returned submission: the same queue,
+    carrying the videos already done."""
 
     def __init__(self, done: list[VideoResult] | None = None) -> None:
         self.results: list[VideoResult] = list(done or [])
 
-    def __call__(self, run_dict: dict[str, tp.Any], items: list[tuple[str, str]]) -> list[VideoResult]:
-        return run_shard(run_dict, items, self.results)
+    def __call__(
+        self, run_dict: dict[str, tp.Any], items: list[tuple[str, str]], launch: str = ""
+    ) -> list[VideoResult]:
+        return run_shard(run_dict, items, self.results, launch)
 
-    def checkpoint(self, run_dict: dict[str, tp.Any], items: list[tuple[str, str]]) -> tp.Any:
+    def checkpoint(self, run_dict: dict[str, tp.Any], items: list[tuple[str, str]], launch: str = "") -> tp.Any:
         import submitit
 
-        return submitit.helpers.DelayedSubmission(ShardJob(self.results), run_dict, items)
+        return submitit.helpers.DelayedSubmission(ShardJob(self.results), run_dict, items, launch)

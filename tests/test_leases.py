@@ -34,6 +34,31 @@ def test_a_live_lease_blocks_and_a_dead_holders_lease_is_taken_over(tmp_path: Pa
     assert not mine.path.exists()
 
 
+def test_a_dead_siblings_lease_is_left_for_a_relaunch_but_a_requeued_job_takes_its_own_back(
+    tmp_path: Path, monkeypatch: tp.Any
+) -> None:
+    """Jobs of one launch share a queue: a sibling that died keeps its video (not done, as with a fixed
+    share); the same job requeued, or another launch, takes the lapsed lease over."""
+    folder = tmp_path / "_leases"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "9")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+
+    def left_by(job: str, launch_id: str) -> None:
+        owner = {"host": os.uname().nodename, "pid": int(dead.stdout), "job_id": job, "token": "t", "launch": launch_id}
+        (folder / "v.json").write_text(json.dumps({"owner": owner, "attempt": 1}))
+
+    folder.mkdir()
+    left_by("9_1", "L1")
+    held = lease.acquire(folder, "v", ttl=60, launch="L1")
+    assert isinstance(held, lease.LeaseState) and held.owner["job_id"] == "9_1" and not held.live
+    mine = lease.acquire(folder, "v", ttl=60, launch="L2")  # a relaunch
+    assert isinstance(mine, lease.Lease) and mine.attempt == 2
+    left_by("9_0", "L1")
+    requeued = lease.acquire(folder, "v", ttl=60, launch="L1")  # this job (9_0), requeued
+    assert isinstance(requeued, lease.Lease) and requeued.previous["job_id"] == "9_0"
+
+
 def test_a_lease_lapses_after_its_ttl_without_heartbeat(tmp_path: Path) -> None:
     folder = tmp_path / "_leases"
     first = lease.acquire(folder, "v", ttl=0.3)

@@ -48,7 +48,7 @@ def test_a_dry_run_plan_fits_a_screen(make_run: tp.Any, sample_dir: Path, tmp_pa
     launch(make_run(videos=str(videos), dry_run=True, videos_per_job=2, max_jobs=20), out=out)
     text = out.getvalue()
     assert len(text.splitlines()) <= 8, text
-    assert "40 to compute in 20 job(s)" in text and "... 15 more jobs of about 2 videos" in text
+    assert "40 to compute in 20 job(s)" in text and "longest first: " in text and "(37 more)" in text
 
 
 def _cli_args(videos: Path, store: Path, models_dir: Path, *extra: str) -> list[str]:
@@ -139,3 +139,30 @@ def test_library_noise_stays_out_unless_verbose(sample_dir: Path, tmp_path: Path
         heard = [n for n in noise if n in done.stdout + done.stderr + logs]
         assert heard if verbose else not heard, (verbose, heard)
         assert "computed 1" in done.stdout  # our own lines stay
+
+
+def test_the_queue_runs_longest_first(make_run: tp.Any, sample_dir: Path, tmp_path: Path) -> None:
+    """Durations are probed once (cached by content hash) and the queue is ordered longest first."""
+    from pipeline.launch import make_plan
+
+    run = make_run()
+    store = Store(run.store)
+    store.ensure()
+    plan = make_plan(run, store)
+    names = [Path(p).name for p, _ in plan.to_compute]
+    assert names == ["orbit_30fps_audio.mp4", "drift_25fps.mp4", "bars_12fps.mp4"]  # 4 s, 3 s, 2.5 s
+    assert (store.path / "_index" / "durations.json").is_file()
+
+
+def test_two_jobs_share_one_queue_and_compute_each_video_once(
+    models_dir: Path, sample_dir: Path, tmp_path: Path
+) -> None:
+    videos, store_path = tmp_path / "videos", tmp_path / "store.zarr"
+    distinct_copies(sample_dir / "bars_12fps.mp4", videos, 6)
+    args = _cli_args(videos, store_path, models_dir, "executor=local", "videos_per_job=3", "frequency=1")
+    done = run_cli(*args, env={faults.SLOW_S: "3"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "6 to compute in 2 job(s)" in done.stdout and "computed 6  cached 0  failed 0" in done.stdout
+    store = Store(store_path)
+    jobs = [store.load_numpy(e.uid)[1]["job_id"] for e in store.entries()]
+    assert len(jobs) == 6 and len(set(jobs)) == 2, jobs  # both jobs took videos from the one queue
