@@ -72,7 +72,8 @@ def load_embeddings(overrides: list[str]) -> tuple[tp.Any, list[str], list[np.nd
     from omegaconf import OmegaConf
 
     from pipeline.config import build_run_config
-    from pipeline.launch import find_videos, launch
+    from pipeline.discovery import find_videos
+    from pipeline.launch import launch
     from pipeline.store import Store, content_hash
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from .cli import UsageError, chosen_configs, open_store, parse_args
+from .lease import lease_holder
 from .store import Store
 
 USAGE = __doc__.strip().splitlines()[0].strip("`") if __doc__ else ""
@@ -90,22 +91,13 @@ def cancel_config(store: Store, config_uid: str) -> list[str]:
     released = 0
     folder = store.leases(config_uid)
     for path in folder.glob("*.json") if folder.is_dir() else []:
-        owner_job = _lease_job(path)
+        owner_job = lease_holder(path)
         if owner_job and (owner_job in job_ids or owner_job.split("_")[0] in {j.split("_")[0] for j in job_ids}):
             path.unlink(missing_ok=True)
             released += 1
     if released:
         cancelled.append(f"{config_uid}: released {released} lease(s)")
     return cancelled
-
-
-def _lease_job(path: Path) -> str:
-    import json
-
-    try:
-        return str(json.loads(path.read_text()).get("owner", {}).get("job_id", ""))
-    except (OSError, ValueError):
-        return ""
 
 
 def main(argv: list[str] | None = None) -> int:

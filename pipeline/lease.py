@@ -169,3 +169,11 @@ class Heartbeat:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def lease_holder(path: Path) -> str:
+    """The job id recorded in a lease file ("" when there is none)."""
+    try:
+        return str(json.loads(path.read_text()).get("owner", {}).get("job_id", ""))
+    except (OSError, ValueError):
+        return ""

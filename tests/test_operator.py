@@ -13,8 +13,9 @@ import typing as tp
 from pathlib import Path
 
 from pipeline import faults
-from pipeline.launch import Summary, launch, render_summary
+from pipeline.launch import launch
 from pipeline.store import Store
+from pipeline.summary import Summary, render_summary
 
 from .conftest import REPO, distinct_copies, run_cli
 
@@ -143,7 +144,7 @@ def test_library_noise_stays_out_unless_verbose(sample_dir: Path, tmp_path: Path
 
 def test_the_queue_runs_longest_first(make_run: tp.Any, sample_dir: Path, tmp_path: Path) -> None:
     """Durations are probed once (cached by content hash) and the queue is ordered longest first."""
-    from pipeline.launch import make_plan
+    from pipeline.planning import make_plan
 
     run = make_run()
     store = Store(run.store)

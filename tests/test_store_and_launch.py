@@ -13,7 +13,8 @@ import xarray as xr
 
 from pipeline import store as store_mod
 from pipeline.config import ConfigError
-from pipeline.launch import find_videos, launch
+from pipeline.discovery import find_videos
+from pipeline.launch import launch
 
 from .conftest import run_cli
 

@@ -1,0 +1,61 @@
+"""Checks made before any job is submitted: the model's config is found (fast offline) and the frame count fits it."""
+
+from __future__ import annotations
+
+import os
+import typing as tp
+from pathlib import Path
+
+from .config import ConfigError, RunConfig
+
+
+def prepare_model(run: RunConfig) -> None:
+    """Build a tiny model if asked, and check ``num_frames`` against the model's config before any job."""
+    from .engine import resolve_num_frames
+    from .tiny import TINY_FAMILIES, ensure_tiny_model
+
+    spec = run.embed.model
+    if spec.tiny:
+        kind = spec.name.removeprefix("tiny-")
+        if kind not in TINY_FAMILIES:
+            raise ConfigError(f"model.name: no tiny model {spec.name!r} (known: tiny-{', tiny-'.join(TINY_FAMILIES)})")
+        ensure_tiny_model(kind, run.models_dir)
+    resolve_num_frames(run.embed, model_config(run))
+
+
+def model_config(run: RunConfig) -> tp.Any:
+    """The model's transformers config: a local folder or the hub cache first; the hub only when it can be
+    reached (a name absent from the cache fails in seconds offline, not after a minute of retries)."""
+    from transformers import AutoConfig
+
+    spec = run.embed.model
+    source = run.model_source()
+    kwargs = {"trust_remote_code": spec.trust_remote_code}
+    try:
+        return AutoConfig.from_pretrained(source, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as e:
+        local_error = e
+    if Path(source).exists() or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        raise ConfigError(f"model.name: cannot load the config of {spec.name!r} ({local_error})") from local_error
+    if not hub_reachable():
+        raise ConfigError(
+            f"model.name: {spec.name!r} is neither a local folder nor in the Hugging Face cache, and the hub "
+            "cannot be reached (download it where there is a network, or point model.name at a folder)"
+        )
+    try:
+        return AutoConfig.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"model.name: cannot load the config of {spec.name!r} ({e})") from e
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint answers a TCP connection within ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
