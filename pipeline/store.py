@@ -350,21 +350,45 @@ class Store:
             cuid = EmbedConfig.model_validate(dict(config)).uid()
         return f"{cuid}/{content_hash(video)}"
 
-    def load_numpy(self, uid: str | None = None, **by: tp.Any) -> tuple[np.ndarray, dict[str, tp.Any]]:
-        """The array ``(*features, time)`` and its attributes."""
+    def load_numpy(
+        self, uid: str | None = None, *, start: float | None = None, stop: float | None = None, **by: tp.Any
+    ) -> tuple[np.ndarray, dict[str, tp.Any]]:
+        """The array ``(*features, time)`` and its attributes. ``start`` / ``stop`` (seconds, stop excluded)
+        keep the samples whose time lies in that window, reading only the time chunks that hold them;
+        the attributes' ``times`` are cut to match."""
         array = self._array(self.resolve(uid, **by))
-        return np.asarray(array[...]), dict(array.attrs)
+        attrs = dict(array.attrs)
+        if start is None and stop is None:
+            return np.asarray(array[...]), attrs
+        times = np.asarray(attrs["times"], dtype=np.float64)
+        lo = 0 if start is None else int(np.searchsorted(times, start, side="left"))
+        hi = len(times) if stop is None else int(np.searchsorted(times, stop, side="left"))
+        hi = max(lo, hi)
+        attrs["times"] = times[lo:hi].tolist()
+        return np.asarray(array[..., lo:hi]), attrs
 
-    def load(self, uid: str | None = None, **by: tp.Any) -> tp.Any:
-        """An ``xarray.DataArray`` with a ``time`` coordinate in seconds; attributes carry the metadata."""
+    def load(
+        self, uid: str | None = None, *, start: float | None = None, stop: float | None = None, **by: tp.Any
+    ) -> tp.Any:
+        """An ``xarray.DataArray`` whose axes are named for what they hold (``layer`` with the model's layer
+        indices, ``layer_group``, ``token``, ``feature``, ``time`` in seconds); attributes carry the
+        metadata. ``start`` / ``stop`` read a time window (see ``load_numpy``)."""
         import xarray as xr
 
-        data, attrs = self.load_numpy(uid, **by)
-        dims = [f"dim_{i}" for i in range(data.ndim - 1)] + ["time"]
+        from .aggregation import output_dims
+
+        data, attrs = self.load_numpy(uid, start=start, stop=stop, **by)
+        config = attrs.get("config", {})
+        dims, coords = output_dims(
+            data.ndim,
+            list(attrs.get("layer_indices") or []),
+            str(config.get("layer_aggregation", "")),
+            str(config.get("token_aggregation", "")),
+        )
         times = np.asarray(attrs["times"], dtype=np.float64)
         flat = {k: v for k, v in attrs.items() if k != "times"}
-        flat["config"] = json.dumps(flat.get("config", {}), sort_keys=True)
-        return xr.DataArray(data, dims=dims, coords={"time": times}, attrs=flat)
+        flat["config"] = json.dumps(config, sort_keys=True)
+        return xr.DataArray(data, dims=dims, coords={**coords, "time": times}, attrs=flat)
 
 
 def open(path: str | os.PathLike[str]) -> Store:  # noqa: A001 - the documented reader entry point

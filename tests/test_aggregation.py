@@ -54,3 +54,15 @@ def test_resample_time_matches_julius_column_by_column() -> None:
     column = resample(torch.from_numpy(data[:, 1, 0].copy())).numpy()
     np.testing.assert_allclose(out[:, 1, 0], column, atol=1e-6)
     assert aggregation.resample_time(data, 40) is data
+
+
+def test_output_dims_follow_the_aggregation() -> None:
+    from pipeline.aggregation import output_dims
+
+    assert output_dims(2, [8], "mean", "mean") == (["feature", "time"], {})
+    assert output_dims(3, [8], "none", "mean") == (["layer", "feature", "time"], {"layer": [8]})
+    assert output_dims(4, [0, 4, 8], "none", "none") == (["layer", "token", "feature", "time"], {"layer": [0, 4, 8]})
+    groups = output_dims(3, [0, 4, 8], "group_mean", "cat")
+    assert groups == (["layer_group", "feature", "time"], {"layer_group": [0, 4]})
+    assert output_dims(2, [0, 4, 8], "mean", "cat") == (["feature", "time"], {})
+    assert output_dims(4, [3], "mean", "mean")[0] == ["feature_0", "feature_1", "feature_2", "time"]

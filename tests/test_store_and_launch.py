@@ -160,3 +160,29 @@ def test_cli_local_executor_end_to_end(models_dir: Path, sample_dir: Path, tmp_p
     assert bad.returncode == 2 and "layer_type: X-CLIP accepts" in bad.stderr
     bad = run_cli(*common, "frequency=-2", cwd=tmp_path, timeout=600)
     assert bad.returncode == 2 and "frequency: must be a positive number" in bad.stderr
+
+
+def test_loaded_arrays_name_their_axes_and_read_a_time_window(make_run: tp.Any, sample_dir: Path) -> None:
+    video = sample_dir / "orbit_30fps_audio.mp4"
+    cases = [
+        (dict(), ["feature", "time"], {}),
+        (dict(layers="all", layer_aggregation="none", token_aggregation="none"), ["layer", "token", "feature", "time"],
+         {"layer": [0, 1, 2, 3, 4]}),
+        (dict(layers=[0.0, 0.5, 1.0], layer_aggregation="group_mean"), ["layer_group", "feature", "time"],
+         {"layer_group": [0, 2]}),
+        (dict(layers=0.5, layer_aggregation="none", token_aggregation="cat"), ["layer", "feature", "time"],
+         {"layer": [2]}),
+    ]  # fmt: skip
+    for fields, dims, coords in cases:
+        run = make_run(videos=str(video), frequency=4.0, **fields)
+        assert launch(run).computed
+        reader = store_mod.open(run.store)
+        whole = reader.load(config=run.embed, video=video)
+        assert list(whole.dims) == dims, fields
+        for name, values in coords.items():
+            assert whole[name].values.tolist() == values
+        window = reader.load(config=run.embed, video=video, start=0.5, stop=1.5)
+        assert window["time"].values.tolist() == [0.5, 0.75, 1.0, 1.25]
+        np.testing.assert_array_equal(window.values, whole.sel(time=slice(0.5, 1.25)).values)
+        data, attrs = reader.load_numpy(config=run.embed, video=video, start=3.7)
+        assert data.shape[-1] == 1 and attrs["times"] == [3.75]
