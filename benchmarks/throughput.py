@@ -16,9 +16,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import decoding, reference_reader, timegrid  # noqa: E402
+from pipeline import decoding, timegrid  # noqa: E402
 from pipeline.config import build_run_config  # noqa: E402
-from pipeline.engine import Embedder  # noqa: E402
+from pipeline.engine import Embedder, video_timing  # noqa: E402
 from pipeline.sample import write_video  # noqa: E402
 from pipeline.tiny import ensure_tiny_model  # noqa: E402
 
@@ -67,16 +67,16 @@ def plain_decode(path: Path) -> float:
 
 def engine_decode(path: Path, embedder: Embedder, freq: float) -> float:
     """The engine's own decoding pass alone: the frames its clips (or steps) need, one pass."""
-    info = decoding.probe(path)
-    n = timegrid.n_output_steps(info.duration, freq)
+    timing = video_timing(str(path), decoding.probe(path), embedder.config.timing)
+    n = timegrid.n_output_steps(timing.duration, freq)
     if embedder.adapter.is_video:
         assert embedder.num_frames is not None
-        ends = timegrid.clip_end_times(info.duration, n)
+        ends = timegrid.clip_end_times(timing.duration, n)
         offsets = timegrid.clip_offsets(embedder.num_frames, embedder.clip_duration_for(freq))
         times = timegrid.clip_frame_times(ends, offsets)
     else:
-        times = timegrid.image_frame_times(info.duration, n)
-    wanted = np.unique(reference_reader.frame_numbers(info.fps, times))
+        times = timegrid.image_frame_times(timing.duration, n)
+    wanted = np.unique(Embedder._frames_for(times if times.ndim == 2 else times[:, None], timing))
     start = time.perf_counter()
     for _ in decoding.iter_frames(path, wanted):
         pass
