@@ -77,10 +77,10 @@ def cancel_config(store: Store, config_uid: str) -> list[str]:
     """Cancel every still-running job of the config's launches; release their leases. Returns what was
     cancelled, one line each."""
     cancelled: list[str] = []
-    job_ids: set[str] = set()
+    job_ids: list[str] = []
     for launch_id, record in store.launches(config_uid).items():
         ids = [str(j) for j in record.get("job_ids", [])]
-        job_ids.update(ids)
+        job_ids += ids
         if record.get("executor") == "slurm":
             active = active_slurm_jobs(ids)
             if active:
@@ -89,10 +89,11 @@ def cancel_config(store: Store, config_uid: str) -> list[str]:
         elif record.get("host") == socket.gethostname():
             cancelled += [f"{config_uid}: local job {j} (launch {launch_id})" for j in ids if kill_local_job(j)]
     released = 0
+    arrays = {j.split("_")[0] for j in job_ids}  # an array job id covers its tasks; a local job id is itself
     folder = store.leases(config_uid)
     for path in folder.glob("*.json") if folder.is_dir() else []:
         owner_job = lease_holder(path)
-        if owner_job and (owner_job in job_ids or owner_job.split("_")[0] in {j.split("_")[0] for j in job_ids}):
+        if owner_job and owner_job.split("_")[0] in arrays:
             path.unlink(missing_ok=True)
             released += 1
     if released:

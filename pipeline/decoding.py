@@ -54,11 +54,8 @@ def probe(path: str | Path) -> VideoInfo:
         rate = stream.average_rate or stream.guessed_rate
         if not rate:
             raise VideoError(f"{path}: the video stream has no frame rate")
-        if container.duration is not None:
-            duration = container.duration / 1_000_000
-        elif stream.duration is not None:
-            duration = float(stream.duration * stream.time_base)
-        else:
+        duration = _stated_seconds(container)
+        if duration is None:
             raise VideoError(f"{path}: the container states no duration")
         container_us = int(container.duration) if container.duration is not None else None
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)
@@ -88,14 +85,19 @@ def container_seconds(path: str | Path) -> float:
     the launcher orders work by, longest first."""
     try:
         with _open(path) as container:
-            if container.duration is not None:
-                return container.duration / 1_000_000
-            stream = container.streams.video[0] if container.streams.video else None
-            if stream is not None and stream.duration is not None:
-                return float(stream.duration * stream.time_base)
-    except (VideoError, IndexError):
-        pass
-    return 0.0
+            return _stated_seconds(container) or 0.0
+    except VideoError:
+        return 0.0
+
+
+def _stated_seconds(container: tp.Any) -> float | None:
+    """The duration the container states, else its video stream's (None when neither does)."""
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    stream = container.streams.video[0] if container.streams.video else None
+    if stream is not None and stream.duration is not None:
+        return float(stream.duration * stream.time_base)
+    return None
 
 
 @dataclasses.dataclass(frozen=True)

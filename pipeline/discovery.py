@@ -6,6 +6,7 @@ import concurrent.futures
 import glob
 import json
 import os
+import typing as tp
 from pathlib import Path
 
 from .config import ConfigError
@@ -57,13 +58,8 @@ def _unreadable(path: str, error: OSError) -> str:
 def hash_videos(paths: list[str], store: Store) -> tuple[dict[str, str], dict[str, str]]:
     """Content hash of each readable path (reusing a cache keyed by path, size and mtime kept in the
     store), and the reason for each path that cannot be read (a dangling symlink, no permission)."""
-    from tqdm import tqdm
-
     cache_file = store.path / "_index" / "hashes.json"
-    try:
-        cache: dict[str, str] = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
+    cache = _read_cache(cache_file)
 
     def key(p: str) -> str:
         st = os.stat(p)
@@ -78,42 +74,47 @@ def hash_videos(paths: list[str], store: Store) -> tuple[dict[str, str], dict[st
                 raise PermissionError(13, "permission denied")
         except OSError as e:
             unreadable[p] = _unreadable(p, e)
-    todo = [p for p in keys if keys[p] not in cache]
-    if todo:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-            for p, digest in tqdm(
-                zip(todo, pool.map(content_hash, todo)),
-                total=len(todo),
-                desc="hashing videos",
-                unit="video",
-                disable=len(todo) < 20,
-            ):
-                cache[keys[p]] = digest
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(cache_file, json.dumps(cache))
+    _fill_cache(cache, cache_file, {k: p for p, k in keys.items()}, content_hash, "hashing videos")
     return {p: cache[k] for p, k in keys.items()}, unreadable
 
 
 def video_durations(items: list[tuple[str, str]], store: Store) -> dict[str, float]:
     """Content hash -> duration in seconds of each ``(path, hash)``, probed once (container header only)
     and cached in the store by content hash, beside the hash cache."""
-    from tqdm import tqdm
-
     from .decoding import container_seconds
 
     cache_file = store.path / "_index" / "durations.json"
-    try:
-        cache: dict[str, float] = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    todo = [(p, h) for p, h in items if h not in cache]
-    if todo:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-            probed = pool.map(container_seconds, [p for p, _ in todo])
-            for (_, h), seconds in tqdm(
-                zip(todo, probed), total=len(todo), desc="probing durations", unit="video", disable=len(todo) < 20
-            ):
-                cache[h] = seconds
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(cache_file, json.dumps(cache))
+    cache = _read_cache(cache_file)
+    _fill_cache(cache, cache_file, {h: p for p, h in items}, container_seconds, "probing durations")
     return {h: cache[h] for _, h in items}
+
+
+def _read_cache(cache_file: Path) -> dict[str, tp.Any]:
+    try:
+        return dict(json.loads(cache_file.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _fill_cache(
+    cache: dict[str, tp.Any],
+    cache_file: Path,
+    sources: dict[str, str],
+    compute: tp.Callable[[str], tp.Any],
+    desc: str,
+) -> None:
+    """Compute ``compute(path)`` for each cache key missing from ``cache`` (``sources``: key -> path), four
+    at a time with a progress bar past 20, then write the cache back atomically."""
+    from tqdm import tqdm
+
+    todo = [(key, path) for key, path in sources.items() if key not in cache]
+    if not todo:
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        values = pool.map(compute, [path for _, path in todo])
+        for (key, _), value in tqdm(
+            zip(todo, values), total=len(todo), desc=desc, unit="video", disable=len(todo) < 20
+        ):
+            cache[key] = value
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(cache_file, json.dumps(cache))

@@ -25,6 +25,11 @@ def job_error(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
+def failure_text(record: dict[str, tp.Any]) -> str:
+    """A failure recorded in the store, as the summary shows it: ``ErrorType: message``."""
+    return f"{record.get('error_type')}: {record.get('message')}"
+
+
 def follow(launch: Launch, *, out: tp.TextIO = sys.stdout, bar_position: int = 0) -> Summary:
     """Show progress until every job is over, then fill the summary from the results and the store."""
     from tqdm import tqdm
@@ -94,7 +99,7 @@ def _settle(launch: Launch, store: Store, best: dict[str, VideoResult], dead: di
         elif store.has(cuid, vhash):  # stored by a job of ours that died later, or by another launcher
             (summary.cached if holder and holder not in ours else summary.computed).append(path)
         elif vhash in failures:
-            summary.failed[path] = f"{failures[vhash].get('error_type')}: {failures[vhash].get('message')}"
+            summary.failed[path] = failure_text(failures[vhash])
         elif holder and holder not in ours:
             busy[vhash] = path
         else:
@@ -117,7 +122,7 @@ def _wait_for_others(launch: Launch, busy: dict[str, str], out: tp.TextIO) -> No
             if store.has(cuid, vhash):
                 summary.cached.append(path)
             elif vhash in failures:
-                summary.failed[path] = f"{failures[vhash].get('error_type')}: {failures[vhash].get('message')}"
+                summary.failed[path] = failure_text(failures[vhash])
             elif vhash not in live:
                 summary.not_done[path] = "another launcher's worker stopped before storing it"
             else:

@@ -98,9 +98,16 @@ class Adapter:
         if layer_type:
             raise ValueError(f"layer_type: the {cls.family} family has no layer type (got {layer_type!r})")
 
+    reference_max_frames: tp.ClassVar[int | None] = None
+    """The reference's fixed frame limit for families whose config states none (V-JEPA 2, LLaVA, Phi-4)."""
+    any_frame_count: tp.ClassVar[str] = ""
+    """Set (to why) for families that take any count up to ``max_frames``; the others take exactly it."""
+
     @classmethod
     def max_frames(cls, hf_config: tp.Any) -> int:
         """Most frames per clip the model accepts (its configured ``num_frames``), the default count."""
+        if cls.reference_max_frames is not None:
+            return cls.reference_max_frames
         config = getattr(hf_config, "vision_config", None) or hf_config
         return int(config.num_frames)
 
@@ -110,6 +117,8 @@ class Adapter:
         count (TimeSformer regroups its tokens by the configured count, X-CLIP's frame position
         embeddings are fixed: another count fails or silently mixes tokens)."""
         most = cls.max_frames(hf_config)
+        if cls.any_frame_count:
+            return 1, most, f"{cls.any_frame_count}; the reference allows at most {most}"
         return most, most, "it groups its tokens by its configured frame count"
 
     # --- loading ------------------------------------------------------------------------------
@@ -233,13 +242,8 @@ class VJEPA2Adapter(Adapter):
     family = "vjepa2"
     input_field = "videos"
 
-    @classmethod
-    def max_frames(cls, hf_config: tp.Any) -> int:
-        return 64
-
-    @classmethod
-    def frame_range(cls, hf_config: tp.Any) -> tuple[int, int, str]:
-        return 1, 64, "its rotary position embeddings take any count; the reference allows at most 64"
+    reference_max_frames = 64
+    any_frame_count = "its rotary position embeddings take any count"
 
     def processor_class(self) -> tp.Any:
         from transformers import AutoVideoProcessor
@@ -316,13 +320,8 @@ class LlavaNextVideoAdapter(Adapter):
                 f"e.g. 'USER: <video> ASSISTANT:' (got {layer_type!r})"
             )
 
-    @classmethod
-    def max_frames(cls, hf_config: tp.Any) -> int:
-        return 16
-
-    @classmethod
-    def frame_range(cls, hf_config: tp.Any) -> tuple[int, int, str]:
-        return 1, 16, "its language model takes any count of frame tokens; the reference allows at most 16"
+    reference_max_frames = 16
+    any_frame_count = "its language model takes any count of frame tokens"
 
     def model_class(self) -> tp.Any:
         from transformers import LlavaNextVideoForConditionalGeneration
@@ -354,13 +353,8 @@ class Phi4MultimodalAdapter(Adapter):
     max_batch = 1
     framewise = False
 
-    @classmethod
-    def max_frames(cls, hf_config: tp.Any) -> int:
-        return 4
-
-    @classmethod
-    def frame_range(cls, hf_config: tp.Any) -> tuple[int, int, str]:
-        return 1, 4, "each frame is one image of the prompt; the reference allows at most 4"
+    reference_max_frames = 4
+    any_frame_count = "each frame is one image of the prompt"
 
     @property
     def audio_rate(self) -> int:
@@ -401,10 +395,6 @@ class ImageAdapter(Adapter):
     family = "image"
     is_video = False
     do_rescale = False
-
-    @classmethod
-    def max_frames(cls, hf_config: tp.Any) -> int:
-        return 1
 
     def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
         images = [torch.from_numpy(c[0]).permute(2, 0, 1).contiguous().float().div(255) for c in clips]

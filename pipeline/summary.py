@@ -13,6 +13,10 @@ if tp.TYPE_CHECKING:
     from .submission import Launch
 
 
+EXAMPLES = 5
+"""Example lines per kind (duplicates, flagged, failed, not done) in a printed summary."""
+
+
 @dataclasses.dataclass
 class Summary:
     config_uid: str
@@ -36,7 +40,7 @@ class Summary:
     def ok(self) -> bool:
         return not self.failed and not self.not_done
 
-    def render(self, examples: int | None = 5) -> str:
+    def render(self, examples: int | None = EXAMPLES) -> str:
         """Counts first, then at most ``examples`` lines per kind (``None``: every line)."""
         lines = [
             f"config {self.config_uid}  store {self.store}",
@@ -63,7 +67,7 @@ class Summary:
 
     @property
     def truncated(self) -> bool:
-        return any(len(d) > 5 for d in (self.duplicates, self.flagged, self.failed, self.not_done))
+        return any(len(d) > EXAMPLES for d in (self.duplicates, self.flagged, self.failed, self.not_done))
 
 
 def render_summary(summary: Summary) -> str:
