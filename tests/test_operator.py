@@ -161,7 +161,8 @@ def test_two_jobs_share_one_queue_and_compute_each_video_once(
     videos, store_path = tmp_path / "videos", tmp_path / "store.zarr"
     distinct_copies(sample_dir / "bars_12fps.mp4", videos, 6)
     args = _cli_args(videos, store_path, models_dir, "executor=local", "videos_per_job=3", "frequency=1")
-    done = run_cli(*args, env={faults.SLOW_S: "3"}, timeout=600)
+    # 6 videos of at least 5 s each: 30 s of work, far longer than the gap between the two jobs' start-ups
+    done = run_cli(*args, env={faults.SLOW_S: "5"}, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "6 to compute in 2 job(s)" in done.stdout and "computed 6  cached 0  failed 0" in done.stdout
     store = Store(store_path)
