@@ -74,11 +74,12 @@ def load_embeddings(overrides: list[str]) -> tuple[tp.Any, list[str], list[np.nd
     from pipeline.config import build_run_config
     from pipeline.discovery import find_videos
     from pipeline.launch import launch
+    from pipeline.preflight import prepare_model
     from pipeline.store import Store, content_hash
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         cfg = compose("config", overrides=overrides)
-    run = build_run_config(tp.cast(dict[str, tp.Any], OmegaConf.to_container(cfg, resolve=True)))
+    run = prepare_model(build_run_config(tp.cast(dict[str, tp.Any], OmegaConf.to_container(cfg, resolve=True))))
     videos = find_videos(run.videos)
     store = Store(run.store)
     cuid = run.embed.uid()

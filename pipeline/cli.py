@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 from .store import Store
@@ -30,7 +31,7 @@ def parse_args(
             if arg not in flags:
                 raise UsageError(f"unknown option {arg} (known: {', '.join(sorted(flags)) or 'none'})\n{usage}")
             seen.add(arg)
-        elif "=" in arg and not arg.startswith(("/", ".")):
+        elif re.match(r"[a-z_]+=", arg):  # a field; config UIDs (``videomae-frequency=3-...``) are words
             key, _, value = arg.partition("=")
             if key not in allowed:
                 raise UsageError(f"unknown field {key!r} (known: {', '.join(sorted(allowed))})\n{usage}")

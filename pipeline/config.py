@@ -6,8 +6,6 @@ config UID. ``RunConfig`` adds what does not (device, batch size, paths, executo
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import typing as tp
 from pathlib import Path
@@ -17,9 +15,12 @@ import pydantic
 from .aggregation import LayerAggregation, TokenAggregation
 from .models import adapter_class
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Bump when the stored numbers or layout change for an unchanged config (2: torchvision processors and
-the reference reader's frame rate, duration and end of stream)."""
+the reference reader's frame rate, duration and end of stream; 3: exca UIDs holding the model's identity)."""
+
+UID_VERSION = 3
+"""exca's UID scheme, pinned so that an exca upgrade (or ``CONFDICT_UID_VERSION``) cannot rename entries."""
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -36,6 +37,14 @@ class ModelSpec(pydantic.BaseModel):
     family: str
     tiny: bool = False
     trust_remote_code: bool = False
+    identity: str | None = None
+    """What the weights are: the hub snapshot's commit (40 hex digits), or ``files-<hash>`` of a local
+    folder's files. The launcher resolves it before any job (``pipeline.identity``), replacing any value
+    given; a reader may set it to pick one of several stored versions of a model."""
+
+    def hub_revision(self) -> str | None:
+        """The commit to load from the hub, so that every worker loads the snapshot the UID names."""
+        return None if self.identity is None or self.identity.startswith("files-") else self.identity
 
     @pydantic.field_validator("family")
     @classmethod
@@ -56,6 +65,9 @@ class EmbedConfig(pydantic.BaseModel):
     max_imsize: int | None = None
     layers: float | list[float] | tp.Literal["all"] = 2 / 3
     layer_aggregation: LayerAggregation = "mean"
+    cache_n_layers: int | tp.Literal["all"] | None = None
+    """Store the token-aggregated states of this many evenly spaced layers (``all``: every layer);
+    ``layers`` and ``layer_aggregation`` then leave the UID and are applied when reading."""
     token_aggregation: TokenAggregation = "mean"
     layer_type: str = ""
     use_audio: bool = False
@@ -78,10 +90,10 @@ class EmbedConfig(pydantic.BaseModel):
             raise ValueError(f"must be a positive number of seconds (got {value!r})")
         return value
 
-    @pydantic.field_validator("num_frames", "max_imsize")
+    @pydantic.field_validator("num_frames", "max_imsize", "cache_n_layers")
     @classmethod
-    def _positive_int(cls, value: int | None) -> int | None:
-        if value is not None and value < 1:
+    def _positive_int(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
             raise ValueError(f"must be at least 1 (got {value!r})")
         return value
 
@@ -112,22 +124,29 @@ class EmbedConfig(pydantic.BaseModel):
         return adapter_class(self.model.family).is_video
 
     def canonical(self) -> dict[str, tp.Any]:
-        """The fields that change the numbers, normalised, plus the output-format version."""
+        """The fields that change the numbers, normalised, plus the output-format version. ``model`` is the
+        model's identity (``pipeline.identity``), not its name: a renamed folder is the same model."""
         adapter = adapter_class(self.model.family)
-        layers: tp.Any = self.layers
-        if layers != "all":
-            layers = sorted(set(layers if isinstance(layers, list) else [layers]))
+        spec = self.model
+        identity = spec.identity
+        if spec.hub_revision() is not None:
+            identity = f"{spec.name}@{identity}"
         out: dict[str, tp.Any] = {
             "format_version": FORMAT_VERSION,
-            "model": self.model.name,
-            "family": self.model.family,
+            "model": identity,
+            "family": spec.family,
             "frequency": self.frequency,
-            "layers": layers,
-            "layer_aggregation": self.layer_aggregation,
             "token_aggregation": self.token_aggregation,
             "dtype": self.dtype,
             "timing": self.timing,
         }
+        if self.cache_n_layers is None:
+            layers: tp.Any = self.layers
+            if layers != "all":
+                layers = sorted(set(layers if isinstance(layers, list) else [layers]))
+            out.update(layers=layers, layer_aggregation=self.layer_aggregation)
+        else:
+            out["cache_n_layers"] = self.cache_n_layers
         if adapter.is_video:
             out.update(
                 clip_duration=self.clip_duration,
@@ -140,10 +159,30 @@ class EmbedConfig(pydantic.BaseModel):
         return out
 
     def uid(self) -> str:
-        """``<family>-<hash>``: readable, and stable for equal canonical configs."""
-        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
-        digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
-        return f"{self.model.family}-{digest}"
+        """exca's UID of the canonical config after the family: the fields that differ from their defaults,
+        readable, then a hash of every field (``videomae-frequency=3,layers=0.50-1f2e3d4c``)."""
+        if self.model.identity is None:
+            raise ConfigError(
+                f"model.identity: the identity of {self.model.name!r} is not resolved (the launcher resolves it; "
+                "readers find a config in the store with Store.find_config)"
+            )
+        return config_uid(self.canonical(), EmbedConfig.model_construct(model=self.model).canonical())
+
+
+_NOT_SHOWN = ("format_version", "model", "family")
+_SHELL_UNSAFE = {ord(c): None for c in "(){}"}
+
+
+def config_uid(canonical: dict[str, tp.Any], defaults: dict[str, tp.Any]) -> str:
+    """``<family>-<fields that differ from defaults>-<hash of every field>`` with exca's ``ConfDict`` UID.
+    The model's identity is hashed, never shown (hub names hold ``/``); brackets are dropped from the
+    readable part so that a UID can be pasted into a shell unquoted."""
+    from exca import ConfDict
+
+    shown = {k: v for k, v in canonical.items() if k not in _NOT_SHOWN and defaults.get(k, ...) != v}
+    digest = ConfDict(canonical).to_uid(version=UID_VERSION).rsplit("-", 1)[1]
+    readable = ConfDict(shown).to_uid(version=UID_VERSION).rsplit("-", 1)[0] if shown else ""
+    return "-".join(p for p in (canonical["family"], readable.translate(_SHELL_UNSAFE), digest) if p)
 
 
 class ExecutorConfig(pydantic.BaseModel):

@@ -55,7 +55,7 @@ def _unreadable(path: str, error: OSError) -> str:
     return f"{path}: cannot read ({error.strerror or error})"
 
 
-def hash_videos(paths: list[str], store: Store) -> tuple[dict[str, str], dict[str, str]]:
+def hash_files(paths: list[str], store: Store, desc: str = "hashing videos") -> tuple[dict[str, str], dict[str, str]]:
     """Content hash of each readable path (reusing a cache keyed by path, size and mtime kept in the
     store), and the reason for each path that cannot be read (a dangling symlink, no permission)."""
     cache_file = store.path / "_index" / "hashes.json"
@@ -69,12 +69,13 @@ def hash_videos(paths: list[str], store: Store) -> tuple[dict[str, str], dict[st
     unreadable: dict[str, str] = {}
     for p in paths:
         try:
-            keys[p] = key(p)
-            if keys[p] not in cache and not os.access(p, os.R_OK):
+            k = key(p)
+            if k not in cache and not os.access(p, os.R_OK):
                 raise PermissionError(13, "permission denied")
+            keys[p] = k
         except OSError as e:
             unreadable[p] = _unreadable(p, e)
-    _fill_cache(cache, cache_file, {k: p for p, k in keys.items()}, content_hash, "hashing videos")
+    _fill_cache(cache, cache_file, {k: p for p, k in keys.items()}, content_hash, desc)
     return {p: cache[k] for p, k in keys.items()}, unreadable
 
 
@@ -112,9 +113,7 @@ def _fill_cache(
         return
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         values = pool.map(compute, [path for _, path in todo])
-        for (key, _), value in tqdm(
-            zip(todo, values), total=len(todo), desc=desc, unit="video", disable=len(todo) < 20
-        ):
+        for (key, _), value in tqdm(zip(todo, values), total=len(todo), desc=desc, unit="file", disable=len(todo) < 20):
             cache[key] = value
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(cache_file, json.dumps(cache))

@@ -131,6 +131,7 @@ class Embedder:
             dtype=_DTYPES[embed.dtype],
             layer_type=embed.layer_type,
             trust_remote_code=embed.model.trust_remote_code,
+            revision=embed.model.hub_revision(),
         )
         self.num_frames = resolve_num_frames(embed, self.adapter.model.config)
         self.batch_size = min(batch_size, cls.max_batch or batch_size)
@@ -149,14 +150,16 @@ class Embedder:
 
     # --- shared ------------------------------------------------------------------------------
     def _reduce(self, states: torch.Tensor) -> tuple[np.ndarray, list[int]]:
-        indices = aggregation.layer_indices(self.config.layers, states.shape[1])
-        picked = states[:, indices]
-        local = list(range(len(indices)))
-        if self.config.layer_aggregation == "group_mean" and len(indices) > 1:
-            picked, local = states, indices
-        tokens = aggregation.aggregate_tokens(picked, self.config.token_aggregation)
-        layers = aggregation.aggregate_layers(tokens, local, self.config.layer_aggregation)
-        return layers.cpu().numpy(), indices
+        """Token-aggregated states of the cached layers (``cache_n_layers``), or of the selected layers
+        aggregated; with the model's indices of the layers kept."""
+        config = self.config
+        if config.cache_n_layers is not None:
+            indices = aggregation.cached_layer_indices(config.cache_n_layers, states.shape[1])
+            return aggregation.aggregate_tokens(states[:, indices], config.token_aggregation).cpu().numpy(), indices
+        out, indices = aggregation.reduce_layers(
+            states, config.layers, config.layer_aggregation, config.token_aggregation
+        )
+        return out.cpu().numpy(), indices
 
     def _finish(self, rows: np.ndarray, freq: float, timing: Timing, indices: list[int]) -> Embedding:
         data = np.moveaxis(rows, 0, -1).astype(np.float32, copy=False)

@@ -17,6 +17,7 @@ from hydra.experimental.callback import Callback
 
 from .config import ConfigError, RunConfig, build_run_config
 from .following import follow
+from .preflight import prepare_model
 from .quiet import silence_libraries
 from .submission import Launch, submit
 from .summary import Summary, render_summary, sweep_table
@@ -66,7 +67,23 @@ def status_command(run: RunConfig) -> str:
     return f"{sys.executable} -m pipeline.status store={os.path.abspath(run.store)}"
 
 
-_SWEEP: list[tuple[list[str], Launch]] = []
+_SWEEP: list[tuple[list[str], Launch | RunConfig]] = []
+"""The points of a multirun: a submitted launch, or a run whose config UID an earlier point already
+submits (``cache_n_layers`` with a sweep over ``layers``): planned once that point is done."""
+
+
+def _submit_point(run: RunConfig, overrides: list[str]) -> None:
+    """Submit one point of a multirun, unless an earlier point computes the same entries."""
+    run = prepare_model(run)
+    key = (run.embed.uid(), os.path.abspath(run.store))
+    submitted = {(h.plan.config_uid, os.path.abspath(h.run.store)) for _, h in _SWEEP if isinstance(h, Launch)}
+    if key in submitted:
+        print(f"[{' '.join(overrides)}] config {key[0]} is computed by an earlier point: planned after it")
+        _SWEEP.append((overrides, run))
+        return
+    handle = submit(run)
+    if handle is not None:
+        _SWEEP.append((overrides, handle))
 
 
 class SweepSummary(Callback):
@@ -83,11 +100,13 @@ class SweepSummary(Callback):
         common = set.intersection(*(set(overrides) for overrides, _ in points))
         summaries = []
         try:
-            for overrides, handle in points:
+            for overrides, point in points:
                 label = " ".join(o for o in overrides if o not in common) or "defaults"
+                handle = point if isinstance(point, Launch) else submit(point)
+                assert handle is not None
                 summaries.append((label, handle, follow(handle) if handle.jobs else handle.summary))
         except KeyboardInterrupt:
-            print(str(Interrupted([h for _, h in points if h.jobs])), file=sys.stderr)
+            print(str(Interrupted([h for _, h in points if isinstance(h, Launch) and h.jobs])), file=sys.stderr)
             sys.exit(130)
         print(sweep_table(summaries))
         if any(not s.ok for _, _, s in summaries):
@@ -113,9 +132,7 @@ def main() -> None:
         try:
             run = build_run_config(flat)
             if hydra_cfg.mode == RunMode.MULTIRUN:
-                handle = submit(run)
-                if handle is not None:
-                    _SWEEP.append((list(hydra_cfg.overrides.task), handle))
+                _submit_point(run, list(hydra_cfg.overrides.task))
                 return
             summary = launch(run)
         except Interrupted as e:

@@ -83,8 +83,10 @@ class Adapter:
         dtype: torch.dtype = torch.float32,
         layer_type: str = "",
         trust_remote_code: bool = False,
+        revision: str | None = None,
     ) -> None:
         self.source = source
+        self.revision = revision
         self.device = torch.device(device)
         self.dtype = dtype
         self.layer_type = layer_type
@@ -134,6 +136,8 @@ class Adapter:
 
     def model_kwargs(self) -> dict[str, tp.Any]:
         kwargs: dict[str, tp.Any] = {"dtype": self.dtype}
+        if self.revision is not None:
+            kwargs["revision"] = self.revision
         if self.trust_remote_code:
             kwargs["trust_remote_code"] = True
         return kwargs
@@ -143,6 +147,8 @@ class Adapter:
         if model.device.type == "cpu" and self.device.type != "cpu":
             model = model.to(self.device)
         extra: dict[str, tp.Any] = {"do_rescale": self.do_rescale}
+        if self.revision is not None:
+            extra["revision"] = self.revision
         if self.trust_remote_code:
             extra["trust_remote_code"] = True
         processor = self.processor_class().from_pretrained(self.source, **extra)

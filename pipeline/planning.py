@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 from .config import RunConfig
-from .discovery import find_videos, hash_videos, video_durations
+from .discovery import find_videos, hash_files, video_durations
 from .store import Store
 
 
@@ -33,7 +33,7 @@ class Plan:
 
 def make_plan(run: RunConfig, store: Store, paths: list[str] | None = None) -> Plan:
     paths = find_videos(run.videos) if paths is None else paths
-    hashes, unreadable = hash_videos(paths, store)
+    hashes, unreadable = hash_files(paths, store)
     cuid = run.embed.uid()
     done = store.done_hashes(cuid)
     failures = {} if run.retry_failed else store.failures(cuid)

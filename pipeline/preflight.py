@@ -1,4 +1,5 @@
-"""Checks made before any job is submitted: the model's config is found (fast offline) and the frame count fits it."""
+"""Checks made before any job is submitted: the model's config is found (fast offline), the frame count
+fits it, and the model's identity (hub commit or folder content) is resolved for the config UID."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 from .config import ConfigError, RunConfig
 
 
-def prepare_model(run: RunConfig) -> None:
-    """Build a tiny model if asked, and check ``num_frames`` against the model's config before any job."""
+def prepare_model(run: RunConfig) -> RunConfig:
+    """Build a tiny model if asked, check ``num_frames`` against the model's config, and return ``run`` with
+    the model's identity resolved: every job loads, and every entry is keyed by, that snapshot."""
     from .engine import resolve_num_frames
+    from .identity import resolve_identity
     from .tiny import TINY_FAMILIES, ensure_tiny_model
 
     spec = run.embed.model
@@ -21,6 +24,8 @@ def prepare_model(run: RunConfig) -> None:
             raise ConfigError(f"model.name: no tiny model {spec.name!r} (known: tiny-{', tiny-'.join(TINY_FAMILIES)})")
         ensure_tiny_model(kind, run.models_dir)
     resolve_num_frames(run.embed, model_config(run))
+    local = Path(run.model_source()).exists() or _offline()
+    return resolve_identity(run, online=not local and hub_reachable())
 
 
 def model_config(run: RunConfig) -> tp.Any:
@@ -35,7 +40,7 @@ def model_config(run: RunConfig) -> tp.Any:
         return AutoConfig.from_pretrained(source, local_files_only=True, **kwargs)
     except (OSError, ValueError) as e:
         local_error = e
-    if Path(source).exists() or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+    if Path(source).exists() or _offline():
         raise ConfigError(f"model.name: cannot load the config of {spec.name!r} ({local_error})") from local_error
     if not hub_reachable():
         raise ConfigError(
@@ -59,3 +64,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")

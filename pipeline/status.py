@@ -14,10 +14,19 @@ import typing as tp
 from pathlib import Path
 
 from .cli import UsageError, chosen_configs, open_store, parse_args
+from .config import FORMAT_VERSION
 from .lease import live_leases
 from .store import Store
 
-KEY_FIELDS = ("frequency", "clip_duration", "num_frames", "layers", "layer_aggregation", "token_aggregation")
+KEY_FIELDS = (
+    "frequency",
+    "clip_duration",
+    "num_frames",
+    "layers",
+    "layer_aggregation",
+    "cache_n_layers",
+    "token_aggregation",
+)
 
 
 def folder_bytes(path: Path) -> int:
@@ -42,7 +51,9 @@ def config_status(store: Store, cuid: str, *, videos: bool = False, lease_ttl_s:
     pending = {h: p for h, p in planned.items() if h not in done and h not in failures}
     row: dict[str, tp.Any] = {
         "config_uid": cuid,
-        "model": config.get("model", "?"),
+        "model": ", ".join(store.model_names(cuid)) or config.get("model") or "?",
+        "format_version": config.get("format_version"),
+        "stale": config.get("format_version") != FORMAT_VERSION,
         **{k: config.get(k) for k in KEY_FIELDS if k in config},
         "done": len(done),
         "failed": len(failures),
@@ -106,6 +117,12 @@ def render(rows: list[dict[str, tp.Any]], store: Store) -> str:
     lines = [f"store {store.path}"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip() for x in [header, *body]]
     lines.insert(2, "  ".join("-" * w for w in widths))
+    for r in rows:
+        if r["stale"]:
+            lines.append(
+                f"stale: {r['config_uid']} has output format {r['format_version']} (current {FORMAT_VERSION}); "
+                f"a launch computes it anew, python -m pipeline.gc store={store.path} removes it"
+            )
     for r in rows:
         for v in r.get("videos", []):
             extra = v.get("error") or v.get("job_id") or v.get("video_path", "")

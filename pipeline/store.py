@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from . import faults
+from .aggregation import LayerAggregation, Layers
 from .config import FORMAT_VERSION, EmbedConfig
 from .lease import LEASES, current_job_id
 
@@ -138,13 +139,42 @@ class Store:
             raise OSError(f"store: cannot write to {self.path} ({e.strerror or e})") from e
 
     def ensure_config(self, embed: EmbedConfig) -> str:
+        """The config's group, created with its canonical config; the model's name is added to the names
+        it has had (a renamed folder is the same model), so that readers can find it by name."""
         import zarr
 
         cuid = embed.uid()
-        if not (self.path / cuid / "zarr.json").exists():
-            group = zarr.open_group(str(self.path / cuid), mode="a", zarr_format=3)
+        group = zarr.open_group(str(self.path / cuid), mode="a", zarr_format=3)
+        names = list(tp.cast(list, group.attrs.get("model_names", [])))
+        if "config" not in group.attrs:
             group.attrs.update({"config": embed.canonical(), "created": now()})
+        if embed.model.name not in names:
+            group.attrs["model_names"] = [*names, embed.model.name]
         return cuid
+
+    def model_names(self, config_uid: str) -> list[str]:
+        meta = json.loads((self.path / config_uid / "zarr.json").read_text())
+        return list(meta.get("attributes", {}).get("model_names", []))
+
+    def find_config(self, embed: EmbedConfig) -> str:
+        """The config UID of ``embed`` in this store. Without a resolved model identity (a reader has the
+        name, not the weights), the stored config with that model name and these fields; several
+        versions of the model stored is an error that lists them, to be picked with ``model.identity``."""
+        if embed.model.identity is not None:
+            return embed.uid()
+        wanted = {k: v for k, v in embed.canonical().items() if k != "model"}
+        found = [
+            cuid
+            for cuid in self.config_uids()
+            if embed.model.name in self.model_names(cuid)
+            and {k: v for k, v in self.config(cuid).items() if k != "model"} == wanted
+        ]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise KeyError(f"no config of {embed.model.name!r} with these fields in {self.path}")
+        versions = ", ".join(f"{c} (model.identity={self.config(c)['model'].rpartition('@')[2]})" for c in found)
+        raise KeyError(f"{len(found)} versions of {embed.model.name!r} in {self.path}: {versions}; set model.identity")
 
     def config_uids(self) -> list[str]:
         if not self.path.is_dir():
@@ -342,37 +372,65 @@ class Store:
             return uid
         if config is None or video is None:
             raise ValueError("load: give an entry uid, or both config= and video=")
-        if isinstance(config, EmbedConfig):
-            cuid = config.uid()
-        elif isinstance(config, str):
-            cuid = config
-        else:
-            cuid = EmbedConfig.model_validate(dict(config)).uid()
+        cuid = config if isinstance(config, str) else self.find_config(_embed_config(config))
         return f"{cuid}/{content_hash(video)}"
 
     def load_numpy(
-        self, uid: str | None = None, *, start: float | None = None, stop: float | None = None, **by: tp.Any
+        self,
+        uid: str | None = None,
+        *,
+        start: float | None = None,
+        stop: float | None = None,
+        layers: Layers | None = None,
+        layer_aggregation: LayerAggregation | None = None,
+        **by: tp.Any,
     ) -> tuple[np.ndarray, dict[str, tp.Any]]:
         """The array ``(*features, time)`` and its attributes. ``start`` / ``stop`` (seconds, stop excluded)
         keep the samples whose time lies in that window, reading only the time chunks that hold them;
-        the attributes' ``times`` are cut to match."""
-        array = self._array(self.resolve(uid, **by))
+        the attributes' ``times`` are cut to match.
+
+        An entry computed with ``cache_n_layers`` holds the token-aggregated states of its cached layers;
+        ``layers`` / ``layer_aggregation`` select and combine them (relative depth over the cached layers),
+        defaulting to those of ``config=`` when given, else every cached layer kept apart. The attributes'
+        ``layer_indices``, ``layers`` and ``layer_aggregation`` then describe the selection."""
+        entry = self.resolve(uid, **by)
+        array = self._array(entry)
         attrs = dict(array.attrs)
-        if start is None and stop is None:
-            return np.asarray(array[...]), attrs
         times = np.asarray(attrs["times"], dtype=np.float64)
         lo = 0 if start is None else int(np.searchsorted(times, start, side="left"))
         hi = len(times) if stop is None else int(np.searchsorted(times, stop, side="left"))
         hi = max(lo, hi)
         attrs["times"] = times[lo:hi].tolist()
-        return np.asarray(array[..., lo:hi]), attrs
+        data = np.asarray(array[...] if (lo, hi) == (0, len(times)) else array[..., lo:hi])
+        if attrs.get("config", {}).get("cache_n_layers") is None:
+            if layers is not None or layer_aggregation is not None:
+                raise ValueError(
+                    f"load: entry {entry} was computed with its layers already selected and aggregated; "
+                    "to choose layers when reading, compute with cache_n_layers"
+                )
+            return data, attrs
+        config = by.get("config")
+        if config is not None and not isinstance(config, str):
+            embed = _embed_config(config)
+            layers = embed.layers if layers is None else layers
+            layer_aggregation = embed.layer_aggregation if layer_aggregation is None else layer_aggregation
+        if layers is None and layer_aggregation is None:
+            return data, {**attrs, "layer_aggregation": "none"}
+        from .aggregation import layer_view
+
+        view_layers: Layers = EmbedConfig.model_fields["layers"].default if layers is None else layers
+        view_how: LayerAggregation = layer_aggregation or "mean"
+        data, positions = layer_view(data, view_layers, view_how)
+        attrs["layer_indices"] = [attrs["layer_indices"][i] for i in positions]
+        return data, {**attrs, "layers": view_layers, "layer_aggregation": view_how}
 
     def load(
         self, uid: str | None = None, *, start: float | None = None, stop: float | None = None, **by: tp.Any
     ) -> tp.Any:
         """An ``xarray.DataArray`` whose axes are named for what they hold (``layer`` with the model's layer
         indices, ``layer_group``, ``token``, ``feature``, ``time`` in seconds); attributes carry the
-        metadata. ``start`` / ``stop`` read a time window (see ``load_numpy``)."""
+        metadata. ``start`` / ``stop`` read a time window, ``layers`` / ``layer_aggregation`` pick layers of
+        a ``cache_n_layers`` entry (see ``load_numpy``)."""
         import xarray as xr
 
         from .aggregation import output_dims
@@ -382,13 +440,17 @@ class Store:
         dims, coords = output_dims(
             data.ndim,
             list(attrs.get("layer_indices") or []),
-            str(config.get("layer_aggregation", "")),
+            str(attrs.get("layer_aggregation") or config.get("layer_aggregation", "")),
             str(config.get("token_aggregation", "")),
         )
         times = np.asarray(attrs["times"], dtype=np.float64)
         flat = {k: v for k, v in attrs.items() if k != "times"}
         flat["config"] = json.dumps(config, sort_keys=True)
         return xr.DataArray(data, dims=dims, coords={**coords, "time": times}, attrs=flat)
+
+
+def _embed_config(config: EmbedConfig | tp.Mapping[str, tp.Any]) -> EmbedConfig:
+    return config if isinstance(config, EmbedConfig) else EmbedConfig.model_validate(dict(config))
 
 
 def open(path: str | os.PathLike[str]) -> Store:  # noqa: A001 - the documented reader entry point

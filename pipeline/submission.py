@@ -127,7 +127,7 @@ class Launch:
 def submit(run: RunConfig, *, out: tp.TextIO = sys.stdout) -> Launch | None:
     """Plan one config and submit its jobs as one job array; None when there is nothing to submit."""
     paths = find_videos(run.videos)
-    prepare_model(run)
+    run = prepare_model(run)
     store = Store(run.store)
     store.ensure()
     plan = make_plan(run, store, paths)

@@ -11,7 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PIPELINE_THREADS", "2")
 
 from pipeline.config import RunConfig, build_run_config  # noqa: E402
+from pipeline.identity import resolve_identity  # noqa: E402
 from pipeline.sample import make_samples  # noqa: E402
+from pipeline.store import Store  # noqa: E402
 from pipeline.tiny import ensure_tiny_model  # noqa: E402
 
 TINY = {
@@ -69,7 +71,8 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def make_run(models_dir: Path, sample_dir: Path, tmp_path: Path) -> tp.Callable[..., RunConfig]:
-    """A RunConfig as the launcher builds it from Hydra's flat dict."""
+    """A RunConfig as the launcher builds it from Hydra's flat dict, its model identity resolved (without
+    creating its store: tests check that a config error leaves none)."""
 
     def make(model: str = "tiny-videomae", **fields: tp.Any) -> RunConfig:
         flat: dict[str, tp.Any] = {
@@ -81,7 +84,7 @@ def make_run(models_dir: Path, sample_dir: Path, tmp_path: Path) -> tp.Callable[
             "executor": {"name": "debug"},
         }
         flat.update(fields)
-        return build_run_config(flat)
+        return resolve_identity(build_run_config(flat), cache=Store(tmp_path / "identity-cache.zarr"))
 
     return make
 

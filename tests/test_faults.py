@@ -292,4 +292,5 @@ def test_fuzzed_configs_validate_or_name_the_field(fields: dict[str, tp.Any]) ->
         assert named, f"{message!r} names none of {sorted(fair)}"
         return
     assert isinstance(run, RunConfig)
-    run.embed.uid()
+    model = run.embed.model.model_copy(update={"identity": "files-fuzz"})  # the launcher resolves it
+    run.embed.model_copy(update={"model": model}).uid()

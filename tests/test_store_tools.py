@@ -173,6 +173,8 @@ def test_gc_removes_configs_of_an_older_output_format(built: tp.Any, capsys: pyt
     meta = json.loads(meta_path.read_text())
     meta["attributes"]["config"]["format_version"] = 0
     meta_path.write_text(json.dumps(meta))
+    code, out, _ = _main(status, f"store={store.path}", capsys=capsys)
+    assert code == 0 and f"stale: {uid_b} has output format 0" in out and f"stale: {uid_a}" not in out
     removals = gc.plan(store, keep=None)
     assert [r.path.name for r in removals] == [uid_b, uid_b] and "output format 0" in removals[0].reason
     assert removals[1].path == store.path / "_jobs" / uid_b
