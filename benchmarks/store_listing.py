@@ -61,7 +61,9 @@ def bench(size: int, folder: Path, t: int) -> dict[str, float]:
     store = Store(folder / f"store_{size}.zarr")
     store.ensure()
     cuid = store.ensure_config(
-        EmbedConfig.model_validate({"model": {"name": "tiny-videomae", "family": "videomae", "tiny": True}})
+        EmbedConfig.model_validate(
+            {"model": {"name": "tiny-videomae", "family": "videomae", "tiny": True, "identity": "files-benchmark"}}
+        )
     )
     write_s = fill(store, cuid, 0, size, t)
     index = store.path / cuid / "_index.json"
