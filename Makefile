@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test lint sample models clean bench slurm-up slurm-down status faults
+.PHONY: install run test lint sample models clean bench bench-gpu slurm-up slurm-down status faults
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -56,3 +56,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/store_listing.py
 	$(PY) benchmarks/balance.py
+
+# Base-size models on a CUDA device (says so and exits 0 where there is none).
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/gpu.py

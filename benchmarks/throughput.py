@@ -16,9 +16,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import decoding, timegrid  # noqa: E402
+from pipeline import decoding  # noqa: E402
 from pipeline.config import build_run_config  # noqa: E402
-from pipeline.engine import Embedder, video_timing  # noqa: E402
+from pipeline.engine import Embedder, plan_steps  # noqa: E402
 from pipeline.sample import write_video  # noqa: E402
 from pipeline.tiny import ensure_tiny_model  # noqa: E402
 
@@ -52,6 +52,69 @@ def make_video(folder: Path, seconds: int) -> Path:
     return path
 
 
+def make_distinct_videos(folder: Path, n: int, seconds: int) -> list[Path]:
+    """``n`` videos of distinct content (the texture starts at a different offset in each)."""
+    paths = []
+    for v in range(n):
+        path = folder / f"worker_{v}_{seconds}s_640x360_30fps.mp4"
+        if not path.exists():
+            tmp = path.with_suffix(".part.mp4")
+            write_video(
+                tmp,
+                fps=30,
+                seconds=seconds,
+                width=640,
+                height=360,
+                frame=lambda k, f, w, h, v=v: bench_frame(k + 97 * v, f, w, h),
+            )
+            tmp.rename(path)
+        paths.append(path)
+    return paths
+
+
+def worker_row(videos: list[Path], models_dir: str, decoders: int) -> dict[str, float]:
+    """The new worker (``Batcher``: decoding processes, shared batches) against the engine one video at a
+    time, both with one loaded tiny VideoMAE, over the same videos: video-s/s each and the largest difference."""
+    from pipeline.batcher import Batcher
+    from pipeline.decoding import container_seconds
+
+    embedder = embedder_for("tiny_videomae 2 Hz, 16 frames / 1 s clip", models_dir)
+    total = sum(container_seconds(str(v)) for v in videos)
+    start = time.perf_counter()
+    engine = {str(v): embedder.embed(str(v)).data for v in videos}
+    t_engine = time.perf_counter() - start
+    batcher = Batcher(embedder, decoders)
+    todo = iter([(str(v), str(v)) for v in videos])
+    ours: dict[str, np.ndarray] = {}
+    failed: dict[str, BaseException] = {}
+    try:
+        start = time.perf_counter()
+        batcher.run(lambda: next(todo, None), lambda k, e: ours.__setitem__(k, e.data), failed.__setitem__)
+        t_worker = time.perf_counter() - start
+    finally:
+        batcher.close()
+    assert not failed, failed
+    diff = max(float(np.abs(ours[k] - engine[k]).max()) for k in engine)
+    return dict(engine=total / t_engine, worker=total / t_worker, speedup=t_engine / t_worker, max_abs_diff=diff)
+
+
+def print_worker_row(args: argparse.Namespace, work: Path, models_dir: Path) -> dict[str, float]:
+    from pipeline.feeding import n_decoders
+
+    decoders = n_decoders(args.decoders)
+    row = worker_row(make_distinct_videos(work, 8, args.worker_seconds), str(models_dir), decoders)
+    print(
+        f"\n| 8 videos x {args.worker_seconds} s, tiny_videomae 2 Hz | engine, one video at a time (video-s/s) | "
+        f"worker, {decoders} decoding process(es) (video-s/s) | speedup | max abs diff |"
+    )
+    print("|---|---|---|---|---|")
+    print(
+        f"| one worker, batch 16 | {row['engine']:.2f} | {row['worker']:.2f} | {row['speedup']:.2f}x | "
+        f"{row['max_abs_diff']:.1e} |"
+    )
+    return row
+
+
 def plain_decode(path: Path) -> float:
     """The decode limit: every frame of the file decoded and converted to RGB, in order."""
     import av
@@ -67,16 +130,7 @@ def plain_decode(path: Path) -> float:
 
 def engine_decode(path: Path, embedder: Embedder, freq: float) -> float:
     """The engine's own decoding pass alone: the frames its clips (or steps) need, one pass."""
-    timing = video_timing(str(path), decoding.probe(path), embedder.config.timing)
-    n = timegrid.n_output_steps(timing.duration, freq)
-    if embedder.adapter.is_video:
-        assert embedder.num_frames is not None
-        ends = timegrid.clip_end_times(timing.duration, n)
-        offsets = timegrid.clip_offsets(embedder.num_frames, embedder.clip_duration_for(freq))
-        times = timegrid.clip_frame_times(ends, offsets)
-    else:
-        times = timegrid.image_frame_times(timing.duration, n)
-    wanted = np.unique(Embedder._frames_for(times if times.ndim == 2 else times[:, None], timing))
+    wanted = np.unique(plan_steps(str(path), embedder.config, embedder.num_frames).index)
     start = time.perf_counter()
     for _ in decoding.iter_frames(path, wanted):
         pass
@@ -106,6 +160,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--long-seconds", type=int, default=600)
     parser.add_argument("--json", default="")
+    parser.add_argument("--worker-seconds", type=int, default=30, help="length of each of the 8 worker videos")
+    parser.add_argument("--decoders", type=int, default=None, help="decoding processes (default: CPUs - 1)")
+    parser.add_argument("--worker-only", action="store_true", help="only the worker row")
     args = parser.parse_args()
     from tests.reference_loop import reference_image_model, reference_video_model
 
@@ -114,6 +171,9 @@ def main() -> None:
     models_dir = work / "models"
     for family in ("videomae", "vit"):
         ensure_tiny_model(family, models_dir)
+    if args.worker_only:
+        print_worker_row(args, work, models_dir)
+        return
     t0 = time.perf_counter()
     video = make_video(work, args.seconds)
     long_video = make_video(work, args.long_seconds)
@@ -169,6 +229,8 @@ def main() -> None:
     import torch
 
     print(f"torch threads: {torch.get_num_threads()}, batch size 16, device cpu")
+    row = print_worker_row(args, work, models_dir)
+    results.append(dict(config="worker", **row))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

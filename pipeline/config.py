@@ -72,6 +72,9 @@ class EmbedConfig(pydantic.BaseModel):
     layer_type: str = ""
     use_audio: bool = False
     dtype: tp.Literal["float32", "float16", "bfloat16"] = "float32"
+    preprocess_device: tp.Literal["cpu", "cuda"] = "cpu"
+    """``cuda``: the processor runs on the model's GPU (faster; pixels differ from the CPU's by up to one
+    intensity level, so it is part of the UID when set)."""
     timing: tp.Literal["reference", "exact"] = "reference"
     """``reference``: the frame rate, duration and end-of-stream frames the reference's reader sees
     (``pipeline.reference_reader``); ``exact``: the exact container duration and presentation times."""
@@ -117,6 +120,11 @@ class EmbedConfig(pydantic.BaseModel):
             adapter.check_layer_type(self.layer_type)
         except ValueError as e:
             raise ValueError(str(e)) from None
+        if self.preprocess_device != "cpu" and not adapter.framewise:
+            raise ValueError(
+                f"preprocess_device: the {self.model.family} family's processor takes whole clips, on the CPU "
+                f"(got {self.preprocess_device!r})"
+            )
         return self
 
     @property
@@ -156,6 +164,8 @@ class EmbedConfig(pydantic.BaseModel):
             )
         if adapter.uses_audio:
             out["use_audio"] = self.use_audio
+        if self.preprocess_device != "cpu":
+            out["preprocess_device"] = self.preprocess_device
         return out
 
     def uid(self) -> str:
@@ -243,6 +253,9 @@ class RunConfig(pydantic.BaseModel):
     """A worker's claim on a video lapses this long after its last heartbeat."""
     verbose: bool = False
     """Let the libraries' own warnings and progress bars through (transformers, huggingface_hub)."""
+    decoders: int | None = pydantic.Field(default=None, ge=0)
+    """Decoding processes per job (None: one per CPU of the job but one, at least 2); 0: one video at a time
+    in the model's process (the engine alone)."""
     executor: ExecutorConfig = ExecutorConfig()
 
     @pydantic.field_validator("batch_size", "videos_per_job", "max_jobs", "max_attempts")
@@ -265,6 +278,12 @@ class RunConfig(pydantic.BaseModel):
         if value != "auto" and value.split(":")[0] not in ("cpu", "cuda", "mps"):
             raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps (got {value!r})")
         return value
+
+    @pydantic.model_validator(mode="after")
+    def _preprocess_on_the_model_device(self) -> RunConfig:
+        if self.embed.preprocess_device == "cuda" and self.device.split(":")[0] not in ("auto", "cuda"):
+            raise ValueError(f"preprocess_device: cuda needs device=cuda or auto (got device={self.device!r})")
+        return self
 
     def resolved_device(self) -> str:
         if self.device != "auto":

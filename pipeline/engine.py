@@ -119,6 +119,50 @@ def resolve_num_frames(embed: EmbedConfig, hf_config: tp.Any) -> int | None:
     return embed.num_frames
 
 
+def clip_duration_for(embed: EmbedConfig, freq: float) -> float:
+    """Seconds of video before each output step: the configured value, else one output period."""
+    return 1 / freq if embed.clip_duration is None else embed.clip_duration
+
+
+@dataclasses.dataclass(frozen=True)
+class StepPlan:
+    """Which frames each output step of one video takes: what decoding needs to know, and nothing more."""
+
+    timing: Timing
+    frequency: float
+    index: np.ndarray
+    """``index[k]``: the frame numbers of output step k (a clip, or one frame for image models)."""
+    clip_ends: np.ndarray | None
+    """Video models: the end time of each step's clip (its audio window ends there)."""
+    clip_duration: float | None
+
+
+def plan_steps(path: str, embed: EmbedConfig, num_frames: int | None) -> StepPlan:
+    """The time grid of one video and the frame numbers of each step, under the config's timing rules
+    (``num_frames`` None: an image model, one frame per step)."""
+    timing = video_timing(path, decoding.probe(path), embed.timing)
+    freq = timing.fps if embed.frequency == "native" else float(embed.frequency)
+    n_steps = timegrid.n_output_steps(timing.duration, freq)
+    if n_steps < 1:
+        raise decoding.VideoError(f"{path}: {timing.duration:.3f} s is shorter than half an output step at {freq:g} Hz")
+    if num_frames is None:
+        times = timegrid.image_frame_times(timing.duration, n_steps)[:, None]
+        return StepPlan(timing, freq, frames_for(times, timing), None, None)
+    clip_duration = clip_duration_for(embed, freq)
+    ends = timegrid.clip_end_times(timing.duration, n_steps)
+    times = timegrid.clip_frame_times(ends, timegrid.clip_offsets(num_frames, clip_duration))
+    return StepPlan(timing, freq, frames_for(times, timing), ends, clip_duration)
+
+
+def frames_for(times: np.ndarray, timing: Timing) -> np.ndarray:
+    """Frame index of each requested time, ``(steps, frames per step)``; under reference timing, with
+    the reader's end-of-stream rule applied in the reference's order of requests (row by row)."""
+    index = reference_reader.frame_numbers(timing.fps, times)
+    if timing.n_frames is None:
+        return index
+    return reference_reader.frames_returned(index.ravel(), timing.n_frames).reshape(index.shape)
+
+
 class Embedder:
     """Holds one loaded model; ``embed(path)`` turns a video into an ``Embedding``."""
 
@@ -135,33 +179,26 @@ class Embedder:
         )
         self.num_frames = resolve_num_frames(embed, self.adapter.model.config)
         self.batch_size = min(batch_size, cls.max_batch or batch_size)
+        self.preprocess_device = None if embed.preprocess_device == "cpu" else device
+        if self.preprocess_device is not None and not device.startswith("cuda"):
+            raise ConfigError(f"preprocess_device: cuda needs the model on a GPU (this job runs it on {device})")
 
     def embed(self, path: str) -> Embedding:
-        timing = video_timing(path, decoding.probe(path), self.config.timing)
-        freq = timing.fps if self.config.frequency == "native" else float(self.config.frequency)
-        n_steps = timegrid.n_output_steps(timing.duration, freq)
-        if n_steps < 1:
-            raise decoding.VideoError(
-                f"{path}: {timing.duration:.3f} s is shorter than half an output step at {freq:g} Hz"
-            )
-        if self.adapter.is_video:
-            return self._embed_clips(path, timing, freq, n_steps)
-        return self._embed_frames(path, timing, freq, n_steps)
+        plan = plan_steps(path, self.config, self.num_frames)
+        audio = self._audio(path, plan.clip_ends, plan.clip_duration) if plan.clip_ends is not None else None
+        return self._run_steps(path, plan.index, plan.frequency, plan.timing, audio)
 
     # --- shared ------------------------------------------------------------------------------
-    def _reduce(self, states: torch.Tensor) -> tuple[np.ndarray, list[int]]:
+    def reduce(self, states: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
         """Token-aggregated states of the cached layers (``cache_n_layers``), or of the selected layers
-        aggregated; with the model's indices of the layers kept."""
+        aggregated, on the states' device; with the model's indices of the layers kept."""
         config = self.config
         if config.cache_n_layers is not None:
             indices = aggregation.cached_layer_indices(config.cache_n_layers, states.shape[1])
-            return aggregation.aggregate_tokens(states[:, indices], config.token_aggregation).cpu().numpy(), indices
-        out, indices = aggregation.reduce_layers(
-            states, config.layers, config.layer_aggregation, config.token_aggregation
-        )
-        return out.cpu().numpy(), indices
+            return aggregation.aggregate_tokens(states[:, indices], config.token_aggregation), indices
+        return aggregation.reduce_layers(states, config.layers, config.layer_aggregation, config.token_aggregation)
 
-    def _finish(self, rows: np.ndarray, freq: float, timing: Timing, indices: list[int]) -> Embedding:
+    def finish(self, rows: np.ndarray, freq: float, timing: Timing, indices: list[int]) -> Embedding:
         data = np.moveaxis(rows, 0, -1).astype(np.float32, copy=False)
         return Embedding(
             data=np.ascontiguousarray(data),
@@ -176,35 +213,14 @@ class Embedder:
         )
 
     def clip_duration_for(self, freq: float) -> float:
-        return 1 / freq if self.config.clip_duration is None else self.config.clip_duration
+        return clip_duration_for(self.config, freq)
 
-    # --- the time grid ---------------------------------------------------------------------
-    def _embed_clips(self, path: str, timing: Timing, freq: float, n_steps: int) -> Embedding:
-        assert self.num_frames is not None
-        clip_duration = self.clip_duration_for(freq)
-        ends = timegrid.clip_end_times(timing.duration, n_steps)
-        times = timegrid.clip_frame_times(ends, timegrid.clip_offsets(self.num_frames, clip_duration))
-        audio = self._audio(path, ends, clip_duration)
-        return self._run_steps(path, self._frames_for(times, timing), freq, timing, audio)
-
-    def _embed_frames(self, path: str, timing: Timing, freq: float, n_steps: int) -> Embedding:
-        times = timegrid.image_frame_times(timing.duration, n_steps)
-        return self._run_steps(path, self._frames_for(times[:, None], timing), freq, timing, None)
-
-    @staticmethod
-    def _frames_for(times: np.ndarray, timing: Timing) -> np.ndarray:
-        """Frame index of each requested time, ``(steps, frames per step)``; under reference timing, with
-        the reader's end-of-stream rule applied in the reference's order of requests (row by row)."""
-        index = reference_reader.frame_numbers(timing.fps, times)
-        if timing.n_frames is None:
-            return index
-        return reference_reader.frames_returned(index.ravel(), timing.n_frames).reshape(index.shape)
-
-    def _audio(self, path: str, ends: np.ndarray, clip_duration: float) -> list[np.ndarray] | None:
+    def _audio(self, path: str, ends: np.ndarray, clip_duration: float | None) -> list[np.ndarray] | None:
         if not (self.config.use_audio and self.adapter.uses_audio):
             return None
         rate = getattr(self.adapter, "audio_rate", 44_100)
         track = decoding.load_audio(path, rate)
+        assert clip_duration is not None
         return [track[int(max(0.0, t - clip_duration) * rate) : int(t * rate)] for t in ends]
 
     # --- decoding, preprocessing and batched forward passes --------------------------------------
@@ -218,7 +234,8 @@ class Embedder:
             return
         frames = prefetch(frames)  # decoding and preprocessing overlap: each runs in its own thread
         while chunk := list(itertools.islice(frames, _PREPROCESS_CHUNK)):
-            yield from zip([i for i, _ in chunk], self.adapter.preprocess_frames([f for _, f in chunk]))
+            pixels = self.adapter.preprocess_frames([f for _, f in chunk], device=self.preprocess_device)
+            yield from zip([i for i, _ in chunk], pixels)
 
     def _states(self, items: list[list[tp.Any]], audio: list[np.ndarray] | None) -> torch.Tensor:
         if not self.adapter.framewise:
@@ -245,7 +262,9 @@ class Embedder:
                 i, item = next(frames)
                 buffer[i] = item
             items = [[buffer[int(i)] for i in index[k]] for k in range(lo, hi)]
-            reduced, indices = self._reduce(self._states(items, audio[lo:hi] if audio is not None else None))
+            states = self._states(items, audio[lo:hi] if audio is not None else None)
+            out, indices = self.reduce(states)
+            reduced = out.cpu().numpy()
             if rows is None:
                 rows = np.zeros((n_steps, *reduced.shape[1:]), np.float32)
             rows[lo:hi] = reduced
@@ -254,4 +273,4 @@ class Embedder:
                 for i in [i for i in buffer if i < keep_from]:
                     del buffer[i]
         assert rows is not None
-        return self._finish(rows, freq, timing, indices)
+        return self.finish(rows, freq, timing, indices)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 SLOW_S = "PIPELINE_FAULT_SLOW_S"
 """Seconds a worker waits after embedding each video, as if the model were larger."""
+DIE_DECODING = "PIPELINE_FAULT_DIE_DECODING"
+"""A file name: the decoding process that takes this video exits at once, as if killed."""
 PAUSE_IN_WRITE = "PIPELINE_FAULT_PAUSE_IN_WRITE"
 """A file path: the store creates it (with its pid) once an entry's data is staged, then waits before the commit."""
 
@@ -27,3 +29,9 @@ def in_write() -> None:
     if marker:
         Path(marker).write_text(str(os.getpid()))
         time.sleep(3600)
+
+
+def in_decoding(path: str) -> None:
+    name = os.environ.get(DIE_DECODING)
+    if name and Path(path).name == name:
+        os._exit(9)

@@ -152,19 +152,24 @@ def live_leases(folder: Path, ttl: float) -> dict[str, LeaseState]:
 
 
 class Heartbeat:
-    """Renews the current lease every ``ttl / 4`` seconds from a daemon thread."""
+    """Renews the leases held (one per video in flight) every ``ttl / 4`` seconds from a daemon thread."""
 
     def __init__(self, ttl: float) -> None:
         self.interval = max(ttl / 4, 0.05)
-        self.current: Lease | None = None
+        self.held: dict[int, Lease] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name="lease-heartbeat")
         self._thread.start()
 
+    def hold(self, lease: Lease) -> None:
+        self.held[id(lease)] = lease
+
+    def drop(self, lease: Lease) -> None:
+        self.held.pop(id(lease), None)
+
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
-            lease = self.current
-            if lease is not None:
+            for lease in list(self.held.values()):
                 lease.renew()
 
     def stop(self) -> None:

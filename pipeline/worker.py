@@ -9,6 +9,7 @@ import typing as tp
 
 from . import faults
 from .config import RunConfig
+from .feeding import n_decoders
 from .lease import Heartbeat, Lease, acquire, current_job_id
 from .quiet import silence_libraries
 from .store import PIPELINE_VERSION, Store, StoreError, now
@@ -107,16 +108,21 @@ def run_shard(
     embedder = Embedder(run.embed, run.model_source(), device=run.resolved_device(), batch_size=run.batch_size)
     heartbeat = Heartbeat(run.lease_ttl_s)
     try:
-        for path, vhash in tqdm(pending, desc=f"embedding ({cuid})", unit="video", mininterval=2):
-            results.append(_one_video(run, store, embedder, heartbeat, path, vhash, launch))
+        with tqdm(total=len(pending), desc=f"embedding ({cuid})", unit="video", mininterval=2) as bar:
+            n = n_decoders(run.decoders)
+            if n and embedder.adapter.framewise and not (run.embed.use_audio and embedder.adapter.uses_audio):
+                _run_batched(run, store, embedder, heartbeat, pending, launch, results, n, bar.update)
+            else:
+                for path, vhash in pending:
+                    results.append(_one_video(run, store, embedder, heartbeat, path, vhash, launch))
+                    bar.update()
     finally:
         heartbeat.stop()
     return results
 
 
-def _one_video(
-    run: RunConfig, store: Store, embedder: tp.Any, heartbeat: Heartbeat, path: str, vhash: str, launch: str = ""
-) -> VideoResult:
+def _claim(run: RunConfig, store: Store, path: str, vhash: str, launch: str) -> Lease | VideoResult:
+    """This worker's lease on a video, or why it is not to be embedded here (stored, held, died too often)."""
     cuid = run.embed.uid()
     if store.has(cuid, vhash):
         return VideoResult(path, vhash, "cached")
@@ -125,31 +131,108 @@ def _one_video(
         holder = claim.owner
         job = str(holder.get("job_id") or "")
         return VideoResult(path, vhash, "busy", f"held by job {job or '?'} on {holder.get('host', '?')}", holder=job)
+    if store.has(cuid, vhash):
+        claim.release()
+        return VideoResult(path, vhash, "cached")
+    if claim.attempt > run.max_attempts:
+        prev = claim.previous
+        died = WorkerDied(
+            f"{claim.attempt - 1} worker(s) died while embedding this video (last: job "
+            f"{prev.get('job_id') or '?'} on {prev.get('host', '?')}, pid {prev.get('pid', '?')})"
+        )
+        claim.release()
+        return _failure(run, store, path, vhash, died, 0.0)
+    return claim
+
+
+def _commit(
+    run: RunConfig, store: Store, embedder: tp.Any, emb: tp.Any, path: str, vhash: str, started: float
+) -> VideoResult:
+    """Write a computed embedding (atomically); a store that cannot take it stops the shard (StoreError)."""
+    faults.after_video()
+    attrs = _attrs(run, embedder, emb, path, vhash, time.perf_counter() - started)
+    written = store.write(run.embed.uid(), vhash, emb.data, attrs)
+    status: tp.Literal["computed", "discarded"] = "computed" if written else "discarded"
+    return VideoResult(path, vhash, status, seconds=time.perf_counter() - started, note=emb.timing_note)
+
+
+def _failure(run: RunConfig, store: Store, path: str, vhash: str, error: BaseException, started: float) -> VideoResult:
+    store.record_failure(run.embed.uid(), vhash, path, error)
+    seconds = time.perf_counter() - started if started else 0.0
+    return VideoResult(path, vhash, "failed", f"{type(error).__name__}: {error}", seconds)
+
+
+def _one_video(
+    run: RunConfig, store: Store, embedder: tp.Any, heartbeat: Heartbeat, path: str, vhash: str, launch: str = ""
+) -> VideoResult:
+    """One video with the engine alone (``decoders=0``, and families whose processor takes whole clips)."""
+    claim = _claim(run, store, path, vhash, launch)
+    if not isinstance(claim, Lease):
+        return claim
     started = time.perf_counter()
-    heartbeat.current = claim
+    heartbeat.hold(claim)
     try:
-        if store.has(cuid, vhash):
-            return VideoResult(path, vhash, "cached")
-        if claim.attempt > run.max_attempts:
-            prev = claim.previous
-            raise WorkerDied(
-                f"{claim.attempt - 1} worker(s) died while embedding this video (last: job "
-                f"{prev.get('job_id') or '?'} on {prev.get('host', '?')}, pid {prev.get('pid', '?')})"
-            )
-        emb = embedder.embed(path)
-        faults.after_video()
-        attrs = _attrs(run, embedder, emb, path, vhash, time.perf_counter() - started)
-        written = store.write(cuid, vhash, emb.data, attrs)
-        status: tp.Literal["computed", "discarded"] = "computed" if written else "discarded"
-        return VideoResult(path, vhash, status, seconds=time.perf_counter() - started, note=emb.timing_note)
+        return _commit(run, store, embedder, embedder.embed(path), path, vhash, started)
     except StoreError:
         raise
     except Exception as e:  # noqa: BLE001 - one bad video must not stop the shard
-        store.record_failure(cuid, vhash, path, e)
-        return VideoResult(path, vhash, "failed", f"{type(e).__name__}: {e}", time.perf_counter() - started)
+        return _failure(run, store, path, vhash, e, started)
     finally:
-        heartbeat.current = None
+        heartbeat.drop(claim)
         claim.release()
+
+
+def _run_batched(
+    run: RunConfig,
+    store: Store,
+    embedder: tp.Any,
+    heartbeat: Heartbeat,
+    pending: list[tuple[str, str]],
+    launch: str,
+    results: list[VideoResult],
+    n: int,
+    progress: tp.Callable[[], tp.Any],
+) -> None:
+    """The queue through ``Batcher``: ``n`` decoding processes, several videos in flight, shared batches."""
+    from .batcher import Batcher
+
+    queue = iter(pending)
+    claims: dict[str, tuple[str, Lease, float]] = {}
+
+    def next_video() -> tuple[str, str] | None:
+        for path, vhash in queue:
+            claim = _claim(run, store, path, vhash, launch)
+            if isinstance(claim, Lease):
+                heartbeat.hold(claim)
+                claims[vhash] = (path, claim, time.perf_counter())
+                return vhash, path
+            results.append(claim)
+            progress()
+        return None
+
+    def finished(vhash: str, outcome: tp.Callable[[str, float], VideoResult]) -> None:
+        path, claim, started = claims.pop(vhash)
+        try:
+            results.append(outcome(path, started))
+        finally:
+            heartbeat.drop(claim)
+            claim.release()
+            progress()
+
+    def done(vhash: str, emb: tp.Any) -> None:
+        finished(vhash, lambda path, started: _commit(run, store, embedder, emb, path, vhash, started))
+
+    def failed(vhash: str, error: BaseException) -> None:
+        finished(vhash, lambda path, started: _failure(run, store, path, vhash, error, started))
+
+    batcher = Batcher(embedder, n, preprocess_device=embedder.preprocess_device)
+    try:
+        batcher.run(next_video, done, failed)
+    finally:
+        batcher.close()
+        for _, claim, _ in claims.values():
+            heartbeat.drop(claim)
+            claim.release()
 
 
 class ShardJob:

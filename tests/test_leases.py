@@ -68,7 +68,7 @@ def test_a_lease_lapses_after_its_ttl_without_heartbeat(tmp_path: Path) -> None:
     first.path.write_text(json.dumps(record))
     assert isinstance(lease.acquire(folder, "v", ttl=0.3), lease.LeaseState)
     beat = lease.Heartbeat(ttl=0.3)
-    beat.current = first
+    beat.hold(first)
     time.sleep(0.6)
     assert isinstance(lease.acquire(folder, "v", ttl=0.3), lease.LeaseState)  # renewed: still held
     beat.stop()

@@ -1,0 +1,212 @@
+"""GPU benchmark (``make bench-gpu``): the worker's batched path on base-size models built from their Configs.
+
+For VideoMAE-base, ViT-base, V-JEPA 2 ViT-L and ViT-g (random weights, the real amount of compute), over
+16 distinct 60 s 640x360 30 fps videos, it prints end-to-end video-seconds per second of the worker's path
+(``Batcher``: decoding processes, shared batches), the pure forward limit at the same batch size, the
+node's parallel decode limit (one process per CPU, every frame to RGB) and the ratios; then the fp32
+difference from the CPU path and the bf16 difference from fp32. Where there is no CUDA device it says so
+and exits 0. It asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import sys
+import time
+import typing as tp
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CONFIGS: dict[str, dict[str, tp.Any]] = {
+    "VideoMAE-base bf16, 2 Hz, 16 frames / 1 s, batch 16": dict(
+        build="videomae", frequency=2.0, clip_duration=1.0, dtype="bfloat16", batch=16
+    ),
+    "VideoMAE-base bf16, preprocess_device=cuda": dict(
+        build="videomae", frequency=2.0, clip_duration=1.0, dtype="bfloat16", batch=16, preprocess_device="cuda"
+    ),
+    "ViT-base bf16, 4 Hz, batch 64": dict(build="vit", frequency=4.0, dtype="bfloat16", batch=64),
+    "V-JEPA 2 ViT-L bf16, 1 Hz, 2 s clips, batch 4": dict(
+        build="vjepa2_l", frequency=1.0, clip_duration=2.0, dtype="bfloat16", batch=4
+    ),
+    "V-JEPA 2 ViT-g bf16, 2 Hz, 4 s clips, layers 0.5,0.75,1 group_mean, batch 4": dict(
+        build="vjepa2_g",
+        frequency=2.0,
+        clip_duration=4.0,
+        dtype="bfloat16",
+        batch=4,
+        layers=[0.5, 0.75, 1.0],
+        layer_aggregation="group_mean",
+    ),
+}
+
+
+def build(kind: str, folder: Path) -> tuple[Path, str]:
+    """A base-size model of ``kind`` from its Config class (random weights), saved for ``from_pretrained``."""
+    import torch
+    import transformers as tr
+
+    target = folder / kind
+    family = {"videomae": "videomae", "vit": "image"}.get(kind, "vjepa2")
+    if (target / "config.json").exists():
+        return target, family
+    torch.manual_seed(0)
+    if kind == "videomae":
+        model, proc = tr.VideoMAEModel(tr.VideoMAEConfig()), tr.VideoMAEImageProcessor()
+    elif kind == "vit":
+        model, proc = tr.ViTModel(tr.ViTConfig()), tr.ViTImageProcessor()
+    elif kind == "vjepa2_l":
+        model, proc = tr.VJEPA2Model(tr.VJEPA2Config()), tr.VJEPA2VideoProcessor()
+    else:  # ViT-g: 1408 wide, 40 layers, 22 heads, 256 px crops
+        cfg = tr.VJEPA2Config(hidden_size=1408, num_hidden_layers=40, num_attention_heads=22, mlp_ratio=48 / 11)
+        model, proc = tr.VJEPA2Model(cfg), tr.VJEPA2VideoProcessor()
+    model.save_pretrained(target)
+    proc.save_pretrained(target)
+    return target, family
+
+
+def make_videos(folder: Path, n: int, seconds: int) -> list[Path]:
+    from benchmarks.throughput import bench_frame
+    from pipeline.sample import write_video
+
+    paths = []
+    for v in range(n):
+        path = folder / f"gpu_{v}_{seconds}s_640x360_30fps.mp4"
+        if not path.exists():
+            tmp = path.with_suffix(".part.mp4")
+            write_video(
+                tmp,
+                fps=30,
+                seconds=seconds,
+                width=640,
+                height=360,
+                frame=lambda k, f, w, h, v=v: bench_frame(k + 97 * v, f, w, h),
+            )
+            tmp.rename(path)
+        paths.append(path)
+    return paths
+
+
+def _decode_all(path: str) -> None:
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            frame.to_ndarray(format="rgb24")
+
+
+def decode_limit(videos: list[Path]) -> float:
+    """Seconds to decode every frame of every video, one process per CPU (the node's decode limit)."""
+    start = time.perf_counter()
+    with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+        list(pool.map(_decode_all, [str(v) for v in videos]))
+    return time.perf_counter() - start
+
+
+def run_config(name: str, cfg: dict[str, tp.Any], models: Path, videos: list[Path], seconds: float) -> dict[str, float]:
+    import torch
+
+    from pipeline.batcher import Batcher
+    from pipeline.config import build_run_config
+    from pipeline.engine import Embedder
+    from pipeline.feeding import n_decoders
+
+    source, family = build(cfg["build"], models)
+    fields = {k: v for k, v in cfg.items() if k not in ("build", "batch")}
+    run = build_run_config(
+        {"model": {"name": str(source), "family": family}, "videos": ".", "device": "cuda", **fields}
+    )
+    embedder = Embedder(run.embed, str(source), device="cuda", batch_size=cfg["batch"])
+    todo = iter([(str(v), str(v)) for v in videos])
+    failed: dict[str, BaseException] = {}
+    batcher = Batcher(embedder, n_decoders(None), preprocess_device=embedder.preprocess_device)
+    try:
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        batcher.run(lambda: next(todo, None), lambda k, e: None, failed.__setitem__)
+        torch.cuda.synchronize()
+        t_worker = time.perf_counter() - start
+    finally:
+        batcher.close()
+    assert not failed, failed
+    # the pure forward limit: the same batch of preprocessed clips, again and again, on the GPU
+    frames = embedder.num_frames or 1
+    size = embedder.adapter.processor.crop_size if hasattr(embedder.adapter.processor, "crop_size") else None
+    side = int((size or {}).get("height", 224)) if isinstance(size, dict) else 224
+    shape = (cfg["batch"], frames, 3, side, side) if embedder.adapter.is_video else (cfg["batch"], 3, side, side)
+    pixels = torch.randn(shape, device="cuda")
+    steps = round(cfg["frequency"] * seconds) * len(videos)
+    for _ in range(3):
+        embedder.reduce(embedder.adapter.hidden_states_from_pixels(pixels))
+    torch.cuda.synchronize()
+    reps = 20
+    start = time.perf_counter()
+    for _ in range(reps):
+        embedder.reduce(embedder.adapter.hidden_states_from_pixels(pixels))
+    torch.cuda.synchronize()
+    per_batch = (time.perf_counter() - start) / reps
+    t_forward = per_batch * steps / cfg["batch"]
+    total = seconds * len(videos)
+    return dict(worker=total / t_worker, forward=total / t_forward)
+
+
+def precision(models: Path, video: Path) -> tuple[float, float]:
+    """VideoMAE-base on one video: fp32 on the GPU against the CPU path, and bf16 against fp32."""
+    from pipeline.config import build_run_config
+    from pipeline.engine import Embedder
+
+    source, _ = build("videomae", models)
+    out = {}
+    for device, dtype in (("cpu", "float32"), ("cuda", "float32"), ("cuda", "bfloat16")):
+        run = build_run_config(
+            {"model": {"name": str(source), "family": "videomae"}, "videos": ".", "device": device, "dtype": dtype}
+        )
+        out[device, dtype] = Embedder(run.embed, str(source), device=device, batch_size=16).embed(str(video)).data
+    fp32 = float(np.abs(out["cuda", "float32"] - out["cpu", "float32"]).max())
+    bf16 = float(np.abs(out["cuda", "bfloat16"] - out["cuda", "float32"]).max())
+    return fp32, bf16
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workdir", default=str(ROOT / ".bench" / "gpu"))
+    parser.add_argument("--videos", type=int, default=16)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--only", default="", help="run the configs whose name contains this")
+    args = parser.parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        print("bench-gpu: no CUDA device on this machine; nothing measured")
+        return 0
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    videos = make_videos(work, args.videos, args.seconds)
+    total = args.seconds * len(videos)
+    decode = total / decode_limit(videos)
+    print(f"{torch.cuda.get_device_name()}, {os.cpu_count()} CPUs; decode limit {decode:.1f} video-s/s")
+    print("| config | worker (video-s/s) | forward limit (video-s/s) | worker / forward | worker / decode limit |")
+    print("|---|---|---|---|---|")
+    for name, cfg in CONFIGS.items():
+        if args.only and args.only not in name:
+            continue
+        r = run_config(name, cfg, work / "models", videos, args.seconds)
+        print(
+            f"| {name} | {r['worker']:.1f} | {r['forward']:.1f} | {r['worker'] / r['forward']:.0%} | "
+            f"{r['worker'] / decode:.0%} |",
+            flush=True,
+        )
+    fp32, bf16 = precision(work / "models", videos[0])
+    print(f"VideoMAE-base, one video: fp32 GPU vs CPU max abs diff {fp32:.1e}; bf16 vs fp32 {bf16:.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
