@@ -51,7 +51,7 @@ def _portable(error: BaseException) -> BaseException:
         return RuntimeError(f"{type(error).__name__}: {error}")
 
 
-def decoder_main(spec: DecoderSpec, tasks: tp.Any, out: tp.Any, allowance: tp.Any) -> None:
+def decoder_main(spec: DecoderSpec, tasks: tp.Any, out: tp.Any, allowance: tp.Any, parent: int) -> None:
     """A decoding process: ``(key, path)`` tasks in, messages out through its own pipe (written at once,
     so that nothing sent is lost if the process is killed later), until a ``None`` task. Each frames
     message takes one of the ``allowance`` (a semaphore), which the model's process gives back once it has
@@ -61,7 +61,7 @@ def decoder_main(spec: DecoderSpec, tasks: tp.Any, out: tp.Any, allowance: tp.An
     from .models import adapter_class
     from .quiet import silence_libraries
 
-    _die_with_parent()
+    _die_with_parent(parent)
     silence_libraries(False)
     torch.set_num_threads(1)
     embed = EmbedConfig.model_validate(spec.embed)
@@ -103,7 +103,7 @@ def decoder_main(spec: DecoderSpec, tasks: tp.Any, out: tp.Any, allowance: tp.An
             out.send(("error", key, _portable(e)))
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Leave signals to the worker and die with it. A forked process inherits submitit's handlers: SLURM
     signals every process of a job before its time limit, and only the worker may checkpoint; Ctrl-C is
     the launcher's. Linux kills this process when the worker dies (``kill -9`` included), so that no
@@ -118,6 +118,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:  # the worker died before the request above took effect
+        os._exit(0)
 
 
 def _next_task(tasks: tp.Any) -> tuple[str, str] | None:
@@ -140,7 +142,8 @@ class _Slot:
         self.tasks: tp.Any = ctx.Queue()
         self.messages, sender = ctx.Pipe(duplex=False)
         self.credits: tp.Any = ctx.Semaphore(QUEUE_CHUNKS)
-        self.proc = ctx.Process(target=decoder_main, args=(spec, self.tasks, sender, self.credits), daemon=True)
+        args = (spec, self.tasks, sender, self.credits, os.getpid())
+        self.proc = ctx.Process(target=decoder_main, args=args, daemon=True)
         self.proc.start()
         sender.close()  # the process holds the only writer: its death reads as the end of the pipe
         self.assigned: list[tuple[str, str]] = []
