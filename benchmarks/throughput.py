@@ -98,11 +98,46 @@ def worker_row(videos: list[Path], models_dir: str, decoders: int) -> dict[str, 
     return dict(engine=total / t_engine, worker=total / t_worker, speedup=t_engine / t_worker, max_abs_diff=diff)
 
 
+def decoding_costs(video: Path, models_dir: str) -> tuple[float, float, float, int, int]:
+    """One decoding process's work on one video, each stage timed alone on one thread: planning, decoding
+    the needed frames to RGB, preprocessing them (16 at a time); with the frames needed and in the file."""
+    import torch
+
+    from pipeline.engine import plan_steps
+    from pipeline.models import adapter_class
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        embedder = embedder_for("tiny_videomae 2 Hz, 16 frames / 1 s clip", models_dir)
+        adapter = adapter_class("videomae")(embedder.adapter.source, with_model=False)
+        start = time.perf_counter()
+        plan = plan_steps(str(video), embedder.config, embedder.num_frames)
+        t_plan = time.perf_counter() - start
+        wanted = np.unique(plan.index)
+        start = time.perf_counter()
+        frames = [f for _, f in decoding.iter_frames(video, wanted)]
+        t_decode = time.perf_counter() - start
+        start = time.perf_counter()
+        for i in range(0, len(frames), 16):
+            adapter.preprocess_frames(frames[i : i + 16])
+        t_pre = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(threads)
+    return t_plan, t_decode, t_pre, len(wanted), int(plan.timing.n_frames or 0)
+
+
 def print_worker_row(args: argparse.Namespace, work: Path, models_dir: Path) -> dict[str, float]:
     from pipeline.feeding import n_decoders
 
     decoders = n_decoders(args.decoders)
-    row = worker_row(make_distinct_videos(work, 8, args.worker_seconds), str(models_dir), decoders)
+    videos = make_distinct_videos(work, 8, args.worker_seconds)
+    t_plan, t_decode, t_pre, wanted, total = decoding_costs(videos[0], str(models_dir))
+    print(
+        f"one decoding process, one {args.worker_seconds} s video: plan {t_plan:.2f} s, decode {wanted} of {total} "
+        f"frames {t_decode:.2f} s, preprocess them {t_pre:.2f} s ({t_pre / wanted * 1e3:.2f} ms per frame)"
+    )
+    row = worker_row(videos, str(models_dir), decoders)
     print(
         f"\n| 8 videos x {args.worker_seconds} s, tiny_videomae 2 Hz | engine, one video at a time (video-s/s) | "
         f"worker, {decoders} decoding process(es) (video-s/s) | speedup | max abs diff |"
