@@ -70,28 +70,6 @@ def build(kind: str, folder: Path) -> tuple[Path, str]:
     return target, family
 
 
-def make_videos(folder: Path, n: int, seconds: int) -> list[Path]:
-    from benchmarks.throughput import bench_frame
-    from pipeline.sample import write_video
-
-    paths = []
-    for v in range(n):
-        path = folder / f"gpu_{v}_{seconds}s_640x360_30fps.mp4"
-        if not path.exists():
-            tmp = path.with_suffix(".part.mp4")
-            write_video(
-                tmp,
-                fps=30,
-                seconds=seconds,
-                width=640,
-                height=360,
-                frame=lambda k, f, w, h, v=v: bench_frame(k + 97 * v, f, w, h),
-            )
-            tmp.rename(path)
-        paths.append(path)
-    return paths
-
-
 def _decode_all(path: str) -> None:
     import av
 
@@ -175,6 +153,8 @@ def precision(models: Path, video: Path) -> tuple[float, float]:
 
 
 def main() -> int:
+    from benchmarks.throughput import make_distinct_videos
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", default=str(ROOT / ".bench" / "gpu"))
     parser.add_argument("--videos", type=int, default=16)
@@ -188,7 +168,7 @@ def main() -> int:
         return 0
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    videos = make_videos(work, args.videos, args.seconds)
+    videos = make_distinct_videos(work, args.videos, args.seconds, prefix="gpu")
     total = args.seconds * len(videos)
     decode = total / decode_limit(videos)
     print(f"{torch.cuda.get_device_name()}, {os.cpu_count()} CPUs; decode limit {decode:.1f} video-s/s")

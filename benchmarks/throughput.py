@@ -52,11 +52,11 @@ def make_video(folder: Path, seconds: int) -> Path:
     return path
 
 
-def make_distinct_videos(folder: Path, n: int, seconds: int) -> list[Path]:
+def make_distinct_videos(folder: Path, n: int, seconds: int, prefix: str = "worker") -> list[Path]:
     """``n`` videos of distinct content (the texture starts at a different offset in each)."""
     paths = []
     for v in range(n):
-        path = folder / f"worker_{v}_{seconds}s_640x360_30fps.mp4"
+        path = folder / f"{prefix}_{v}_{seconds}s_640x360_30fps.mp4"
         if not path.exists():
             tmp = path.with_suffix(".part.mp4")
             write_video(
