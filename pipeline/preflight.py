@@ -3,6 +3,7 @@ fits it, and the model's identity (hub commit or folder content) is resolved for
 
 from __future__ import annotations
 
+import functools
 import os
 import typing as tp
 from pathlib import Path
@@ -53,8 +54,10 @@ def model_config(run: RunConfig) -> tp.Any:
         raise ConfigError(f"model.name: cannot load the config of {spec.name!r} ({e})") from e
 
 
+@functools.lru_cache(maxsize=1)
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face endpoint answers a TCP connection within ``timeout`` seconds."""
+    """Whether the Hugging Face endpoint answers a TCP connection within ``timeout`` seconds (asked once per
+    process: a sweep's points do not each wait for an unreachable hub)."""
     import socket
     from urllib.parse import urlparse
 
