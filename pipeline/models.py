@@ -181,7 +181,8 @@ class Adapter:
         ``device`` runs the processor there (``preprocess_device``)."""
         items: list[tp.Any] = list(frames)
         if self.feeds_tensors:
-            items = [torch.from_numpy(f).permute(2, 0, 1) for f in frames]
+            # a read-only frame (a view of a decoder's buffer) is copied: torch warns about sharing one
+            items = [torch.from_numpy(np.require(f, requirements="W")).permute(2, 0, 1) for f in frames]
         if device is not None:
             items = [torch.as_tensor(f).to(device, non_blocking=True) for f in items]
         kwargs = self.processor_inputs([[f] for f in items], None)
