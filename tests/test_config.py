@@ -35,3 +35,16 @@ def test_bad_values_name_their_field(fields: dict[str, tp.Any], match: str) -> N
 def test_native_frequency_and_integer_values_are_accepted() -> None:
     run = build_run_config({**BASE, "frequency": "native", "layers": [0, 1], "clip_duration": 2})
     assert run.embed.frequency == "native" and run.embed.layers == [0.0, 1.0] and run.embed.clip_duration == 2.0
+
+
+def test_every_field_can_be_overridden_from_the_command_line() -> None:
+    """Hydra refuses an override of a key the config does not hold: each field has a line in conf/."""
+    from pathlib import Path
+
+    import yaml
+
+    from pipeline.config import EmbedConfig, RunConfig
+
+    conf = yaml.safe_load((Path(__file__).resolve().parent.parent / "conf" / "config.yaml").read_text())
+    fields = (set(EmbedConfig.model_fields) | set(RunConfig.model_fields)) - {"embed", "model", "executor"}
+    assert fields <= set(conf), sorted(fields - set(conf))
