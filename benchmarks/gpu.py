@@ -104,7 +104,7 @@ def run_config(name: str, cfg: dict[str, tp.Any], models: Path, videos: list[Pat
     embedder = Embedder(run.embed, str(source), device="cuda", batch_size=cfg["batch"])
     todo = iter([(str(v), str(v)) for v in videos])
     failed: dict[str, BaseException] = {}
-    batcher = Batcher(embedder, n_decoders(None), preprocess_device=embedder.preprocess_device)
+    batcher = Batcher(embedder, n_decoders(None))
     try:
         torch.cuda.synchronize()
         start = time.perf_counter()

@@ -54,14 +54,19 @@ class _Pending:
 class Batcher:
     """Embeds a stream of videos with one loaded model and ``n_decoders`` decoding processes."""
 
-    def __init__(self, embedder: Embedder, n_decoders: int, *, preprocess_device: str | None = None) -> None:
-        if not embedder.adapter.framewise:
-            raise ValueError(f"{embedder.adapter.family}: its processor takes whole clips; use Embedder.embed")
+    def __init__(self, embedder: Embedder, n_decoders: int) -> None:
+        if not embedder.batchable:
+            raise ValueError(
+                f"{embedder.adapter.family}: its processor takes whole clips (or their audio); use Embedder.embed"
+            )
         self.embedder = embedder
         self.device = embedder.adapter.device
-        self.preprocess_device = preprocess_device
+        self.preprocess_device = embedder.preprocess_device
         spec = DecoderSpec(
-            embedder.adapter.source, embedder.config.model_dump(mode="json"), embedder.num_frames, preprocess_device
+            embedder.adapter.source,
+            embedder.config.model_dump(mode="json"),
+            embedder.num_frames,
+            self.preprocess_device,
         )
         self.feeder = Feeder(spec, n_decoders)
         self.max_in_flight = n_decoders + 1

@@ -207,16 +207,23 @@ class Embedder:
             duration=timing.duration,
             layer_indices=indices,
             num_frames=self.num_frames,
-            clip_duration=self.clip_duration_for(freq) if self.adapter.is_video else None,
+            clip_duration=clip_duration_for(self.config, freq) if self.adapter.is_video else None,
             timing=timing.mode,
             timing_note=timing.note,
         )
 
-    def clip_duration_for(self, freq: float) -> float:
-        return clip_duration_for(self.config, freq)
+    @property
+    def with_audio(self) -> bool:
+        """Each clip's audio goes to the model (Phi-4 with ``use_audio``)."""
+        return self.config.use_audio and self.adapter.uses_audio
+
+    @property
+    def batchable(self) -> bool:
+        """Clips can be assembled from frames preprocessed one by one, in other processes (``Batcher``)."""
+        return self.adapter.framewise and not self.with_audio
 
     def _audio(self, path: str, ends: np.ndarray, clip_duration: float | None) -> list[np.ndarray] | None:
-        if not (self.config.use_audio and self.adapter.uses_audio):
+        if not self.with_audio:
             return None
         rate = getattr(self.adapter, "audio_rate", 44_100)
         track = decoding.load_audio(path, rate)

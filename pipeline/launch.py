@@ -81,7 +81,7 @@ def _submit_point(run: RunConfig, overrides: list[str]) -> None:
         print(f"[{' '.join(overrides)}] config {key[0]} is computed by an earlier point: planned after it")
         _SWEEP.append((overrides, run))
         return
-    handle = submit(run)
+    handle = submit(run, prepared=True)
     if handle is not None:
         _SWEEP.append((overrides, handle))
 
@@ -102,7 +102,7 @@ class SweepSummary(Callback):
         try:
             for overrides, point in points:
                 label = " ".join(o for o in overrides if o not in common) or "defaults"
-                handle = point if isinstance(point, Launch) else submit(point)
+                handle = point if isinstance(point, Launch) else submit(point, prepared=True)
                 assert handle is not None
                 summaries.append((label, handle, follow(handle) if handle.jobs else handle.summary))
         except KeyboardInterrupt:

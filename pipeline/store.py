@@ -153,8 +153,7 @@ class Store:
         return cuid
 
     def model_names(self, config_uid: str) -> list[str]:
-        meta = json.loads((self.path / config_uid / "zarr.json").read_text())
-        return list(meta.get("attributes", {}).get("model_names", []))
+        return list(self._group_attrs(config_uid).get("model_names", []))
 
     def find_config(self, embed: EmbedConfig) -> str:
         """The config UID of ``embed`` in this store. Without a resolved model identity (a reader has the
@@ -163,17 +162,18 @@ class Store:
         if embed.model.identity is not None:
             return embed.uid()
         wanted = {k: v for k, v in embed.canonical().items() if k != "model"}
-        found = [
-            cuid
-            for cuid in self.config_uids()
-            if embed.model.name in self.model_names(cuid)
-            and {k: v for k, v in self.config(cuid).items() if k != "model"} == wanted
-        ]
+        found: dict[str, str] = {}  # config UID -> its model identity
+        for cuid in self.config_uids():
+            attrs = self._group_attrs(cuid)
+            config = dict(attrs.get("config", {}))
+            identity = str(config.pop("model", ""))
+            if embed.model.name in attrs.get("model_names", []) and config == wanted:
+                found[cuid] = identity.rpartition("@")[2]
         if len(found) == 1:
-            return found[0]
+            return next(iter(found))
         if not found:
             raise KeyError(f"no config of {embed.model.name!r} with these fields in {self.path}")
-        versions = ", ".join(f"{c} (model.identity={self.config(c)['model'].rpartition('@')[2]})" for c in found)
+        versions = ", ".join(f"{c} (model.identity={identity})" for c, identity in found.items())
         raise KeyError(f"{len(found)} versions of {embed.model.name!r} in {self.path}: {versions}; set model.identity")
 
     def config_uids(self) -> list[str]:
@@ -181,9 +181,12 @@ class Store:
             return []
         return sorted(p.name for p in self.path.iterdir() if not p.name.startswith("_") and (p / "zarr.json").exists())
 
-    def config(self, config_uid: str) -> dict[str, tp.Any]:
+    def _group_attrs(self, config_uid: str) -> dict[str, tp.Any]:
         meta = json.loads((self.path / config_uid / "zarr.json").read_text())
-        return dict(meta.get("attributes", {}).get("config", {}))
+        return dict(meta.get("attributes", {}))
+
+    def config(self, config_uid: str) -> dict[str, tp.Any]:
+        return dict(self._group_attrs(config_uid).get("config", {}))
 
     def has(self, config_uid: str, video_hash: str) -> bool:
         return (self.path / config_uid / video_hash / "zarr.json").exists()

@@ -124,10 +124,12 @@ class Launch:
         return ended
 
 
-def submit(run: RunConfig, *, out: tp.TextIO = sys.stdout) -> Launch | None:
-    """Plan one config and submit its jobs as one job array; None when there is nothing to submit."""
+def submit(run: RunConfig, *, out: tp.TextIO = sys.stdout, prepared: bool = False) -> Launch | None:
+    """Plan one config and submit its jobs as one job array; None when there is nothing to submit.
+    ``prepared``: ``run`` already went through ``prepare_model`` (a sweep point, checked for duplicates)."""
     paths = find_videos(run.videos)
-    run = prepare_model(run)
+    if not prepared:
+        run = prepare_model(run)
     store = Store(run.store)
     store.ensure()
     plan = make_plan(run, store, paths)

@@ -110,7 +110,7 @@ def run_shard(
     try:
         with tqdm(total=len(pending), desc=f"embedding ({cuid})", unit="video", mininterval=2) as bar:
             n = n_decoders(run.decoders)
-            if n and embedder.adapter.framewise and not (run.embed.use_audio and embedder.adapter.uses_audio):
+            if n and embedder.batchable:
                 _run_batched(run, store, embedder, heartbeat, pending, launch, results, n, bar.update)
             else:
                 for path, vhash in pending:
@@ -225,7 +225,7 @@ def _run_batched(
     def failed(vhash: str, error: BaseException) -> None:
         finished(vhash, lambda path, started: _failure(run, store, path, vhash, error, started))
 
-    batcher = Batcher(embedder, n, preprocess_device=embedder.preprocess_device)
+    batcher = Batcher(embedder, n)
     try:
         batcher.run(next_video, done, failed)
     finally:
