@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-sample_videos/.done: $(STAMP) pipeline/sample.py
-	$(PY) -m pipeline.sample sample_videos
+sample_videos/.done: $(STAMP) pipeline/testing/sample.py
+	$(PY) -m pipeline.testing.sample sample_videos
 	touch $@
 
 sample: sample_videos/.done
@@ -33,7 +33,7 @@ test: $(STAMP)
 
 # Hostile inputs and injected faults only; ends with the count of inputs, faults and entries lost.
 faults: $(STAMP)
-	$(PY) -m pytest -q tests/test_bad_input.py tests/test_faults.py $(ARGS)
+	$(PY) -m pytest -q tests/e2e/test_bad_input.py tests/e2e/test_faults.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipeline tests examples benchmarks

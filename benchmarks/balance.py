@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.sample import write_video  # noqa: E402
 from pipeline.store import Store  # noqa: E402
+from pipeline.testing.sample import write_video  # noqa: E402
 
 
 def make_corpus(folder: Path, short_s: float, long_s: float) -> None:

@@ -91,10 +91,10 @@ def decode_limit(videos: list[Path]) -> float:
 def run_config(name: str, cfg: dict[str, tp.Any], models: Path, videos: list[Path], seconds: float) -> dict[str, float]:
     import torch
 
-    from pipeline.batcher import Batcher
     from pipeline.config import build_run_config
-    from pipeline.engine import Embedder
-    from pipeline.feeding import n_decoders
+    from pipeline.embedding.batcher import Batcher
+    from pipeline.embedding.engine import Embedder
+    from pipeline.embedding.feeding import n_decoders
 
     source, family = build(cfg["build"], models)
     fields = {k: v for k, v in cfg.items() if k not in ("build", "batch")}
@@ -138,7 +138,7 @@ def run_config(name: str, cfg: dict[str, tp.Any], models: Path, videos: list[Pat
 def precision(models: Path, video: Path) -> tuple[float, float]:
     """VideoMAE-base on one video: fp32 on the GPU against the CPU path, and bf16 against fp32."""
     from pipeline.config import build_run_config
-    from pipeline.engine import Embedder
+    from pipeline.embedding.engine import Embedder
 
     source, _ = build("videomae", models)
     out = {}

@@ -16,11 +16,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import decoding  # noqa: E402
 from pipeline.config import build_run_config  # noqa: E402
-from pipeline.engine import Embedder, plan_steps  # noqa: E402
-from pipeline.sample import write_video  # noqa: E402
-from pipeline.tiny import ensure_tiny_model  # noqa: E402
+from pipeline.embedding import decoding  # noqa: E402
+from pipeline.embedding.engine import Embedder  # noqa: E402
+from pipeline.embedding.steps import plan_steps  # noqa: E402
+from pipeline.testing.sample import write_video  # noqa: E402
+from pipeline.testing.tiny import ensure_tiny_model  # noqa: E402
 
 CONFIGS = {
     "tiny_videomae 2 Hz, 16 frames / 1 s clip": dict(
@@ -75,8 +76,8 @@ def make_distinct_videos(folder: Path, n: int, seconds: int, prefix: str = "work
 def worker_row(videos: list[Path], models_dir: str, decoders: int) -> dict[str, float]:
     """The new worker (``Batcher``: decoding processes, shared batches) against the engine one video at a
     time, both with one loaded tiny VideoMAE, over the same videos: video-s/s each and the largest difference."""
-    from pipeline.batcher import Batcher
-    from pipeline.decoding import container_seconds
+    from pipeline.embedding.batcher import Batcher
+    from pipeline.embedding.decoding import container_seconds
 
     embedder = embedder_for("tiny_videomae 2 Hz, 16 frames / 1 s clip", models_dir)
     total = sum(container_seconds(str(v)) for v in videos)
@@ -103,8 +104,8 @@ def decoding_costs(video: Path, models_dir: str) -> tuple[float, float, float, i
     the needed frames to RGB, preprocessing them (16 at a time); with the frames needed and in the file."""
     import torch
 
-    from pipeline.engine import plan_steps
-    from pipeline.models import adapter_class
+    from pipeline.embedding.adapters import adapter_class
+    from pipeline.embedding.steps import plan_steps
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -128,7 +129,7 @@ def decoding_costs(video: Path, models_dir: str) -> tuple[float, float, float, i
 
 
 def print_worker_row(args: argparse.Namespace, work: Path, models_dir: Path) -> dict[str, float]:
-    from pipeline.feeding import n_decoders
+    from pipeline.embedding.feeding import n_decoders
 
     decoders = n_decoders(args.decoders)
     videos = make_distinct_videos(work, 8, args.worker_seconds)

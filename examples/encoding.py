@@ -71,10 +71,10 @@ def load_embeddings(overrides: list[str]) -> tuple[tp.Any, list[str], list[np.nd
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from pipeline import launch_config
     from pipeline.config import build_run_config
-    from pipeline.discovery import find_videos
-    from pipeline.launch import launch
-    from pipeline.preflight import prepare_model
+    from pipeline.launch.discovery import find_videos
+    from pipeline.launch.preflight import prepare_model
     from pipeline.store import Store, content_hash
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
@@ -86,7 +86,7 @@ def load_embeddings(overrides: list[str]) -> tuple[tp.Any, list[str], list[np.nd
     missing = [v for v in videos if not store.has(cuid, content_hash(v))]
     if missing:
         print(f"config {cuid}: computing {len(missing)} of {len(videos)} videos")
-        summary = launch(run)
+        summary = launch_config(run)
         if not summary.ok:
             raise SystemExit(f"could not embed every video: {summary.render()}")
     else:

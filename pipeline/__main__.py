@@ -1,3 +1,5 @@
-from .launch import main
+"""``python -m pipeline`` is ``python -m pipeline.launch``."""
+
+from pipeline.launch.cli import main
 
 main()

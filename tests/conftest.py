@@ -11,10 +11,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PIPELINE_THREADS", "2")
 
 from pipeline.config import RunConfig, build_run_config  # noqa: E402
-from pipeline.identity import resolve_identity  # noqa: E402
-from pipeline.sample import make_samples  # noqa: E402
+from pipeline.launch.identity import resolve_identity  # noqa: E402
 from pipeline.store import Store  # noqa: E402
-from pipeline.tiny import ensure_tiny_model  # noqa: E402
+from pipeline.testing.sample import make_samples  # noqa: E402
+from pipeline.testing.tiny import ensure_tiny_model  # noqa: E402
 
 TINY = {
     "tiny-videomae": "videomae",

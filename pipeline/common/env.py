@@ -1,0 +1,14 @@
+"""What the job's environment says about the job: its CPUs (SLURM's allocation, or ``PIPELINE_THREADS``)."""
+
+from __future__ import annotations
+
+import os
+
+THREADS = "PIPELINE_THREADS"
+"""Outside SLURM, the CPUs a job may use (the tests set it to keep torch to a few threads)."""
+
+
+def job_cpus() -> int | None:
+    """CPUs given to this job: SLURM's ``SLURM_CPUS_PER_TASK``, else ``PIPELINE_THREADS``; None when neither."""
+    value = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get(THREADS)
+    return int(value) if value else None

@@ -1,0 +1,30 @@
+"""What a computation is and how a launch runs it: validated pydantic configs and the config UID.
+
+Nothing in this subpackage imports torch: the store, its readers and the tools build configs too.
+"""
+
+from pipeline.config.embed import EmbedConfig, LayerAggregation, Layers, ModelSpec, TokenAggregation
+from pipeline.config.errors import ConfigError
+from pipeline.config.families import FAMILIES, Family, family
+from pipeline.config.run import ExecutorConfig, RunConfig, build_run_config
+from pipeline.config.uid import config_uid
+from pipeline.config.versions import FORMAT_VERSION, PIPELINE_VERSION, UID_VERSION
+
+__all__ = [
+    "FAMILIES",
+    "FORMAT_VERSION",
+    "PIPELINE_VERSION",
+    "UID_VERSION",
+    "ConfigError",
+    "EmbedConfig",
+    "ExecutorConfig",
+    "Family",
+    "LayerAggregation",
+    "Layers",
+    "ModelSpec",
+    "RunConfig",
+    "TokenAggregation",
+    "build_run_config",
+    "config_uid",
+    "family",
+]

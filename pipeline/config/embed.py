@@ -1,0 +1,172 @@
+"""What a computation is: the fields that change the stored numbers, and their canonical form.
+
+``EmbedConfig`` holds every field that changes the numbers; its canonical form, hashed
+(``pipeline.config.uid``), is the config UID. Nothing here imports torch: readers and tools use it.
+"""
+
+from __future__ import annotations
+
+import math
+import typing as tp
+
+import pydantic
+
+from pipeline.config.errors import ConfigError
+from pipeline.config.families import family
+from pipeline.config.uid import config_uid
+from pipeline.config.versions import FORMAT_VERSION
+
+LayerAggregation = tp.Literal["mean", "sum", "group_mean", "none"]
+TokenAggregation = tp.Literal["first", "last", "mean", "sum", "max", "cat", "none"]
+Layers = float | list[float] | tp.Literal["all"]
+
+
+class ModelSpec(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    name: str
+    """Hub id or local folder; for ``tiny`` models, the folder name under ``models_dir``."""
+    family: str
+    tiny: bool = False
+    trust_remote_code: bool = False
+    identity: str | None = None
+    """What the weights are: the hub snapshot's commit (40 hex digits), or ``files-<hash>`` of a local
+    folder's files. The launcher resolves it before any job (``pipeline.identity``), replacing any value
+    given; a reader may set it to pick one of several stored versions of a model."""
+
+    def hub_revision(self) -> str | None:
+        """The commit to load from the hub, so that every worker loads the snapshot the UID names."""
+        return None if self.identity is None or self.identity.startswith("files-") else self.identity
+
+    @pydantic.field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        family(value)
+        return value
+
+
+class EmbedConfig(pydantic.BaseModel):
+    """Everything that changes the stored numbers."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelSpec
+    frequency: float | tp.Literal["native"] = 2.0
+    clip_duration: float | None = None
+    num_frames: int | None = None
+    max_imsize: int | None = None
+    layers: float | list[float] | tp.Literal["all"] = 2 / 3
+    layer_aggregation: LayerAggregation = "mean"
+    cache_n_layers: int | tp.Literal["all"] | None = None
+    """Store the token-aggregated states of this many evenly spaced layers (``all``: every layer);
+    ``layers`` and ``layer_aggregation`` then leave the UID and are applied when reading."""
+    token_aggregation: TokenAggregation = "mean"
+    layer_type: str = ""
+    use_audio: bool = True
+    """Phi-4 multimodal: pass each clip's audio (the reference's default); other families ignore it."""
+    dtype: tp.Literal["float32", "float16", "bfloat16"] = "float32"
+    preprocess_device: tp.Literal["cpu", "cuda"] = "cpu"
+    """``cuda``: the processor runs on the model's GPU (faster; pixels differ from the CPU's by up to one
+    intensity level, so it is part of the UID when set)."""
+    timing: tp.Literal["reference", "exact"] = "reference"
+    """``reference``: the frame rate, duration and end-of-stream frames the reference's reader sees
+    (``pipeline.reference_reader``); ``exact``: the exact container duration and presentation times."""
+
+    @pydantic.field_validator("frequency")
+    @classmethod
+    def _positive_frequency(cls, value: float | str) -> float | str:
+        if value != "native" and not (isinstance(value, float) and math.isfinite(value) and value > 0):
+            raise ValueError(f"must be a positive number of Hz or 'native' (got {value!r})")
+        return value
+
+    @pydantic.field_validator("clip_duration")
+    @classmethod
+    def _positive_clip(cls, value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"must be a positive number of seconds (got {value!r})")
+        return value
+
+    @pydantic.field_validator("num_frames", "max_imsize", "cache_n_layers")
+    @classmethod
+    def _positive_int(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be at least 1 (got {value!r})")
+        return value
+
+    @pydantic.field_validator("layers")
+    @classmethod
+    def _fractions(cls, value: tp.Any) -> tp.Any:
+        if value == "all":
+            return value
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise ValueError("needs at least one relative depth")
+        for v in values:
+            if not (math.isfinite(v) and 0 <= v <= 1):
+                raise ValueError(f"relative depths must lie in [0, 1] (got {v!r})")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _family_rules(self) -> EmbedConfig:
+        traits = family(self.model.family)
+        try:
+            traits.check_layer_type(self.layer_type)
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+        if self.preprocess_device != "cpu" and not traits.framewise:
+            raise ValueError(
+                f"preprocess_device: the {self.model.family} family's processor takes whole clips, on the CPU "
+                f"(got {self.preprocess_device!r})"
+            )
+        return self
+
+    @property
+    def is_video(self) -> bool:
+        return family(self.model.family).is_video
+
+    def canonical(self) -> dict[str, tp.Any]:
+        """The fields that change the numbers, normalised, plus the output-format version. ``model`` is the
+        model's identity (``pipeline.identity``), not its name: a renamed folder is the same model."""
+        traits = family(self.model.family)
+        spec = self.model
+        identity = spec.identity
+        if spec.hub_revision() is not None:
+            identity = f"{spec.name}@{identity}"
+        out: dict[str, tp.Any] = {
+            "format_version": FORMAT_VERSION,
+            "model": identity,
+            "family": spec.family,
+            "frequency": self.frequency,
+            "token_aggregation": self.token_aggregation,
+            "dtype": self.dtype,
+            "timing": self.timing,
+        }
+        if self.cache_n_layers is None:
+            layers: tp.Any = self.layers
+            if layers != "all":
+                layers = sorted(set(layers if isinstance(layers, list) else [layers]))
+            out.update(layers=layers, layer_aggregation=self.layer_aggregation)
+        else:
+            out["cache_n_layers"] = self.cache_n_layers
+        if traits.is_video:
+            out.update(
+                clip_duration=self.clip_duration,
+                num_frames=self.num_frames,
+                max_imsize=self.max_imsize,
+                layer_type=self.layer_type,
+            )
+        if traits.uses_audio:
+            out["use_audio"] = self.use_audio
+        if self.preprocess_device != "cpu":
+            out["preprocess_device"] = self.preprocess_device
+        return out
+
+    def uid(self) -> str:
+        """exca's UID of the canonical config after the family: the fields that differ from their defaults,
+        readable, then a hash of every field (``videomae-frequency=3,layers=0.50-1f2e3d4c``)."""
+        if self.model.identity is None:
+            raise ConfigError(
+                f"model.identity: the identity of {self.model.name!r} is not resolved (the launcher resolves it; "
+                "readers find a config in the store with Store.find_config)"
+            )
+        return config_uid(self.canonical(), EmbedConfig.model_construct(model=self.model).canonical())

@@ -1,0 +1,446 @@
+"""One small adapter per model family: how to load it, feed it and read its hidden states.
+
+Every adapter returns hidden states batched as ``(batch, layers, tokens, *features)``: the
+reference's per-clip ``(layers, tokens, ...)`` with a batch axis in front.
+"""
+
+from __future__ import annotations
+
+import typing as tp
+
+import numpy as np
+import torch
+
+from pipeline.config.families import family
+
+Clip = list[np.ndarray]
+
+
+def fix_pixel_values(inputs: tp.MutableMapping[str, tp.Any]) -> None:
+    """Zero the NaNs that some processors produce on uniform images (normalising by a zero std)."""
+    for key in ("pixel_values", "pixel_values_videos"):
+        values = inputs.get(key)
+        if isinstance(values, torch.Tensor) and values.is_floating_point():
+            nans = values.isnan()
+            if nans.any():
+                values[nans] = 0
+                inputs[key] = values.float()
+
+
+_PIXEL_PARTS = ("image_processor", "video_processor")
+
+
+def _pixel_processors(processor: tp.Any) -> list[tp.Any]:
+    """The parts of a processor that turn pixels into tensors (itself, for a bare image processor)."""
+    parts = [getattr(processor, name) for name in _PIXEL_PARTS if getattr(processor, name, None) is not None]
+    return parts or [processor]
+
+
+def require_torchvision_backend(processor: tp.Any, source: str) -> None:
+    """Refuse a PIL-backed image or video processor (what transformers falls back to without
+    torchvision): its numbers differ from the torchvision backend's by up to one intensity level, and the
+    reference's environment has torchvision. Processors with one implementation (ViViT's) pass."""
+    from transformers.image_processing_backends import PilBackend
+
+    for part in _pixel_processors(processor):
+        if isinstance(part, PilBackend):
+            raise RuntimeError(
+                f"{source}: the processor {type(part).__name__} is not torchvision-backed; install torchvision "
+                "(pinned with torch in constraints.txt) so that the numbers are the reference's"
+            )
+
+
+def pixel_values(inputs: tp.Mapping[str, tp.Any]) -> torch.Tensor:
+    """The pixel tensor of a processor's output (image processors and video processors name it apart)."""
+    for key in ("pixel_values", "pixel_values_videos"):
+        if key in inputs:
+            return inputs[key]
+    raise KeyError(f"no pixel values among the processor outputs {sorted(inputs)}")
+
+
+def _stack_layers(states: tp.Sequence[torch.Tensor] | None, what: str) -> torch.Tensor:
+    if states is None:
+        raise RuntimeError(f"{what} returned no hidden states")
+    return torch.stack(list(states), dim=1)
+
+
+class Adapter:
+    """Base adapter: a video model fed a batch of clips through its processor."""
+
+    family: tp.ClassVar[str] = ""
+    is_video: tp.ClassVar[bool] = True
+    uses_audio: tp.ClassVar[bool] = False
+    framewise: tp.ClassVar[bool] = True
+    """``is_video``, ``uses_audio`` and ``framewise`` are the family's traits (``pipeline.config.families``),
+    copied onto each adapter class when it is defined."""
+    input_field: tp.ClassVar[str] = "images"
+    do_rescale: tp.ClassVar[bool] = True
+    max_batch: tp.ClassVar[int | None] = None
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        layer_type: str = "",
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+        with_model: bool = True,
+    ) -> None:
+        """``with_model=False`` loads the processor alone (decoding processes preprocess, never run the model)."""
+        self.source = source
+        self.revision = revision
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.layer_type = layer_type
+        self.trust_remote_code = trust_remote_code
+        self.processor = self.load_processor()
+        self.model: tp.Any = self.load_model() if with_model else None
+
+    def __init_subclass__(cls, **kwargs: tp.Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "family" not in cls.__dict__:  # a shared base (tubelet models), not a family
+            return
+        traits = family(cls.family)
+        cls.is_video, cls.uses_audio, cls.framewise = traits.is_video, traits.uses_audio, traits.framewise
+
+    # --- checks that need no weights -------------------------------------------------------
+    reference_max_frames: tp.ClassVar[int | None] = None
+    """The reference's fixed frame limit for families whose config states none (V-JEPA 2, LLaVA, Phi-4)."""
+    any_frame_count: tp.ClassVar[str] = ""
+    """Set (to why) for families that take any count up to ``max_frames``; the others take exactly it."""
+
+    @classmethod
+    def max_frames(cls, hf_config: tp.Any) -> int:
+        """Most frames per clip the model accepts (its configured ``num_frames``), the default count."""
+        if cls.reference_max_frames is not None:
+            return cls.reference_max_frames
+        config = getattr(hf_config, "vision_config", None) or hf_config
+        return int(config.num_frames)
+
+    @classmethod
+    def frame_range(cls, hf_config: tp.Any) -> tuple[int, int, str]:
+        """Fewest and most frames per clip the model takes, and why: by default exactly its configured
+        count (TimeSformer regroups its tokens by the configured count, X-CLIP's frame position
+        embeddings are fixed: another count fails or silently mixes tokens)."""
+        most = cls.max_frames(hf_config)
+        if cls.any_frame_count:
+            return 1, most, f"{cls.any_frame_count}; the reference allows at most {most}"
+        return most, most, "it groups its tokens by its configured frame count"
+
+    # --- loading ------------------------------------------------------------------------------
+    def model_class(self) -> tp.Any:
+        from transformers import AutoModel
+
+        return AutoModel
+
+    def processor_class(self) -> tp.Any:
+        from transformers import AutoProcessor
+
+        return AutoProcessor
+
+    def model_kwargs(self) -> dict[str, tp.Any]:
+        kwargs: dict[str, tp.Any] = {"dtype": self.dtype}
+        if self.revision is not None:
+            kwargs["revision"] = self.revision
+        if self.trust_remote_code:
+            kwargs["trust_remote_code"] = True
+        return kwargs
+
+    def load_model(self) -> tp.Any:
+        model = self.model_class().from_pretrained(self.source, output_hidden_states=True, **self.model_kwargs())
+        if model.device.type == "cpu" and self.device.type != "cpu":
+            model = model.to(self.device)
+        return model.eval()
+
+    def load_processor(self) -> tp.Any:
+        extra: dict[str, tp.Any] = {"do_rescale": self.do_rescale}
+        if self.revision is not None:
+            extra["revision"] = self.revision
+        if self.trust_remote_code:
+            extra["trust_remote_code"] = True
+        processor = self.processor_class().from_pretrained(self.source, **extra)
+        require_torchvision_backend(processor, self.source)
+        return processor
+
+    @property
+    def processor_name(self) -> str:
+        """The processor's class and those of its image and video parts, recorded with every entry."""
+        parts = [type(self.processor).__name__]
+        parts += [type(p).__name__ for p in _pixel_processors(self.processor) if p is not self.processor]
+        return "/".join(parts)
+
+    # --- running --------------------------------------------------------------------------------
+    def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
+        return {self.input_field: [list(c) for c in clips], "return_tensors": "pt"}
+
+    feeds_tensors: tp.ClassVar[bool] = True
+    """``preprocess_frames`` hands the processor uint8 ``(C, H, W)`` tensors rather than the reference's numpy
+    frames: the torchvision processors give the same pixels, bit for bit (``tests/embedding/test_families.py``), in a
+    fraction of the time (no numpy conversion inside)."""
+
+    def preprocess_frames(self, frames: list[np.ndarray], device: str | None = None) -> torch.Tensor:
+        """Pixel values of single frames, ``(n, channels, height, width)``, exactly as within a clip;
+        ``device`` runs the processor there (``preprocess_device``)."""
+        items: list[tp.Any] = list(frames)
+        if self.feeds_tensors:
+            # a read-only frame (a view of a decoder's buffer) is copied: torch warns about sharing one
+            items = [torch.from_numpy(np.require(f, requirements="W")).permute(2, 0, 1) for f in frames]
+        if device is not None:
+            items = [torch.as_tensor(f).to(device, non_blocking=True) for f in items]
+        kwargs = self.processor_inputs([[f] for f in items], None)
+        if device is not None:
+            kwargs["device"] = device
+        pixels = pixel_values(self.processor(**kwargs))
+        return pixels[:, 0] if pixels.ndim == 5 else pixels
+
+    def static_inputs(self) -> dict[str, tp.Any]:
+        """Inputs that are the same for every batch (X-CLIP's empty text)."""
+        return {}
+
+    def hidden_states_from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Hidden states from preprocessed pixels, ``(batch, frames, C, H, W)`` or ``(batch, C, H, W)``."""
+        inputs = self.prepare({"pixel_values": pixels, **self.static_inputs()})
+        with torch.inference_mode():
+            return self.read_states(self.run(inputs), pixels.shape[0])
+
+    def prepare(self, raw: tp.Mapping[str, tp.Any]) -> dict[str, tp.Any]:
+        """Processor outputs NaN-fixed, on the model's device and dtype."""
+        inputs = dict(raw)
+        fix_pixel_values(inputs)
+        moved: dict[str, tp.Any] = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.model.device)
+                if value.is_floating_point():
+                    value = value.to(self.dtype)
+            moved[key] = value
+        return moved
+
+    def run(self, inputs: dict[str, tp.Any]) -> tp.Any:
+        return self.model(**inputs, output_hidden_states=True)
+
+    def read_states(self, output: tp.Any, batch: int) -> torch.Tensor:
+        return _stack_layers(output.hidden_states, self.family)
+
+    def hidden_states(self, clips: list[Clip], audio: list[np.ndarray] | None = None) -> torch.Tensor:
+        """``(batch, layers, tokens, *features)`` for a batch of clips (or of single frames)."""
+        inputs = self.prepare(self.processor(**self.processor_inputs(clips, audio)))
+        with torch.inference_mode():
+            return self.read_states(self.run(inputs), len(clips))
+
+
+class TubeletAdapter(Adapter):
+    """Models with fixed position embeddings over tubelets of ``tubelet_size`` frames (VideoMAE, ViViT):
+    a clip must make exactly the configured number of tubelets, and the reference allows no more frames
+    than the configured count."""
+
+    @classmethod
+    def frame_range(cls, hf_config: tp.Any) -> tuple[int, int, str]:
+        most = cls.max_frames(hf_config)
+        tubelet = getattr(hf_config, "tubelet_size", 1)
+        tubelet = int(tubelet[0] if isinstance(tubelet, (list, tuple)) else tubelet)
+        return most // tubelet * tubelet, most, f"its position embeddings are fixed ({tubelet}-frame tubelets)"
+
+
+class VideoMAEAdapter(TubeletAdapter):
+    family = "videomae"
+
+
+class TimesformerAdapter(Adapter):
+    family = "timesformer"
+
+
+class VivitAdapter(TubeletAdapter):
+    family = "vivit"
+
+    def model_class(self) -> tp.Any:
+        from transformers import VivitModel
+
+        return VivitModel
+
+    def processor_class(self) -> tp.Any:
+        from transformers import VivitImageProcessor
+
+        return VivitImageProcessor
+
+
+class VJEPA2Adapter(Adapter):
+    """V-JEPA 2: up to 64 frames, through its video processor (resize, centre crop, normalise: per frame)."""
+
+    family = "vjepa2"
+    input_field = "videos"
+
+    reference_max_frames = 64
+    any_frame_count = "its rotary position embeddings take any count"
+
+    def processor_class(self) -> tp.Any:
+        from transformers import AutoVideoProcessor
+
+        return AutoVideoProcessor
+
+    def run(self, inputs: dict[str, tp.Any]) -> tp.Any:
+        if "pixel_values" in inputs:
+            inputs["pixel_values_videos"] = inputs.pop("pixel_values")
+        return self.model(**inputs, output_hidden_states=True)
+
+
+class XCLIPAdapter(Adapter):
+    """X-CLIP: vision-tower states of the clip's last frame, or the ``mit`` states over frames."""
+
+    family = "xclip"
+    input_field = "videos"
+
+    def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
+        return {"videos": [list(c) for c in clips], "text": "", "return_tensors": "pt"}
+
+    def static_inputs(self) -> dict[str, tp.Any]:
+        if not hasattr(self, "_text"):
+            self._text = dict(self.processor(text="", return_tensors="pt"))
+        return dict(self._text)
+
+    def run(self, inputs: dict[str, tp.Any]) -> tp.Any:
+        if self.layer_type != "mit":
+            return self.model(**inputs, output_hidden_states=True)
+        # transformers 5 drops the multi-frame integration transformer's hidden states: record them
+        encoder = self.model.mit.encoder
+        captured: list[torch.Tensor] = []
+
+        def on_input(_m: tp.Any, _a: tp.Any, kwargs: dict[str, tp.Any]) -> None:
+            captured.append(kwargs["inputs_embeds"])
+
+        def on_layer(_m: tp.Any, _a: tp.Any, out: tp.Any) -> None:
+            captured.append(out[0] if isinstance(out, tuple) else out)
+
+        hooks = [encoder.register_forward_pre_hook(on_input, with_kwargs=True)]
+        hooks += [layer.register_forward_hook(on_layer) for layer in encoder.layers]
+        try:
+            self.model(**inputs)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return captured
+
+    def read_states(self, output: tp.Any, batch: int) -> torch.Tensor:
+        if self.layer_type == "mit":
+            return _stack_layers(output, "X-CLIP mit")
+        states = _stack_layers(output.vision_model_output.hidden_states, "X-CLIP vision")
+        frames = states.shape[0] // batch
+        return states.reshape(batch, frames, *states.shape[1:])[:, -1]
+
+
+class LlavaNextVideoAdapter(Adapter):
+    """LLaVA-NeXT-Video: the language model's states for a prompt holding ``<video>``."""
+
+    family = "llava_next_video"
+    input_field = "videos"
+
+    reference_max_frames = 16
+    any_frame_count = "its language model takes any count of frame tokens"
+
+    def model_class(self) -> tp.Any:
+        from transformers import LlavaNextVideoForConditionalGeneration
+
+        return LlavaNextVideoForConditionalGeneration
+
+    def processor_class(self) -> tp.Any:
+        from transformers import LlavaNextVideoProcessor
+
+        return LlavaNextVideoProcessor
+
+    def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
+        return {
+            "videos": [np.stack(c) for c in clips],
+            "text": [self.layer_type] * len(clips),
+            "return_tensors": "pt",
+        }
+
+
+class Phi4MultimodalAdapter(Adapter):
+    """Phi-4 multimodal: frames as images in a chat prompt, optionally with the clip's audio.
+
+    transformers' own processor names its placeholders (``image_token``, ``audio_token``) and takes mono
+    16 kHz audio; the hub's remote-code processor (the reference's) takes ``<|image_i|>`` placeholders and
+    ``(samples, rate)`` pairs. Each expands a placeholder into the image's tokens."""
+
+    family = "phi4_multimodal"
+    max_batch = 1
+
+    reference_max_frames = 4
+    any_frame_count = "each frame is one image of the prompt"
+
+    @property
+    def audio_rate(self) -> int:
+        """The rate the clip's audio is decoded at: the feature extractor's own, else the reference's."""
+        extractor = getattr(self.processor, "audio_processor", None)
+        return int(getattr(extractor, "sampling_rate", 44_100))
+
+    def model_class(self) -> tp.Any:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM
+
+    def model_kwargs(self) -> dict[str, tp.Any]:
+        return {**super().model_kwargs(), "attn_implementation": "eager"}
+
+    def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
+        from PIL import Image
+
+        (clip,) = clips
+        native = getattr(self.processor, "image_token", None)
+        images = "".join(native or f"<|image_{i}|>" for i in range(1, len(clip) + 1))
+        kwargs: dict[str, tp.Any] = {"images": [Image.fromarray(f) for f in clip], "return_tensors": "pt"}
+        prompt = "<|user|>" + images
+        if audio is not None:
+            if native:
+                kwargs.update(audio=[audio[0].mean(-1)], sampling_rate=self.audio_rate)
+                prompt += self.processor.audio_token
+            else:
+                kwargs["audios"] = [(audio[0], self.audio_rate)]
+                prompt += "<|audio_1|>"
+        kwargs["text"] = prompt + "<|end|><|assistant|>"
+        return kwargs
+
+
+class ImageAdapter(Adapter):
+    """Image models (ViT, DINOv2, ...): one frame per output step, as float tensors in [0, 1]."""
+
+    family = "image"
+    do_rescale = False
+    feeds_tensors = False  # processor_inputs makes float tensors in [0, 1] itself
+
+    def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
+        images = [torch.as_tensor(c[0]).permute(2, 0, 1).contiguous().float().div(255) for c in clips]
+        return {"images": images, "return_tensors": "pt"}
+
+
+class CLIPAdapter(ImageAdapter):
+    """CLIP: its vision tower alone (the full model would ask for text)."""
+
+    family = "clip"
+
+    def run(self, inputs: dict[str, tp.Any]) -> tp.Any:
+        return self.model.vision_model(**inputs, output_hidden_states=True)
+
+
+ADAPTERS: dict[str, type[Adapter]] = {
+    cls.family: cls
+    for cls in (
+        VideoMAEAdapter,
+        TimesformerAdapter,
+        VivitAdapter,
+        VJEPA2Adapter,
+        XCLIPAdapter,
+        LlavaNextVideoAdapter,
+        Phi4MultimodalAdapter,
+        ImageAdapter,
+        CLIPAdapter,
+    )
+}
+
+
+def adapter_class(name: str) -> type[Adapter]:
+    """The adapter of family ``name`` (an unknown family is an error that lists the known ones)."""
+    family(name)
+    return ADAPTERS[name]

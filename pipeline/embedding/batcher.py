@@ -1,0 +1,222 @@
+"""Several videos through one model at once: the steps of every video in flight share forward batches.
+
+Decoding processes (``feeding``) plan each video and send its preprocessed frames; a step becomes ready
+once its last frame has arrived. Batches take ready steps first come, first served, whatever their video;
+the pixels go to the device from pinned memory without blocking, and while a batch runs the next one is
+assembled. A video is handed back (``done``) as soon as its last step is reduced, and a video that fails
+(its decoding raises, its decoding process dies, its steps make the model raise) fails alone.
+
+The numbers are the engine's (``Embedder.embed``): the same plan, the same per-frame preprocessing, the
+same reduction; only which clips share a batch differs (``tests/embedding/test_batcher.py``).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import typing as tp
+
+import numpy as np
+import torch
+
+from pipeline.embedding.engine import Embedder, Embedding
+from pipeline.embedding.feeding import DecoderSpec, Feeder
+from pipeline.embedding.steps import VideoSteps
+
+IDLE_S = 0.05
+"""How long the model waits for more frames before it runs a partial batch."""
+
+
+@dataclasses.dataclass
+class _Video:
+    key: str
+    path: str
+    plan: VideoSteps | None = None
+    frames: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)
+    received: int = -1
+    """The highest frame number received: frames arrive in order, so every needed one up to it is here."""
+    queued: int = 0
+    """Steps put in the ready queue so far (steps are queued in order)."""
+    reduced: int = 0
+    rows: np.ndarray | None = None
+    indices: list[int] = dataclasses.field(default_factory=list)
+    keep: np.ndarray | None = None
+    """``keep[k]``: the earliest frame any step from k on needs (frames before it can go once k is queued)."""
+
+
+@dataclasses.dataclass
+class _Pending:
+    steps: list[tuple[str, int]]
+    out: torch.Tensor
+    indices: list[int]
+    ready: torch.cuda.Event | None
+
+
+class Batcher:
+    """Embeds a stream of videos with one loaded model and ``n_decoders`` decoding processes."""
+
+    def __init__(self, embedder: Embedder, n_decoders: int) -> None:
+        if not embedder.batchable:
+            raise ValueError(
+                f"{embedder.adapter.family}: its processor takes whole clips (or their audio); use Embedder.embed"
+            )
+        self.embedder = embedder
+        self.device = embedder.adapter.device
+        self.preprocess_device = embedder.preprocess_device
+        spec = DecoderSpec(
+            embedder.adapter.source,
+            embedder.config.model_dump(mode="json"),
+            embedder.num_frames,
+            self.preprocess_device,
+        )
+        self.feeder = Feeder(spec, n_decoders)
+        self.max_in_flight = n_decoders + 1
+
+    def close(self) -> None:
+        self.feeder.close()
+
+    def run(
+        self,
+        next_video: tp.Callable[[], tuple[str, str] | None],
+        done: tp.Callable[[str, Embedding], None],
+        failed: tp.Callable[[str, BaseException], None],
+    ) -> None:
+        """Embed every video ``next_video`` hands out (``(key, path)``; None when there is no more),
+        keeping up to ``n_decoders + 1`` in flight; each ends in ``done`` or ``failed``."""
+        self.videos: dict[str, _Video] = {}
+        self.ready: collections.deque[tuple[str, int]] = collections.deque()
+        self.failed = failed
+        pending: _Pending | None = None
+        more = True
+        batch = self.embedder.batch_size
+        while True:
+            while more and len(self.videos) < self.max_in_flight:
+                item = next_video()
+                if item is None:
+                    more = False
+                    break
+                self.videos[item[0]] = _Video(*item)
+                self.feeder.submit(*item)
+            if not self.videos and pending is None:
+                return
+            if len(self.ready) < batch or pending is None:
+                message = self.feeder.get(timeout=IDLE_S if self.ready or pending is not None else 1.0)
+                if message is not None:
+                    self._receive(message)
+                    if len(self.ready) < batch:
+                        continue
+            launched = None
+            if self.ready:
+                launched = self._start([self.ready.popleft() for _ in range(min(batch, len(self.ready)))])
+            if pending is not None:
+                self._collect(pending, done)
+            pending = launched
+
+    # --- messages ---------------------------------------------------------------------------------
+    def _receive(self, message: tuple[str, str, tp.Any]) -> None:
+        kind, key, payload = message
+        video = self.videos.get(key)
+        if video is None:  # a video that already failed: its remaining frames are dropped
+            return
+        if kind in ("error", "died"):
+            self._fail(video, payload)
+        elif kind == "plan":
+            video.plan = payload
+            video.keep = payload.keep_from
+        elif kind == "frames":
+            numbers, pixels = payload
+            if self.preprocess_device is not None:
+                pixels = self.embedder.adapter.preprocess_frames(list(pixels.numpy()), device=self.preprocess_device)
+            for n, i in enumerate(numbers):
+                video.frames[i] = pixels[n]
+            video.received = numbers[-1]
+            assert video.plan is not None
+            index = video.plan.index
+            while video.queued < len(index) and int(index[video.queued].max()) <= video.received:
+                self.ready.append((key, video.queued))
+                video.queued += 1
+        elif kind == "done" and (video.plan is None or video.queued < len(video.plan.index)):
+            self._fail(
+                video, RuntimeError(f"{video.path}: decoding ended at frame {video.received}, before the last step")
+            )
+
+    def _fail(self, video: _Video, error: BaseException) -> None:
+        self.videos.pop(video.key, None)
+        kept = [s for s in self.ready if s[0] != video.key]
+        self.ready.clear()
+        self.ready.extend(kept)
+        self.failed(video.key, error)
+
+    # --- forward passes ---------------------------------------------------------------------------
+    def _pixels(self, steps: list[tuple[str, int]]) -> torch.Tensor:
+        clips = []
+        for key, k in steps:
+            video = self.videos[key]
+            assert video.plan is not None
+            clips.append(torch.stack([video.frames[int(i)] for i in video.plan.index[k]]))
+        pixels = torch.stack(clips)
+        return pixels if self.embedder.adapter.is_video else pixels[:, 0]
+
+    def _release_frames(self, steps: list[tuple[str, int]]) -> None:
+        """Let go of the frames that no step after these needs."""
+        last: dict[str, int] = {}
+        for key, k in steps:
+            last[key] = max(k, last.get(key, -1))
+        for key, k in last.items():
+            video = self.videos.get(key)
+            if video is not None and video.keep is not None and k + 1 < len(video.keep):
+                keep_from = int(video.keep[k + 1])
+                for i in [i for i in video.frames if i < keep_from]:
+                    del video.frames[i]
+
+    def _forward(self, steps: list[tuple[str, int]]) -> tuple[torch.Tensor, list[int]]:
+        pixels = self._pixels(steps)
+        if self.device.type == "cuda" and pixels.device.type == "cpu":
+            pixels = pixels.pin_memory().to(self.device, non_blocking=True)
+        return self.embedder.reduce(self.embedder.adapter.hidden_states_from_pixels(pixels))
+
+    def _start(self, steps: list[tuple[str, int]]) -> _Pending | None:
+        """Start the forward pass of ``steps``; on the GPU it runs while the caller assembles the next batch.
+        If it raises, each video's steps are run alone, so that only a video whose clips fail fails."""
+        try:
+            out, indices = self._forward(steps)
+        except Exception:  # noqa: BLE001 - find the video at fault below
+            parts = []
+            for key in dict.fromkeys(k for k, _ in steps):
+                mine = [s for s in steps if s[0] == key]
+                try:
+                    parts.append((mine, *self._forward(mine)))
+                except Exception as e:  # noqa: BLE001 - this video fails alone
+                    self._fail(self.videos[key], e)
+            if not parts:
+                return None
+            steps = [s for mine, _, _ in parts for s in mine]
+            out, indices = torch.cat([o for _, o, _ in parts]), parts[0][2]
+        self._release_frames(steps)
+        event = None
+        if out.device.type == "cuda":
+            host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+            host.copy_(out, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            out = host
+        return _Pending(steps, out, indices, event)
+
+    def _collect(self, pending: _Pending, done: tp.Callable[[str, Embedding], None]) -> None:
+        """Wait for a launched batch, put its rows in place, and hand back every video now complete."""
+        if pending.ready is not None:
+            pending.ready.synchronize()
+        rows = pending.out.numpy()
+        for n, (key, k) in enumerate(pending.steps):
+            video = self.videos.get(key)
+            if video is None or video.plan is None:
+                continue
+            if video.rows is None:
+                video.rows = np.zeros((len(video.plan.index), *rows.shape[1:]), np.float32)
+            video.rows[k] = rows[n]
+            video.indices = pending.indices
+            video.reduced += 1
+            if video.reduced == len(video.plan.index):
+                del self.videos[key]
+                plan = video.plan
+                done(key, self.embedder.finish(video.rows, plan.frequency, plan.timing, video.indices))

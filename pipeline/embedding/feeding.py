@@ -1,0 +1,223 @@
+"""Decoding processes that feed one model: each takes whole videos, works out their time grid, decodes the
+frames some step needs, preprocesses each once, and sends the pixels through its own pipe, a bounded
+number of messages ahead.
+
+Only preprocessed tensors (or, with ``preprocess_device`` set, uint8 frames) reach the model's process;
+they travel through shared memory. A video whose decoding raises, or whose decoding process dies, fails
+alone: the process (restarted if it died) goes on with the next video.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import queue
+import typing as tp
+
+import numpy as np
+import torch
+
+from pipeline.common.env import job_cpus
+from pipeline.config import EmbedConfig
+from pipeline.embedding.steps import PREPROCESS_CHUNK
+
+QUEUE_CHUNKS = 8
+"""Frames messages in flight per decoding process at most: memory stays flat however far decoding runs ahead."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderSpec:
+    """What a decoding process needs to load the processor and plan a video (picklable, no weights)."""
+
+    source: str
+    embed: dict[str, tp.Any]
+    num_frames: int | None
+    preprocess_device: str | None = None
+    """Set: send uint8 frames, the model's process preprocesses them on that device."""
+
+
+Message = tuple[str, str, tp.Any]
+"""``(kind, video key, payload)``: ``plan`` (a ``VideoSteps``), ``frames`` (frame numbers, pixels),
+``done``, ``error`` (the exception), ``died`` (sent by ``Feeder`` itself for a dead process)."""
+
+
+def _portable(error: BaseException) -> BaseException:
+    """The exception itself when it survives pickling, else a RuntimeError with its type and message."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001 - any pickling failure: keep the words
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def decoder_main(spec: DecoderSpec, tasks: tp.Any, out: tp.Any, allowance: tp.Any, parent: int) -> None:
+    """A decoding process: ``(key, path)`` tasks in, messages out through its own pipe (written at once,
+    so that nothing sent is lost if the process is killed later), until a ``None`` task. Each frames
+    message takes one of the ``allowance`` (a semaphore), which the model's process gives back once it has
+    read the message."""
+    from pipeline.common.quiet import silence_libraries
+    from pipeline.embedding.adapters import adapter_class
+    from pipeline.embedding.steps import plan_steps, step_frames
+    from pipeline.testing import faults
+
+    _die_with_parent(parent)
+    silence_libraries(False)
+    torch.set_num_threads(1)
+    embed = EmbedConfig.model_validate(spec.embed)
+    adapter = adapter_class(embed.model.family)(
+        spec.source,
+        layer_type=embed.layer_type,
+        trust_remote_code=embed.model.trust_remote_code,
+        revision=embed.model.hub_revision(),
+        with_model=False,
+    )
+
+    def send(key: str, chunk: list[tuple[int, np.ndarray]]) -> None:
+        if not chunk:
+            return
+        numbers = [i for i, _ in chunk]
+        frames = [f for _, f in chunk]
+        pixels = (
+            adapter.preprocess_frames(frames) if spec.preprocess_device is None else torch.from_numpy(np.stack(frames))
+        )
+        allowance.acquire()
+        out.send(("frames", key, (numbers, pixels)))
+        chunk.clear()
+
+    while (task := _next_task(tasks)) is not None:
+        key, path = task
+        faults.in_decoding(path)
+        try:
+            steps = plan_steps(path, embed, spec.num_frames)
+            out.send(("plan", key, steps))
+            chunk: list[tuple[int, np.ndarray]] = []
+            for i, frame in step_frames(path, steps, embed):
+                chunk.append((i, frame))
+                if len(chunk) == PREPROCESS_CHUNK:
+                    send(key, chunk)
+            send(key, chunk)
+            out.send(("done", key, None))
+        except Exception as e:  # noqa: BLE001 - the video fails, the process goes on
+            out.send(("error", key, _portable(e)))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Leave signals to the worker and die with it. A forked process inherits submitit's handlers: SLURM
+    signals every process of a job before its time limit, and only the worker may checkpoint; Ctrl-C is
+    the launcher's. Linux kills this process when the worker dies (``kill -9`` included), so that no
+    decoding process outlives its job holding the job's files and pipes."""
+    import ctypes
+    import signal
+
+    for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the worker died before the request above took effect
+        os._exit(0)
+
+
+def _next_task(tasks: tp.Any) -> tuple[str, str] | None:
+    """The next task; None when told to stop or when the worker is gone (where prctl is not available)."""
+    parent = os.getppid()
+    while True:
+        try:
+            task: tuple[str, str] | None = tasks.get(timeout=1.0)
+            return task
+        except queue.Empty:
+            if os.getppid() != parent:
+                return None
+
+
+class _Slot:
+    """One decoding process, its task queue, its message pipe and credits, and the videos handed to it,
+    oldest (the one being decoded) first."""
+
+    def __init__(self, ctx: tp.Any, spec: DecoderSpec) -> None:
+        self.tasks: tp.Any = ctx.Queue()
+        self.messages, sender = ctx.Pipe(duplex=False)
+        self.credits: tp.Any = ctx.Semaphore(QUEUE_CHUNKS)
+        args = (spec, self.tasks, sender, self.credits, os.getpid())
+        self.proc = ctx.Process(target=decoder_main, args=args, daemon=True)
+        self.proc.start()
+        sender.close()  # the process holds the only writer: its death reads as the end of the pipe
+        self.assigned: list[tuple[str, str]] = []
+
+
+class Feeder:
+    """``n`` decoding processes (``torch.multiprocessing``: pixels travel through shared memory)."""
+
+    def __init__(self, spec: DecoderSpec, n: int) -> None:
+        import torch.multiprocessing as mp
+
+        self.spec = spec
+        # Pixels are shared by file name (not by passing descriptors through the sender, which must then be
+        # alive when they are read): frames a process sent before it was killed can still be read.
+        mp.set_sharing_strategy("file_system")
+        self.ctx = mp.get_context("fork")  # as DataLoader workers: no re-import; they never touch CUDA
+        self.slots = [_Slot(self.ctx, spec) for _ in range(n)]
+        self._turn = 0
+
+    def submit(self, key: str, path: str) -> None:
+        """Hand a video to the process with the fewest videos waiting."""
+        slot = min(self.slots, key=lambda s: len(s.assigned))
+        slot.assigned.append((key, path))
+        slot.tasks.put((key, path))
+
+    def get(self, timeout: float) -> Message | None:
+        """The next message of any process (taken in turn), or None after ``timeout`` seconds. A process
+        that died is seen once everything it sent has been read: the video it was decoding is reported
+        ``died``, and a new process takes the videos that were waiting for it."""
+        from multiprocessing.connection import wait
+
+        ready = wait([s.messages for s in self.slots], timeout)
+        if not ready:
+            return None
+        self._turn += 1
+        order = self.slots[self._turn % len(self.slots) :] + self.slots[: self._turn % len(self.slots)]
+        slot = next(s for s in order if s.messages in ready)
+        try:
+            message: Message = slot.messages.recv()
+        except (EOFError, OSError, pickle.UnpicklingError):
+            return self._replace(slot)
+        if message[0] == "frames":
+            slot.credits.release()
+        elif message[0] in ("done", "error"):
+            slot.assigned = [(k, p) for k, p in slot.assigned if k != message[1]]
+        return message
+
+    def _replace(self, dead: _Slot) -> Message | None:
+        dead.proc.join(timeout=5)
+        fresh = _Slot(self.ctx, self.spec)
+        self.slots[self.slots.index(dead)] = fresh
+        for key, path in dead.assigned[1:]:
+            fresh.assigned.append((key, path))
+            fresh.tasks.put((key, path))
+        dead.tasks.cancel_join_thread()
+        dead.messages.close()
+        if not dead.assigned:
+            return None
+        why = f"its decoding process (pid {dead.proc.pid}) died with exit code {dead.proc.exitcode}"
+        return ("died", dead.assigned[0][0], RuntimeError(why))
+
+    def close(self) -> None:
+        for slot in self.slots:
+            slot.tasks.put(None)
+        for slot in self.slots:
+            slot.proc.join(timeout=5)
+            if slot.proc.exitcode is None:
+                slot.proc.kill()
+            slot.tasks.cancel_join_thread()
+            slot.messages.close()
+
+
+def n_decoders(configured: int | None) -> int:
+    """Decoding processes per job: as configured, else one per CPU of the job but one (the model's), and at
+    least two (on two CPUs, two decoding processes keep pace with the in-process engine's two threads)."""
+    if configured is not None:
+        return configured
+    return max(2, (job_cpus() or os.cpu_count() or 2) - 1)

@@ -1,0 +1,125 @@
+"""A video's output steps: its timing under the config's rules, its time grid, and the frames of each step.
+
+What decoding needs to know about one video, and nothing more: the engine, the decoding processes and
+the launcher's frame-count check (``resolve_num_frames``) share it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as tp
+
+import numpy as np
+
+from pipeline.config import ConfigError, EmbedConfig, family
+from pipeline.embedding import decoding, reference_reader, timegrid
+from pipeline.embedding.adapters import adapter_class
+
+PREPROCESS_CHUNK = 16
+"""Frames preprocessed in one processor call (in the engine's thread, and per message of a decoding
+process): large enough to amortise the processor's per-call cost, small to keep memory low."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """How one video's frames are found: its frame rate and duration, and the end-of-stream rule."""
+
+    fps: float
+    duration: float
+    n_frames: int | None
+    """Set under ``reference`` timing: requests past the last frame get the frame returned last."""
+    mode: str
+    note: str = ""
+
+
+def video_timing(path: str, info: decoding.VideoInfo, mode: str) -> Timing:
+    """``exact``: the exact container duration and average rate; frames by presentation time.
+    ``reference``: the reference reader's view (``reference_reader``); a variable-frame-rate file, which
+    the reference mis-times, gets exact timing and a note saying so."""
+    if mode == "exact":
+        return Timing(info.fps, info.duration, None, "exact")
+    counted = decoding.frame_timing(path)
+    if not counted.constant_rate:
+        note = "variable frame rate: embedded with exact timing (the reference reader mis-times such files)"
+        return Timing(info.fps, info.duration, None, "exact", note)
+    if info.container_us is None:
+        raise decoding.VideoError(f"{path}: the container states no duration (the reference reader needs one)")
+    fps = reference_reader.reader_fps(info.average_rate, info.base_rate)
+    return Timing(fps, reference_reader.reader_duration(info.container_us), counted.count, "reference")
+
+
+def resolve_num_frames(embed: EmbedConfig, hf_config: tp.Any) -> int | None:
+    """Frames per clip: the configured value, else the model's; a count the model cannot take is a
+    ``ConfigError`` naming ``num_frames`` (raised by the launcher before any job is submitted)."""
+    adapter = adapter_class(embed.model.family)
+    if not adapter.is_video:
+        return None
+    fewest, most, why = adapter.frame_range(hf_config)
+    if embed.num_frames is None:
+        return most
+    if not fewest <= embed.num_frames <= most:
+        takes = f"exactly {most}" if fewest == most else f"{fewest} to {most}"
+        raise ConfigError(
+            f"num_frames: {embed.model.name} takes {takes} frames per clip ({why}; got {embed.num_frames})"
+        )
+    return embed.num_frames
+
+
+def clip_duration_for(embed: EmbedConfig, freq: float) -> float:
+    """Seconds of video before each output step: the configured value, else one output period."""
+    return 1 / freq if embed.clip_duration is None else embed.clip_duration
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoSteps:
+    """Which frames each output step of one video takes: what decoding needs to know, and nothing more."""
+
+    timing: Timing
+    frequency: float
+    index: np.ndarray
+    """``index[k]``: the frame numbers of output step k (a clip, or one frame for image models)."""
+    clip_ends: np.ndarray | None
+    """Video models: the end time of each step's clip (its audio window ends there)."""
+    clip_duration: float | None
+
+    @property
+    def keep_from(self) -> np.ndarray:
+        """``keep_from[k]``: the earliest frame any step from k on needs; frames before it can be let go
+        once step k - 1 is done."""
+        return np.minimum.accumulate(self.index.min(axis=1)[::-1])[::-1]
+
+
+def plan_steps(path: str, embed: EmbedConfig, num_frames: int | None) -> VideoSteps:
+    """The time grid of one video and the frame numbers of each step, under the config's timing rules
+    (``num_frames`` None: an image model, one frame per step)."""
+    timing = video_timing(path, decoding.probe(path), embed.timing)
+    freq = timing.fps if embed.frequency == "native" else float(embed.frequency)
+    n_steps = timegrid.n_output_steps(timing.duration, freq)
+    if n_steps < 1:
+        raise decoding.VideoError(f"{path}: {timing.duration:.3f} s is shorter than half an output step at {freq:g} Hz")
+    if num_frames is None:
+        times = timegrid.image_frame_times(timing.duration, n_steps)[:, None]
+        return VideoSteps(timing, freq, frames_for(times, timing), None, None)
+    clip_duration = clip_duration_for(embed, freq)
+    ends = timegrid.clip_end_times(timing.duration, n_steps)
+    times = timegrid.clip_frame_times(ends, timegrid.clip_offsets(num_frames, clip_duration))
+    return VideoSteps(timing, freq, frames_for(times, timing), ends, clip_duration)
+
+
+def frames_for(times: np.ndarray, timing: Timing) -> np.ndarray:
+    """Frame index of each requested time, ``(steps, frames per step)``; under reference timing, with
+    the reader's end-of-stream rule applied in the reference's order of requests (row by row)."""
+    index = reference_reader.frame_numbers(timing.fps, times)
+    if timing.n_frames is None:
+        return index
+    return reference_reader.frames_returned(index.ravel(), timing.n_frames).reshape(index.shape)
+
+
+def step_frames(path: str, steps: VideoSteps, embed: EmbedConfig) -> tp.Iterator[tuple[int, np.ndarray]]:
+    """``(frame number, rgb24 frame)`` for every frame the steps need, decoding the file once; video models
+    shrink each frame to ``max_imsize`` (as the reference does)."""
+    frames = decoding.iter_frames(path, np.unique(steps.index))
+    if not family(embed.model.family).is_video or embed.max_imsize is None:
+        return frames
+    size = embed.max_imsize
+    return ((i, decoding.downsize(frame, size)) for i, frame in frames)

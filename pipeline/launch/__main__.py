@@ -1,0 +1,5 @@
+"""``python -m pipeline.launch [Hydra overrides]``."""
+
+from pipeline.launch.cli import main
+
+main()

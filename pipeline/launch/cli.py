@@ -1,0 +1,51 @@
+"""``python -m pipeline.launch``: Hydra reads ``conf/`` and the overrides; one config is launched, or each
+point of a multirun submitted (``pipeline.launch.sweep``). Exit codes: 0 done, 1 some video failed,
+2 configuration error (before any job), 130 Ctrl-C."""
+
+from __future__ import annotations
+
+import sys
+import typing as tp
+from pathlib import Path
+
+from pipeline.common.quiet import silence_libraries
+from pipeline.config import ConfigError, build_run_config
+from pipeline.launch.launcher import Interrupted, launch_config
+from pipeline.launch.sweep import submit_point
+
+
+def main() -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import DictConfig, OmegaConf
+
+    conf_dir = str(Path(__file__).resolve().parents[2] / "conf")
+
+    @hydra.main(config_path=conf_dir, config_name="config", version_base=None)
+    def _run(cfg: DictConfig) -> None:
+        flat = tp.cast(dict[str, tp.Any], OmegaConf.to_container(cfg, resolve=True))
+        hydra_cfg = HydraConfig.get()
+        silence_libraries(bool(flat.get("verbose", False)))
+        try:
+            run = build_run_config(flat)
+            if hydra_cfg.mode == RunMode.MULTIRUN:
+                submit_point(run, list(hydra_cfg.overrides.task))
+                return
+            summary = launch_config(run)
+        except Interrupted as e:
+            print(str(e), file=sys.stderr)
+            sys.exit(130)
+        except KeyboardInterrupt:
+            print("interrupted before any job was submitted", file=sys.stderr)
+            sys.exit(130)
+        except ConfigError as e:
+            print(f"config error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except OSError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        if not summary.ok:
+            sys.exit(1)
+
+    _run()

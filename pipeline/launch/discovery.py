@@ -1,0 +1,120 @@
+"""Finding the videos of a launch, their content hashes and their durations (both cached in the store)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import glob
+import json
+import os
+import typing as tp
+from pathlib import Path
+
+from pipeline.common.files import write_atomic
+from pipeline.config import ConfigError
+from pipeline.store import Store, content_hash, layout
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
+
+
+LIST_SUFFIXES = {".txt", ".lst", ".list"}
+
+
+def find_videos(spec: str) -> list[str]:
+    """Video paths from a folder (recursive), a glob pattern, or a text file of paths (one per line)."""
+    path = Path(spec)
+    if path.is_dir():
+        # Symlinks are kept even when dangling, so that a broken link is reported rather than skipped.
+        found = sorted(
+            str(p) for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and (p.is_file() or p.is_symlink())
+        )
+        if not found:
+            raise ConfigError(f"videos: no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) in folder {spec}")
+        return found
+    if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+        base = path.parent
+        lines = [ln.strip() for ln in path.read_text().splitlines()]
+        found = [str(base / ln) for ln in lines if ln and not ln.startswith("#")]
+        missing = [p for p in found if not Path(p).is_file()]
+        if missing:
+            raise ConfigError(f"videos: {len(missing)} listed file(s) missing in {spec}, first: {missing[0]}")
+        if not found:
+            raise ConfigError(f"videos: the list {spec} names no file")
+        return found
+    if path.is_file():
+        return [str(path)]
+    if glob.has_magic(spec):
+        found = sorted(p for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+        if not found:
+            raise ConfigError(f"videos: the pattern {spec!r} matches no file")
+        return found
+    raise ConfigError(f"videos: no such folder, file or pattern: {spec}")
+
+
+def _unreadable(path: str, error: OSError) -> str:
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"{path}: dangling symlink to {os.readlink(path)}"
+    return f"{path}: cannot read ({error.strerror or error})"
+
+
+def hash_files(paths: list[str], store: Store, desc: str = "hashing videos") -> tuple[dict[str, str], dict[str, str]]:
+    """Content hash of each readable path (reusing a cache keyed by path, size and mtime kept in the
+    store), and the reason for each path that cannot be read (a dangling symlink, no permission)."""
+    cache_file = layout.caches(store.path) / "hashes.json"
+    cache = _read_cache(cache_file)
+
+    def key(p: str) -> str:
+        st = os.stat(p)
+        return f"{os.path.realpath(p)}|{st.st_size}|{st.st_mtime_ns}"
+
+    keys: dict[str, str] = {}
+    unreadable: dict[str, str] = {}
+    for p in paths:
+        try:
+            k = key(p)
+            if k not in cache and not os.access(p, os.R_OK):
+                raise PermissionError(13, "permission denied")
+            keys[p] = k
+        except OSError as e:
+            unreadable[p] = _unreadable(p, e)
+    _fill_cache(cache, cache_file, {k: p for p, k in keys.items()}, content_hash, desc)
+    return {p: cache[k] for p, k in keys.items()}, unreadable
+
+
+def video_durations(items: list[tuple[str, str]], store: Store) -> dict[str, float]:
+    """Content hash -> duration in seconds of each ``(path, hash)``, probed once (container header only)
+    and cached in the store by content hash, beside the hash cache."""
+    from pipeline.embedding.decoding import container_seconds
+
+    cache_file = layout.caches(store.path) / "durations.json"
+    cache = _read_cache(cache_file)
+    _fill_cache(cache, cache_file, {h: p for p, h in items}, container_seconds, "probing durations")
+    return {h: cache[h] for _, h in items}
+
+
+def _read_cache(cache_file: Path) -> dict[str, tp.Any]:
+    try:
+        return dict(json.loads(cache_file.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _fill_cache(
+    cache: dict[str, tp.Any],
+    cache_file: Path,
+    sources: dict[str, str],
+    compute: tp.Callable[[str], tp.Any],
+    desc: str,
+) -> None:
+    """Compute ``compute(path)`` for each cache key missing from ``cache`` (``sources``: key -> path), four
+    at a time with a progress bar past 20, then write the cache back atomically."""
+    from tqdm import tqdm
+
+    todo = [(key, path) for key, path in sources.items() if key not in cache]
+    if not todo:
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        values = pool.map(compute, [path for _, path in todo])
+        for (key, _), value in tqdm(zip(todo, values), total=len(todo), desc=desc, unit="file", disable=len(todo) < 20):
+            cache[key] = value
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(cache_file, json.dumps(cache))

@@ -1,0 +1,73 @@
+"""Checks made before any job is submitted: the model's config is found (fast offline), the frame count
+fits it, and the model's identity (hub commit or folder content) is resolved for the config UID."""
+
+from __future__ import annotations
+
+import functools
+import os
+import typing as tp
+from pathlib import Path
+
+from pipeline.config import ConfigError, RunConfig
+
+
+def prepare_model(run: RunConfig) -> RunConfig:
+    """Build a tiny model if asked, check ``num_frames`` against the model's config, and return ``run`` with
+    the model's identity resolved: every job loads, and every entry is keyed by, that snapshot."""
+    from pipeline.embedding.steps import resolve_num_frames
+    from pipeline.launch.identity import resolve_identity
+    from pipeline.testing.tiny import TINY_FAMILIES, ensure_tiny_model
+
+    spec = run.embed.model
+    if spec.tiny:
+        kind = spec.name.removeprefix("tiny-")
+        if kind not in TINY_FAMILIES:
+            raise ConfigError(f"model.name: no tiny model {spec.name!r} (known: tiny-{', tiny-'.join(TINY_FAMILIES)})")
+        ensure_tiny_model(kind, run.models_dir)
+    resolve_num_frames(run.embed, model_config(run))
+    local = Path(run.model_source()).exists() or _offline()
+    return resolve_identity(run, online=not local and hub_reachable())
+
+
+def model_config(run: RunConfig) -> tp.Any:
+    """The model's transformers config: a local folder or the hub cache first; the hub only when it can be
+    reached (a name absent from the cache fails in seconds offline, not after a minute of retries)."""
+    from transformers import AutoConfig
+
+    spec = run.embed.model
+    source = run.model_source()
+    kwargs = {"trust_remote_code": spec.trust_remote_code}
+    try:
+        return AutoConfig.from_pretrained(source, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as e:
+        local_error = e
+    if Path(source).exists() or _offline():
+        raise ConfigError(f"model.name: cannot load the config of {spec.name!r} ({local_error})") from local_error
+    if not hub_reachable():
+        raise ConfigError(
+            f"model.name: {spec.name!r} is neither a local folder nor in the Hugging Face cache, and the hub "
+            "cannot be reached (download it where there is a network, or point model.name at a folder)"
+        )
+    try:
+        return AutoConfig.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"model.name: cannot load the config of {spec.name!r} ({e})") from e
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint answers a TCP connection within ``timeout`` seconds (asked once per
+    process: a sweep's points do not each wait for an unreachable hub)."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")

@@ -1,0 +1,49 @@
+"""What SLURM says of a launch's jobs: the one place that asks ``squeue`` (sacct needs accounting, which
+small clusters lack)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+ENDED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
+"""Job states after which SLURM runs nothing more of a job (a requeued one is PENDING again)."""
+
+
+def squeue_states(job_ids: list[str]) -> dict[str, str]:
+    """Array task id (``<array>_<task>``) -> state, for every task squeue still lists, ended ones included;
+    empty where squeue is missing or does not answer."""
+    from submitit.slurm.slurm import read_job_id
+
+    arrays = sorted({str(j).split("_")[0] for j in job_ids})
+    if not arrays or shutil.which("squeue") is None:
+        return {}
+    try:
+        text = subprocess.run(
+            ["squeue", "-h", "--states=all", "-o", "%i|%T", "-j", ",".join(arrays)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    states = {}
+    for line in text.splitlines():
+        jid, _, state = line.strip().partition("|")
+        for parts in read_job_id(jid):
+            if len(parts) == 3:
+                states.update({f"{parts[0]}_{i}": state for i in range(int(parts[1]), int(parts[2]) + 1)})
+            else:
+                states["_".join(parts[:2])] = state
+    return states
+
+
+def has_ended(state: str) -> bool:
+    """A state such as ``CANCELLED by 0`` means the job is over."""
+    return bool(state.split()) and state.split()[0] in ENDED
+
+
+def active_arrays(job_ids: list[str]) -> list[str]:
+    """The array jobs among ``job_ids`` with a task that SLURM still runs or will run."""
+    return sorted({tid.split("_")[0] for tid, state in squeue_states(job_ids).items() if not has_ended(state)})

@@ -1,0 +1,109 @@
+"""Submitting a launch: plan one config, then start its jobs as one submitit job array that shares the queue."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+import typing as tp
+import uuid
+from pathlib import Path
+
+from pipeline.config import RunConfig
+from pipeline.embedding.decoding import VideoError
+from pipeline.launch.discovery import find_videos
+from pipeline.launch.executors import make_executor
+from pipeline.launch.planning import Plan, make_plan
+from pipeline.launch.preflight import prepare_model
+from pipeline.launch.slurm import has_ended, squeue_states
+from pipeline.launch.summary import Summary
+from pipeline.launch.worker import QueueJob
+from pipeline.store import Store, layout, path_key
+
+
+@dataclasses.dataclass
+class Submission:
+    """One submitted config: its plan and jobs (each job walks the plan's queue, ``plan.to_compute``)."""
+
+    run: RunConfig
+    plan: Plan
+    jobs: list[tp.Any]
+    summary: Summary
+    submitted: float = dataclasses.field(default_factory=time.time)
+    seen: set[str] = dataclasses.field(default_factory=set)
+
+    @property
+    def on_slurm(self) -> bool:
+        return self.run.executor.resolved_name() == "slurm"
+
+    def poll(self) -> dict[str, str]:
+        """Job id -> how it ended, for every job that is over (asking squeue on SLURM)."""
+        return self.job_ended(squeue_states([str(j.job_id) for j in self.jobs]) if self.on_slurm else {})
+
+    def job_ended(self, states: dict[str, str]) -> dict[str, str]:
+        """Job id -> how it ended ("" for a result), for every job that is over."""
+        ended = {}
+        for job in self.jobs:
+            jid = str(job.job_id)
+            if not self.on_slurm:
+                if job.done():
+                    ended[jid] = ""
+                continue
+            if job.paths.result_pickle.exists():
+                ended[jid] = ""
+                continue
+            state = states.get(jid, "")
+            if state:
+                self.seen.add(jid)
+            if has_ended(state):
+                ended[jid] = state
+            elif not state and (jid in self.seen or time.time() - self.submitted > 120):
+                ended[jid] = "GONE"
+        return ended
+
+
+def submit(run: RunConfig, *, out: tp.TextIO = sys.stdout, prepared: bool = False) -> Submission | None:
+    """Plan one config and submit its jobs as one job array; None when there is nothing to submit.
+    ``prepared``: ``run`` already went through ``prepare_model`` (a sweep point, checked for duplicates)."""
+    paths = find_videos(run.videos)
+    if not prepared:
+        run = prepare_model(run)
+    store = Store(run.store)
+    store.ensure()
+    plan = make_plan(run, store, paths)
+    n_unique = len(plan.paths) - len(plan.duplicates)
+    n_jobs = plan.n_jobs(run.videos_per_job, run.max_jobs)
+    print(
+        f"plan: {len(plan.paths)} videos found ({n_unique} distinct), {len(plan.cached)} cached, "
+        + (f"{len(plan.failed_before)} failed before, " if plan.failed_before else "")
+        + (f"{len(plan.unreadable)} unreadable, " if plan.unreadable else "")
+        + f"{len(plan.to_compute)} to compute in {n_jobs} job(s); config {plan.config_uid}",
+        file=out,
+    )
+    summary = Summary(plan.config_uid, str(store.path), cached=list(plan.cached), duplicates=plan.duplicates)
+    summary.failed.update(plan.failed_before)
+    summary.failed.update({p: f"VideoError: {why}" for p, why in plan.unreadable.items()})
+    if run.dry_run:
+        names = [Path(p).name for p, _ in plan.to_compute]
+        if names:
+            longest = ", ".join(names[:3]) + (f" ... ({len(names) - 3} more)" if len(names) > 3 else "")
+            print(f"  each job claims the next video, longest first: {longest}", file=out)
+        print("dry run: nothing submitted", file=out)
+        return Submission(run, plan, [], summary)
+    if plan.unreadable:
+        store.ensure_config(run.embed)
+        for p, why in plan.unreadable.items():
+            store.record_failure(plan.config_uid, path_key(p), p, VideoError(why))
+    if not n_jobs:
+        return Submission(run, plan, [], summary)
+    store.ensure_config(run.embed)
+    executor = make_executor(run, layout.jobs(store.path, plan.config_uid))
+    run_dict = run.model_dump(mode="json")
+    launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    with executor.batch():
+        jobs = [executor.submit(QueueJob(), run_dict, plan.to_compute, launch_id) for _ in range(n_jobs)]
+    summary.job_ids = [str(j.job_id) for j in jobs]
+    videos = {h: p for p, h in plan.to_compute}
+    store.record_launch(plan.config_uid, launch_id, videos, summary.job_ids, run.executor.resolved_name())
+    print(f"submitted {len(jobs)} job(s) ({run.executor.resolved_name()}): {' '.join(summary.job_ids)}", file=out)
+    return Submission(run, plan, jobs, summary)

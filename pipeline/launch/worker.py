@@ -1,0 +1,261 @@
+"""A job's work: load the model once, walk the launch's queue, commit each video as soon as it is done."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import typing as tp
+
+from pipeline.common.env import job_cpus
+from pipeline.common.files import now
+from pipeline.common.quiet import silence_libraries
+from pipeline.config import PIPELINE_VERSION, RunConfig
+from pipeline.embedding.feeding import n_decoders
+from pipeline.store import Store, StoreError
+from pipeline.store.leases import Heartbeat, Lease, acquire, current_job_id
+from pipeline.testing import faults
+
+
+class WorkerDied(RuntimeError):
+    """A video's worker was killed (or died) too many times while embedding it."""
+
+
+@dataclasses.dataclass
+class VideoResult:
+    video_path: str
+    video_hash: str
+    status: tp.Literal["computed", "cached", "failed", "busy", "discarded"]
+    """``busy``: another live worker holds this video's lease; ``discarded``: computed, but another
+    worker stored it first (only possible when two take over one lapsed lease at the same instant)."""
+    error: str = ""
+    seconds: float = 0.0
+    holder: str = ""
+    """``busy``: the job id of the worker holding the video's lease."""
+    note: str = ""
+    """Something the user should know about a computed video (exact timing for a variable frame rate)."""
+
+
+def environment_versions() -> dict[str, str]:
+    """The libraries whose versions can change the numbers, recorded in every entry."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "torchvision", "transformers", "av")}
+
+
+def _set_threads() -> None:
+    import torch
+
+    cpus = job_cpus()
+    if cpus:
+        torch.set_num_threads(cpus)
+
+
+def _attrs(run: RunConfig, embedder: tp.Any, emb: tp.Any, path: str, vhash: str, seconds: float) -> dict[str, tp.Any]:
+    return {
+        "frequency": emb.frequency,
+        "start": emb.start,
+        "duration": emb.duration,
+        "times": emb.times,
+        "model": run.embed.model.name,
+        "family": run.embed.model.family,
+        "layer_indices": emb.layer_indices,
+        "num_frames": emb.num_frames,
+        "clip_duration": emb.clip_duration,
+        "timing": emb.timing,
+        "timing_note": emb.timing_note,
+        "processor": embedder.adapter.processor_name,
+        "versions": environment_versions(),
+        "config_uid": run.embed.uid(),
+        "config": run.embed.canonical(),
+        "run_config": run.model_dump(mode="json"),
+        "video_path": os.path.abspath(path),
+        "video_hash": vhash,
+        "pipeline_version": PIPELINE_VERSION,
+        "job_id": current_job_id(),
+        "created": now(),
+        "seconds": seconds,
+    }
+
+
+def work_queue(
+    run_dict: dict[str, tp.Any],
+    items: list[tuple[str, str]],
+    results: list[VideoResult] | None = None,
+    launch: str = "",
+) -> list[VideoResult]:
+    """Walk the launch's queue of ``(video_path, content_hash)``, longest first, embedding each video that
+    is neither stored nor claimed by another worker (its lease): every job of a launch walks the same queue,
+    so each takes the next unclaimed video and none idles while another has a queue. Failures are
+    recorded, not raised.
+
+    ``results`` is filled as videos finish (a requeued job passes what it already did, and skips it).
+    """
+    from tqdm import tqdm
+
+    from pipeline.embedding.engine import Embedder
+
+    run = RunConfig.model_validate(run_dict)
+    silence_libraries(run.verbose)
+    store = Store(run.store)
+    cuid = run.embed.uid()
+    results = [] if results is None else results
+    seen = {r.video_hash for r in results if r.status != "busy"}
+    results[:] = [r for r in results if r.status != "busy"]
+    pending = [(p, h) for p, h in items if h not in seen]
+    if not any(not store.has(cuid, h) for _, h in pending):
+        results.extend(VideoResult(p, h, "cached") for p, h in pending)
+        return results
+    _set_threads()
+    embedder = Embedder(run.embed, run.model_source(), device=run.resolved_device(), batch_size=run.batch_size)
+    heartbeat = Heartbeat(run.lease_ttl_s)
+    try:
+        with tqdm(total=len(pending), desc=f"embedding ({cuid})", unit="video", mininterval=2) as bar:
+            n = n_decoders(run.decoders)
+            if n and embedder.batchable:
+                _run_batched(run, store, embedder, heartbeat, pending, launch, results, n, bar.update)
+            else:
+                for path, vhash in pending:
+                    results.append(_one_video(run, store, embedder, heartbeat, path, vhash, launch))
+                    bar.update()
+    finally:
+        heartbeat.stop()
+    return results
+
+
+def _claim(run: RunConfig, store: Store, path: str, vhash: str, launch: str) -> Lease | VideoResult:
+    """This worker's lease on a video, or why it is not to be embedded here (stored, held, died too often)."""
+    cuid = run.embed.uid()
+    if store.has(cuid, vhash):
+        return VideoResult(path, vhash, "cached")
+    claim = acquire(store.leases(cuid), vhash, run.lease_ttl_s, launch)
+    if not isinstance(claim, Lease):
+        holder = claim.owner
+        job = str(holder.get("job_id") or "")
+        return VideoResult(path, vhash, "busy", f"held by job {job or '?'} on {holder.get('host', '?')}", holder=job)
+    if store.has(cuid, vhash):
+        claim.release()
+        return VideoResult(path, vhash, "cached")
+    if claim.attempt > run.max_attempts:
+        prev = claim.previous
+        died = WorkerDied(
+            f"{claim.attempt - 1} worker(s) died while embedding this video (last: job "
+            f"{prev.get('job_id') or '?'} on {prev.get('host', '?')}, pid {prev.get('pid', '?')})"
+        )
+        claim.release()
+        return _failure(run, store, path, vhash, died, 0.0)
+    return claim
+
+
+def _commit(
+    run: RunConfig, store: Store, embedder: tp.Any, emb: tp.Any, path: str, vhash: str, started: float
+) -> VideoResult:
+    """Write a computed embedding (atomically); a store that cannot take it stops the job (StoreError)."""
+    faults.after_video()
+    attrs = _attrs(run, embedder, emb, path, vhash, time.perf_counter() - started)
+    written = store.write(run.embed.uid(), vhash, emb.data, attrs)
+    status: tp.Literal["computed", "discarded"] = "computed" if written else "discarded"
+    return VideoResult(path, vhash, status, seconds=time.perf_counter() - started, note=emb.timing_note)
+
+
+def _failure(run: RunConfig, store: Store, path: str, vhash: str, error: BaseException, started: float) -> VideoResult:
+    store.record_failure(run.embed.uid(), vhash, path, error)
+    seconds = time.perf_counter() - started if started else 0.0
+    return VideoResult(path, vhash, "failed", f"{type(error).__name__}: {error}", seconds)
+
+
+def _one_video(
+    run: RunConfig, store: Store, embedder: tp.Any, heartbeat: Heartbeat, path: str, vhash: str, launch: str = ""
+) -> VideoResult:
+    """One video with the engine alone (``decoders=0``, and families whose processor takes whole clips)."""
+    claim = _claim(run, store, path, vhash, launch)
+    if not isinstance(claim, Lease):
+        return claim
+    started = time.perf_counter()
+    heartbeat.hold(claim)
+    try:
+        return _commit(run, store, embedder, embedder.embed(path), path, vhash, started)
+    except StoreError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one bad video must not stop the job
+        return _failure(run, store, path, vhash, e, started)
+    finally:
+        heartbeat.drop(claim)
+        claim.release()
+
+
+def _run_batched(
+    run: RunConfig,
+    store: Store,
+    embedder: tp.Any,
+    heartbeat: Heartbeat,
+    pending: list[tuple[str, str]],
+    launch: str,
+    results: list[VideoResult],
+    n: int,
+    progress: tp.Callable[[], tp.Any],
+) -> None:
+    """The queue through ``Batcher``: ``n`` decoding processes, several videos in flight, shared batches."""
+    from pipeline.embedding.batcher import Batcher
+
+    queue = iter(pending)
+    claims: dict[str, tuple[str, Lease, float]] = {}
+
+    def next_video() -> tuple[str, str] | None:
+        for path, vhash in queue:
+            claim = _claim(run, store, path, vhash, launch)
+            if isinstance(claim, Lease):
+                heartbeat.hold(claim)
+                claims[vhash] = (path, claim, time.perf_counter())
+                return vhash, path
+            results.append(claim)
+            progress()
+        return None
+
+    def finished(vhash: str, outcome: tp.Callable[[str, float], VideoResult]) -> None:
+        path, claim, started = claims.pop(vhash)
+        try:
+            results.append(outcome(path, started))
+        finally:
+            heartbeat.drop(claim)
+            claim.release()
+            progress()
+
+    def done(vhash: str, emb: tp.Any) -> None:
+        finished(vhash, lambda path, started: _commit(run, store, embedder, emb, path, vhash, started))
+
+    def failed(vhash: str, error: BaseException) -> None:
+        finished(vhash, lambda path, started: _failure(run, store, path, vhash, error, started))
+
+    batcher = Batcher(embedder, n)
+    try:
+        batcher.run(next_video, done, failed)
+    finally:
+        batcher.close()
+        for _, claim, _ in claims.values():
+            heartbeat.drop(claim)
+            claim.release()
+
+
+class QueueJob:
+    """The callable submitted per array task: it walks the launch's queue. On pre-emption or time-out,
+    submitit calls ``checkpoint`` and requeues the job with the returned submission: the same queue,
+    carrying the videos already done."""
+
+    def __init__(self, done: list[VideoResult] | None = None) -> None:
+        self.results: list[VideoResult] = list(done or [])
+
+    def __call__(
+        self, run_dict: dict[str, tp.Any], items: list[tuple[str, str]], launch: str = ""
+    ) -> list[VideoResult]:
+        return work_queue(run_dict, items, self.results, launch)
+
+    def checkpoint(self, run_dict: dict[str, tp.Any], items: list[tuple[str, str]], launch: str = "") -> tp.Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(QueueJob(self.results), run_dict, items, launch)
+
+
+ShardJob = QueueJob
+"""The name jobs submitted before 0.2 pickled (``pipeline.worker.ShardJob``): a job requeued across the
+upgrade unpickles into ``QueueJob`` (``pipeline._moved`` maps the old module)."""

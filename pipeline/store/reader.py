@@ -1,0 +1,94 @@
+"""Reading entries: by UID or by (config, video file), a time window reading only its chunks, and
+``cache_n_layers`` entries viewed through another layer selection. No torch unless layers are re-selected."""
+
+from __future__ import annotations
+
+import json
+import typing as tp
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import EmbedConfig, LayerAggregation, Layers
+from pipeline.store.dims import output_dims
+
+
+def embed_config(config: EmbedConfig | tp.Mapping[str, tp.Any]) -> EmbedConfig:
+    """``config`` validated as an ``EmbedConfig`` (a mapping of its fields, or one already)."""
+    return config if isinstance(config, EmbedConfig) else EmbedConfig.model_validate(dict(config))
+
+
+def open_array(store: Path, uid: str) -> tp.Any:
+    """The zarr array of entry ``<config_uid>/<video_hash>``, read-only; a missing entry is a KeyError."""
+    import zarr
+
+    folder = store / uid
+    if not (folder / "zarr.json").exists():
+        raise KeyError(f"no entry {uid!r} in {store}")
+    return zarr.open_array(str(folder), mode="r", zarr_format=3)
+
+
+def read_window(array: tp.Any, start: float | None, stop: float | None) -> tuple[np.ndarray, dict[str, tp.Any]]:
+    """The samples whose time lies in ``[start, stop)`` and the attributes with ``times`` cut to match,
+    reading only the time chunks that hold them."""
+    attrs = dict(array.attrs)
+    times = np.asarray(attrs["times"], dtype=np.float64)
+    lo = 0 if start is None else int(np.searchsorted(times, start, side="left"))
+    hi = len(times) if stop is None else int(np.searchsorted(times, stop, side="left"))
+    hi = max(lo, hi)
+    attrs["times"] = times[lo:hi].tolist()
+    data = np.asarray(array[...] if (lo, hi) == (0, len(times)) else array[..., lo:hi])
+    return data, attrs
+
+
+def select_layers(
+    entry: str,
+    data: np.ndarray,
+    attrs: dict[str, tp.Any],
+    config: EmbedConfig | tp.Mapping[str, tp.Any] | str | None,
+    layers: Layers | None,
+    layer_aggregation: LayerAggregation | None,
+) -> tuple[np.ndarray, dict[str, tp.Any]]:
+    """An entry computed with ``cache_n_layers`` holds the token-aggregated states of its cached layers;
+    ``layers`` / ``layer_aggregation`` select and combine them (relative depth over the cached layers),
+    defaulting to those of ``config`` when given, else every cached layer kept apart. The attributes'
+    ``layer_indices``, ``layers`` and ``layer_aggregation`` then describe the selection."""
+    if attrs.get("config", {}).get("cache_n_layers") is None:
+        if layers is not None or layer_aggregation is not None:
+            raise ValueError(
+                f"load: entry {entry} was computed with its layers already selected and aggregated; "
+                "to choose layers when reading, compute with cache_n_layers"
+            )
+        return data, attrs
+    if config is not None and not isinstance(config, str):
+        embed = embed_config(config)
+        layers = embed.layers if layers is None else layers
+        layer_aggregation = embed.layer_aggregation if layer_aggregation is None else layer_aggregation
+    if layers is None and layer_aggregation is None:
+        return data, {**attrs, "layer_aggregation": "none"}
+    # torch, because the view must be the same operations as computing the selection directly
+    from pipeline.embedding.aggregation import layer_view
+
+    view_layers: Layers = EmbedConfig.model_fields["layers"].default if layers is None else layers
+    view_how: LayerAggregation = layer_aggregation or "mean"
+    data, positions = layer_view(data, view_layers, view_how)
+    attrs["layer_indices"] = [attrs["layer_indices"][i] for i in positions]
+    return data, {**attrs, "layers": view_layers, "layer_aggregation": view_how}
+
+
+def to_dataarray(data: np.ndarray, attrs: dict[str, tp.Any]) -> tp.Any:
+    """An ``xarray.DataArray`` whose axes are named for what they hold (``layer`` with the model's layer
+    indices, ``layer_group``, ``token``, ``feature``, ``time`` in seconds); attributes carry the metadata."""
+    import xarray as xr
+
+    config = attrs.get("config", {})
+    dims, coords = output_dims(
+        data.ndim,
+        list(attrs.get("layer_indices") or []),
+        str(attrs.get("layer_aggregation") or config.get("layer_aggregation", "")),
+        str(config.get("token_aggregation", "")),
+    )
+    times = np.asarray(attrs["times"], dtype=np.float64)
+    flat = {k: v for k, v in attrs.items() if k != "times"}
+    flat["config"] = json.dumps(config, sort_keys=True)
+    return xr.DataArray(data, dims=dims, coords={**coords, "time": times}, attrs=flat)

@@ -1,0 +1,185 @@
+"""``Store``: the zarr v3 store as analyses and workers see it, one group per config UID, one entry per
+video content hash. Analyses find embeddings by config and video, never by path (``pipeline.store.layout``
+says where things are; the other modules of this subpackage do the work)."""
+
+from __future__ import annotations
+
+import json
+import os
+import typing as tp
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.common.files import now
+from pipeline.config import FORMAT_VERSION, EmbedConfig, LayerAggregation, Layers
+from pipeline.store import index, layout, reader, records, writer
+from pipeline.store.hashing import content_hash
+from pipeline.store.index import EntryInfo
+
+
+class Store:
+    """Read and write embeddings; analyses find them by config and video, never by path."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    # --- layout -----------------------------------------------------------------------------
+    def ensure(self) -> None:
+        """Create the root group if needed; raises a clear error on an unwritable location."""
+        import zarr
+
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if not (self.path / "zarr.json").exists():
+                zarr.open_group(str(self.path), mode="a", zarr_format=3).attrs.update(
+                    {"pipeline_store": FORMAT_VERSION}
+                )
+            probe = self.path / f".write-test-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise OSError(f"store: cannot write to {self.path} ({e.strerror or e})") from e
+
+    def ensure_config(self, embed: EmbedConfig) -> str:
+        """The config's group, created with its canonical config; the model's name is added to the names
+        it has had (a renamed folder is the same model), so that readers can find it by name."""
+        import zarr
+
+        cuid = embed.uid()
+        group = zarr.open_group(str(self.path / cuid), mode="a", zarr_format=3)
+        names = list(tp.cast(list, group.attrs.get("model_names", [])))
+        if "config" not in group.attrs:
+            group.attrs.update({"config": embed.canonical(), "created": now()})
+        if embed.model.name not in names:
+            group.attrs["model_names"] = [*names, embed.model.name]
+        return cuid
+
+    def model_names(self, config_uid: str) -> list[str]:
+        return list(self._group_attrs(config_uid).get("model_names", []))
+
+    def find_config(self, embed: EmbedConfig) -> str:
+        """The config UID of ``embed`` in this store. Without a resolved model identity (a reader has the
+        name, not the weights), the stored config with that model name and these fields; several
+        versions of the model stored is an error that lists them, to be picked with ``model.identity``."""
+        if embed.model.identity is not None:
+            return embed.uid()
+        wanted = {k: v for k, v in embed.canonical().items() if k != "model"}
+        found: dict[str, str] = {}  # config UID -> its model identity
+        for cuid in self.config_uids():
+            attrs = self._group_attrs(cuid)
+            config = dict(attrs.get("config", {}))
+            identity = str(config.pop("model", ""))
+            if embed.model.name in attrs.get("model_names", []) and config == wanted:
+                found[cuid] = identity.rpartition("@")[2]
+        if len(found) == 1:
+            return next(iter(found))
+        if not found:
+            raise KeyError(f"no config of {embed.model.name!r} with these fields in {self.path}")
+        versions = ", ".join(f"{c} (model.identity={identity})" for c, identity in found.items())
+        raise KeyError(f"{len(found)} versions of {embed.model.name!r} in {self.path}: {versions}; set model.identity")
+
+    def config_uids(self) -> list[str]:
+        if not self.path.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.path.iterdir() if not layout.is_reserved(p.name) and (p / "zarr.json").exists()
+        )
+
+    def _group_attrs(self, config_uid: str) -> dict[str, tp.Any]:
+        meta = json.loads((self.path / config_uid / "zarr.json").read_text())
+        return dict(meta.get("attributes", {}))
+
+    def config(self, config_uid: str) -> dict[str, tp.Any]:
+        return dict(self._group_attrs(config_uid).get("config", {}))
+
+    def has(self, config_uid: str, video_hash: str) -> bool:
+        return (self.path / config_uid / video_hash / "zarr.json").exists()
+
+    def done_hashes(self, config_uid: str) -> set[str]:
+        return index.done_hashes(self.path / config_uid)
+
+    def leases(self, config_uid: str) -> Path:
+        return self.path / config_uid / layout.LEASES
+
+    # --- writing ----------------------------------------------------------------------------
+    def write(self, config_uid: str, video_hash: str, data: np.ndarray, attrs: dict[str, tp.Any]) -> bool:
+        """Write an entry atomically; returns False if another writer completed it first. A success clears
+        the video's recorded failure."""
+        written = writer.write_entry(self.path, config_uid, video_hash, data, attrs)
+        if written:
+            records.clear_failure(self.path / config_uid, video_hash)
+        return written
+
+    def record_launch(
+        self, config_uid: str, launch_id: str, videos: dict[str, str], job_ids: list[str], executor: str = ""
+    ) -> None:
+        records.record_launch(self.path / config_uid, launch_id, videos, job_ids, executor)
+
+    def launches(self, config_uid: str) -> dict[str, dict[str, tp.Any]]:
+        return records.launches(self.path / config_uid)
+
+    def record_failure(self, config_uid: str, video_hash: str, video_path: str, error: BaseException) -> None:
+        records.record_failure(self.path / config_uid, video_hash, video_path, error)
+
+    def failures(self, config_uid: str) -> dict[str, dict[str, tp.Any]]:
+        return records.failures(self.path / config_uid)
+
+    # --- reading ----------------------------------------------------------------------------
+    def entries(self, config_uid: str | None = None) -> list[EntryInfo]:
+        """Every complete entry (of one config UID if given), from the per-config index."""
+        out: list[EntryInfo] = []
+        for cuid in [config_uid] if config_uid else self.config_uids():
+            out.extend(index.indexed_entries(self.path / cuid))
+        return out
+
+    def resolve(
+        self,
+        uid: str | None = None,
+        *,
+        config: EmbedConfig | tp.Mapping[str, tp.Any] | str | None = None,
+        video: str | os.PathLike[str] | None = None,
+    ) -> str:
+        """The entry UID for a UID, or for a (config, video file) pair."""
+        if uid is not None:
+            return uid
+        if config is None or video is None:
+            raise ValueError("load: give an entry uid, or both config= and video=")
+        cuid = config if isinstance(config, str) else self.find_config(reader.embed_config(config))
+        return f"{cuid}/{content_hash(video)}"
+
+    def load_numpy(
+        self,
+        uid: str | None = None,
+        *,
+        start: float | None = None,
+        stop: float | None = None,
+        layers: Layers | None = None,
+        layer_aggregation: LayerAggregation | None = None,
+        **by: tp.Any,
+    ) -> tuple[np.ndarray, dict[str, tp.Any]]:
+        """The array ``(*features, time)`` and its attributes. ``start`` / ``stop`` (seconds, stop excluded)
+        keep the samples whose time lies in that window, reading only the time chunks that hold them;
+        the attributes' ``times`` are cut to match. ``layers`` / ``layer_aggregation`` pick layers of a
+        ``cache_n_layers`` entry (``pipeline.store.reader.select_layers``)."""
+        entry = self.resolve(uid, **by)
+        data, attrs = reader.read_window(reader.open_array(self.path, entry), start, stop)
+        return reader.select_layers(entry, data, attrs, by.get("config"), layers, layer_aggregation)
+
+    def load(
+        self, uid: str | None = None, *, start: float | None = None, stop: float | None = None, **by: tp.Any
+    ) -> tp.Any:
+        """An ``xarray.DataArray`` whose axes are named for what they hold (``layer`` with the model's layer
+        indices, ``layer_group``, ``token``, ``feature``, ``time`` in seconds); attributes carry the
+        metadata. ``start`` / ``stop`` read a time window, ``layers`` / ``layer_aggregation`` pick layers of
+        a ``cache_n_layers`` entry (see ``load_numpy``)."""
+        return reader.to_dataarray(*self.load_numpy(uid, start=start, stop=stop, **by))
+
+
+def open(path: str | os.PathLike[str]) -> Store:  # noqa: A001 - the documented reader entry point
+    """Open a store for reading (``pipeline.store.open(path)``)."""
+    store = Store(path)
+    if not (store.path / "zarr.json").exists():
+        raise FileNotFoundError(f"store: no pipeline store at {store.path}")
+    return store

@@ -1,0 +1,108 @@
+"""``python -m pipeline.cancel store=PATH [config=UID]``: cancel the running jobs of a config's launches.
+
+SLURM jobs are cancelled with ``scancel`` (pending and running array tasks alike); local-executor jobs
+(submitit controller processes on this host, and their tasks) are killed. The leases those jobs held are
+released, so the next launch computes their videos at once; nothing is recorded as failed. Stored videos
+stay stored.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.launch.slurm import active_arrays
+from pipeline.store import Store
+from pipeline.store.leases import lease_holder
+from pipeline.tools.args import UsageError, chosen_configs, open_store, parse_args
+
+USAGE = __doc__.strip().splitlines()[0].strip("`") if __doc__ else ""
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def kill_local_job(job_id: str) -> bool:
+    """Kill a submitit local job (its controller process and the tasks it started) if it still runs here."""
+    if not job_id.isdigit() or "submitit" not in _cmdline(int(job_id)):
+        return False
+    pid = int(job_id)
+    for task in _children(pid):
+        for grandchild in _children(task):
+            _kill(grandchild)
+        _kill(task)
+    _kill(pid)
+    return True
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def cancel_config(store: Store, config_uid: str) -> list[str]:
+    """Cancel every still-running job of the config's launches; release their leases. Returns what was
+    cancelled, one line each."""
+    cancelled: list[str] = []
+    job_ids: list[str] = []
+    for launch_id, record in store.launches(config_uid).items():
+        ids = [str(j) for j in record.get("job_ids", [])]
+        job_ids += ids
+        if record.get("executor") == "slurm":
+            active = active_arrays(ids)
+            if active:
+                subprocess.run(["scancel", *active], check=False, capture_output=True)
+                cancelled += [f"{config_uid}: SLURM job {a} (launch {launch_id})" for a in active]
+        elif record.get("host") == socket.gethostname():
+            cancelled += [f"{config_uid}: local job {j} (launch {launch_id})" for j in ids if kill_local_job(j)]
+    released = 0
+    arrays = {j.split("_")[0] for j in job_ids}  # an array job id covers its tasks; a local job id is itself
+    folder = store.leases(config_uid)
+    for path in folder.glob("*.json") if folder.is_dir() else []:
+        owner_job = lease_holder(path)
+        if owner_job and owner_job.split("_")[0] in arrays:
+            path.unlink(missing_ok=True)
+            released += 1
+    if released:
+        cancelled.append(f"{config_uid}: released {released} lease(s)")
+    return cancelled
+
+
+def main(argv: list[str] | None = None) -> int:
+    values, _, words = parse_args(argv, {"store", "config"}, set(), USAGE)
+    if len(words) > 1:
+        raise UsageError(f"unexpected argument {words[1]!r}\n{USAGE}")
+    if words:
+        values["config"] = words[0]
+    store = open_store(values)
+    lines = [line for uid in chosen_configs(store, values) for line in cancel_config(store, uid)]
+    print("\n".join(lines) if lines else "no running job to cancel")
+    print("nothing was recorded as failed; relaunch the same command to compute what is not stored")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

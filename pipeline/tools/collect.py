@@ -1,0 +1,135 @@
+"""``python -m pipeline.gc store=PATH [keep=UID,UID] [--apply]``: reclaim space, dry-run by default.
+
+What goes:
+
+- every config UID not in ``keep`` (when a keep list is given), with its job logs (``_jobs/<uid>``);
+- every config UID written by an older output format (``format_version`` below the current one): its
+  numbers may differ from what this version computes, and a relaunch recomputes it under a new UID;
+- staging folders older than an hour (what a killed worker left mid-write; never visible as entries);
+- lease files of videos already stored, and lapsed leases older than a day.
+
+Removal renames into ``<store>/_trash`` first, so readers never see a half-deleted entry, then deletes.
+Nothing is removed without ``--apply``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from pipeline.common.text import folder_bytes, human_size
+from pipeline.config import FORMAT_VERSION
+from pipeline.store import Store, layout
+from pipeline.store.leases import read_lease
+from pipeline.tools.args import UsageError, open_store, parse_args
+
+USAGE = "usage: python -m pipeline.gc store=PATH [keep=UID,UID,...] [--apply]"
+STAGING_AGE_S = 3600.0
+LEASE_AGE_S = 86400.0
+_TRASH = "_trash"
+
+
+@dataclasses.dataclass(frozen=True)
+class Removal:
+    path: Path
+    reason: str
+    bytes: int
+
+
+def plan(store: Store, keep: set[str] | None, *, now: float | None = None) -> list[Removal]:
+    """What ``gc`` would remove, and why; touches nothing."""
+    now = time.time() if now is None else now
+    out: list[Removal] = []
+    kept: list[str] = []
+    for cuid in store.config_uids():
+        version = store.config(cuid).get("format_version")
+        if version != FORMAT_VERSION:
+            reason = f"output format {version} (current {FORMAT_VERSION})"
+        elif keep is not None and cuid not in keep:
+            reason = "not in keep list"
+        else:
+            kept.append(cuid)
+            continue
+        n = len(store.done_hashes(cuid))
+        out.append(Removal(store.path / cuid, f"config, {n} entries: {reason}", folder_bytes(store.path / cuid)))
+        logs = layout.jobs(store.path, cuid)
+        if logs.is_dir():
+            out.append(Removal(logs, f"job logs of config {cuid}", folder_bytes(logs)))
+    staging = layout.staging(store.path)
+    if staging.is_dir():
+        for folder in sorted(staging.iterdir()):
+            age = now - folder.stat().st_mtime
+            if age > STAGING_AGE_S:
+                out.append(Removal(folder, f"unfinished write, {age / 3600:.1f} h old", folder_bytes(folder)))
+    trash = store.path / _TRASH
+    if trash.is_dir():
+        out.extend(Removal(p, "left in trash", folder_bytes(p)) for p in sorted(trash.iterdir()))
+    for cuid in kept:
+        done = store.done_hashes(cuid)
+        leases = store.leases(cuid)
+        for path in sorted(leases.glob("*.json")) if leases.is_dir() else []:
+            if path.stem in done:
+                out.append(Removal(path, "lease of a stored video", path.stat().st_size))
+                continue
+            state = read_lease(path, LEASE_AGE_S)
+            if state is not None and state.age_s > LEASE_AGE_S:
+                out.append(Removal(path, f"lapsed lease, {state.age_s / 3600:.1f} h old", path.stat().st_size))
+    return out
+
+
+def apply(store: Store, removals: list[Removal]) -> int:
+    """Remove what ``plan`` listed: rename into ``_trash`` (atomic), then delete. Returns bytes freed."""
+    trash = store.path / _TRASH
+    trash.mkdir(exist_ok=True)
+    freed = 0
+    for r in removals:
+        if r.path.parent == trash:
+            target = r.path
+        else:
+            target = trash / f"{r.path.name}-{uuid.uuid4().hex[:8]}"
+            try:
+                r.path.rename(target)
+            except FileNotFoundError:
+                continue
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+        freed += r.bytes
+    with contextlib.suppress(OSError):
+        trash.rmdir()
+    return freed
+
+
+def main(argv: list[str] | None = None) -> int:
+    values, flags, words = parse_args(argv, {"store", "keep"}, {"--apply"}, USAGE)
+    if words:
+        raise UsageError(f"unexpected argument {words[0]!r}\n{USAGE}")
+    store = open_store(values)
+    keep = {u for u in values["keep"].split(",") if u} if "keep" in values else None
+    unknown = sorted((keep or set()) - set(store.config_uids()))
+    if unknown:
+        raise UsageError(f"keep: {', '.join(unknown)} not in {store.path} (configs: {', '.join(store.config_uids())})")
+    removals = plan(store, keep)
+    for r in removals:
+        print(
+            f"{'remove' if '--apply' in flags else 'would remove'}  {human_size(r.bytes):>9}  "
+            f"{r.path.relative_to(store.path)}  ({r.reason})"
+        )
+    total = sum(r.bytes for r in removals)
+    if not removals:
+        print(f"store {store.path}: nothing to remove")
+    elif "--apply" in flags:
+        print(f"freed {human_size(apply(store, removals))} in {len(removals)} items")
+    else:
+        print(f"{len(removals)} items, {human_size(total)}: dry run, nothing removed (add --apply)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The worker's batched path: decoding processes, clips of several videos in one forward batch.
+
+It must store what the engine computes one video at a time, bit for bit on the CPU, and a video that
+fails (unreadable, or its decoding process killed) must fail alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import typing as tp
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import launch_config
+from pipeline.config import ConfigError
+from pipeline.embedding.batcher import Batcher
+from pipeline.embedding.engine import Embedder, Embedding
+from pipeline.store import Store
+from pipeline.testing import faults
+
+
+def _batched(embedder: Embedder, paths: list[Path], decoders: int = 2) -> tuple[dict[str, Embedding], dict[str, str]]:
+    todo = iter([(p.name, str(p)) for p in paths])
+    done: dict[str, Embedding] = {}
+    failed: dict[str, str] = {}
+    batcher = Batcher(embedder, decoders)
+    try:
+        batcher.run(
+            lambda: next(todo, None),
+            done.__setitem__,
+            lambda key, error: failed.__setitem__(key, f"{type(error).__name__}: {error}"),
+        )
+    finally:
+        batcher.close()
+    return done, failed
+
+
+@pytest.mark.parametrize(
+    ("model", "fields"),
+    [
+        ("tiny-videomae", {}),
+        ("tiny-vjepa2", {"num_frames": 4, "clip_duration": 1.5}),
+        ("tiny-xclip", {"max_imsize": 64}),
+        ("tiny-timesformer", {"frequency": "native"}),
+        ("tiny-vit", {"frequency": 3.0, "cache_n_layers": "all"}),
+    ],
+)
+def test_batches_of_several_videos_equal_the_engine_bit_for_bit(
+    make_run: tp.Any, videos: tp.Any, model: str, fields: dict[str, tp.Any]
+) -> None:
+    run = make_run(model, batch_size=3, **fields)
+    embedder = Embedder(run.embed, run.model_source(), batch_size=3)
+    paths = videos(["bars", "drift", "orbit", "ntsc", "bikes"])
+    done, failed = _batched(embedder, paths)
+    assert not failed
+    for path in paths:
+        want = embedder.embed(str(path))
+        got = done[path.name]
+        np.testing.assert_array_equal(got.data, want.data, err_msg=f"{model} {path.name}")
+        assert (got.frequency, got.layer_indices, got.timing, got.duration) == (
+            want.frequency,
+            want.layer_indices,
+            want.timing,
+            want.duration,
+        )
+
+
+def test_an_unreadable_video_and_a_killed_decoding_process_fail_alone(
+    make_run: tp.Any, videos: tp.Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = make_run(batch_size=4)
+    embedder = Embedder(run.embed, run.model_source(), batch_size=4)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 and then nothing")
+    doomed = tmp_path / "doomed.mp4"
+    shutil.copy(videos(["drift"])[0], doomed)
+    monkeypatch.setenv(faults.DIE_DECODING, "doomed.mp4")  # read by the (forked) decoding processes
+    good = videos(["bars", "orbit", "ntsc"])
+    done, failed = _batched(embedder, [good[0], broken, doomed, *good[1:]])
+    assert set(failed) == {"broken.mp4", "doomed.mp4"}
+    assert "VideoError" in failed["broken.mp4"]
+    assert "decoding process" in failed["doomed.mp4"] and "exit code 9" in failed["doomed.mp4"]
+    for path in good:
+        np.testing.assert_array_equal(done[path.name].data, embedder.embed(str(path)).data)
+
+
+def test_the_launcher_stores_the_same_entries_with_and_without_decoding_processes(
+    make_run: tp.Any, tmp_path: Path
+) -> None:
+    engine = make_run(decoders=0, store=str(tmp_path / "engine.zarr"))
+    batched = make_run(store=str(tmp_path / "batched.zarr"))
+    assert len(launch_config(engine).computed) == 3 and len(launch_config(batched).computed) == 3
+    a, b = Store(engine.store), Store(batched.store)
+    uid = engine.embed.uid()
+    assert uid == batched.embed.uid()  # the number of decoding processes is not part of the config
+    for entry in a.entries(uid):
+        np.testing.assert_array_equal(a.load_numpy(entry.uid)[0], b.load_numpy(entry.uid)[0])
+
+
+def test_preprocess_device_is_in_the_uid_and_checked_before_submission(make_run: tp.Any) -> None:
+    assert make_run(device="cuda", preprocess_device="cuda").embed.uid() != make_run(device="cuda").embed.uid()
+    assert "preprocess_device" not in make_run().embed.uid()
+    with pytest.raises(ConfigError, match="preprocess_device: cuda needs device=cuda"):
+        make_run(device="cpu", preprocess_device="cuda")
+    with pytest.raises(ConfigError, match="preprocess_device: the llava_next_video family"):
+        make_run("tiny-llava_next_video", device="cuda", preprocess_device="cuda", layer_type="USER: <video>")
+    if not torch.cuda.is_available():
+        run = make_run(device="auto", preprocess_device="cuda")
+        with pytest.raises(ConfigError, match="preprocess_device: cuda needs the model on a GPU"):
+            Embedder(run.embed, run.model_source(), device="cpu")
+
+
+def test_the_processor_gives_the_same_pixels_on_a_named_device(make_run: tp.Any) -> None:
+    embedder = Embedder(make_run().embed, make_run().model_source())
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 255, (40, 60, 3), dtype=np.uint8) for _ in range(5)]
+    here = embedder.adapter.preprocess_frames(frames)
+    assert torch.equal(here, embedder.adapter.preprocess_frames(frames, device="cpu"))
+    if torch.cuda.is_available():  # the GPU's resize rounds differently: within one intensity level
+        there = embedder.adapter.preprocess_frames(frames, device="cuda").cpu()
+        assert float((there - here).abs().max()) < 0.05
+
+
+def test_decoding_processes_do_not_outlive_their_worker(make_run: tp.Any, tmp_path: Path) -> None:
+    """Closed, they stop; and a worker killed with SIGKILL takes them with it (no orphan holds the job's pipes)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = make_run()
+    code = (
+        "import sys, time\n"
+        "from pipeline.config import RunConfig\n"
+        "from pipeline.embedding.engine import Embedder\n"
+        "from pipeline.embedding.batcher import Batcher\n"
+        f"run = RunConfig.model_validate_json({run.model_dump_json()!r})\n"
+        "batcher = Batcher(Embedder(run.embed, run.model_source()), 2)\n"
+        "print(' '.join(str(s.proc.pid) for s in batcher.feeder.slots), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert worker.stdout is not None
+    pids = [int(p) for p in worker.stdout.readline().split()]
+    assert len(pids) == 2
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    deadline = time.monotonic() + 10
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if _running(p)]
+        time.sleep(0.1)
+    assert not alive, f"decoding processes {alive} outlived their worker"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by init) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

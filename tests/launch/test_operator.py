@@ -1,0 +1,170 @@
+"""Running like an operator: a summary and a plan that fit a screen, Ctrl-C without a traceback, cancel,
+a fast offline failure for a model that is not there, and no library noise by default."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import typing as tp
+from pathlib import Path
+
+from pipeline import launch_config
+from pipeline.launch.summary import Summary, render_summary
+from pipeline.store import Store
+from pipeline.testing import faults
+
+from ..conftest import REPO, distinct_copies, run_cli
+
+
+def test_a_summary_fits_a_screen_and_names_the_file_with_every_line(tmp_path: Path) -> None:
+    summary = Summary("videomae-x", str(tmp_path / "store.zarr"))
+    summary.cached = [f"/v/{i}.mp4" for i in range(110)]
+    summary.duplicates = {f"/v/dup{i}.mp4": f"/v/{i % 110}.mp4" for i in range(890)}
+    summary.failed = {f"/v/bad{i}.mp4": "VideoError: cannot open as a video" for i in range(30)}
+    printed = render_summary(summary)
+    lines = printed.splitlines()
+    assert len(lines) <= 16, printed
+    assert lines[1].split() == ["computed", "0", "cached", "110", "failed", "30", "duplicates", "890"]
+    assert "... 885 more duplicates" in printed and "... 25 more failed" in printed
+    full = Path(summary.full_list)
+    assert full.is_file() and str(full) in printed
+    text = full.read_text()
+    assert all(f"/v/dup{i}.mp4" in text for i in range(890)) and text.count("FAILED") == 30
+
+
+def test_a_small_summary_is_printed_whole(tmp_path: Path) -> None:
+    summary = Summary("videomae-x", str(tmp_path / "store.zarr"), failed={"/v/a.mp4": "VideoError: x"})
+    assert "FAILED /v/a.mp4: VideoError: x" in render_summary(summary)
+    assert not summary.full_list and not (tmp_path / "store.zarr").exists()
+
+
+def test_a_dry_run_plan_fits_a_screen(make_run: tp.Any, sample_dir: Path, tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    distinct_copies(sample_dir / "bars_12fps.mp4", videos, 40)
+    out = io.StringIO()
+    launch_config(make_run(videos=str(videos), dry_run=True, videos_per_job=2, max_jobs=20), out=out)
+    text = out.getvalue()
+    assert len(text.splitlines()) <= 8, text
+    assert "40 to compute in 20 job(s)" in text and "longest first: " in text and "(37 more)" in text
+
+
+def _cli_args(videos: Path, store: Path, models_dir: Path, *extra: str) -> list[str]:
+    return [f"videos={videos}", f"store={store}", f"models_dir={models_dir}", "device=cpu", *extra]
+
+
+def test_ctrl_c_says_what_runs_then_cancel_stops_it_and_records_no_failure(
+    models_dir: Path, sample_dir: Path, tmp_path: Path
+) -> None:
+    videos, store_path = tmp_path / "videos", tmp_path / "store.zarr"
+    distinct_copies(sample_dir / "bars_12fps.mp4", videos, 6)
+    args = _cli_args(videos, store_path, models_dir, "executor=local", "videos_per_job=3", "frequency=1")
+    launcher = run_cli(*args, env={faults.SLOW_S: "20"}, wait=False)
+    leases = store_path.glob("*/_leases/*.json")
+    deadline = time.time() + 240
+    while not list(leases) and time.time() < deadline and launcher.poll() is None:
+        time.sleep(0.5)
+        leases = store_path.glob("*/_leases/*.json")
+    launcher.send_signal(signal.SIGINT)
+    launcher.wait(timeout=60)
+    out = _drain(launcher)
+    assert launcher.returncode == 130, out[-3000:]
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out[-3000:]
+    assert "interrupted: 2 job(s) of config" in out and "still running" in out, out[-3000:]
+    store = Store(store_path)
+    (cuid,) = store.config_uids()
+    assert f"-m pipeline.cancel store={store_path} {cuid}" in out
+    (record,) = store.launches(cuid).values()
+    pids = [int(j) for j in record["job_ids"]]
+    assert all(_alive(p) for p in pids)  # Ctrl-C stopped the launcher, not its jobs
+
+    cancel = subprocess.run(
+        [sys.executable, "-m", "pipeline.cancel", f"store={store_path}", cuid], cwd=REPO, capture_output=True, text=True
+    )
+    assert cancel.returncode == 0, cancel.stderr
+    assert cancel.stdout.count("local job") == 2 and "released" in cancel.stdout, cancel.stdout
+    deadline = time.time() + 30
+    while any(_alive(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in pids)
+    assert not list(store.leases(cuid).glob("*.json")) and not store.failures(cuid)
+    stored = len(store.done_hashes(cuid))
+
+    again = run_cli(*args, "executor=debug", timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"computed {6 - stored}  cached {stored}  failed 0" in again.stdout, again.stdout
+
+
+def _drain(proc: subprocess.Popen[str]) -> str:
+    """What an exited process wrote to its pipe; its jobs keep the pipe open, so read without waiting
+    for the end of the stream."""
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    return proc.stdout.read() or ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_hub_model_absent_offline_is_a_config_error(tmp_path: Path) -> None:
+    """Not in the cache and no hub: exit 2 naming model.name. The 'hub' is a closed port on this machine."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "a.mp4").write_bytes(b"x")
+    env = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+    done = run_cli("model=videomae", f"videos={videos}", f"store={tmp_path / 's.zarr'}", env=env, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "model.name: 'MCG-NJU/videomae-base' is neither a local folder nor in the Hugging Face cache" in done.stderr
+    assert not (tmp_path / "s.zarr").exists()
+    offline = run_cli("model=videomae", f"videos={videos}", env={**env, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert offline.returncode == 2 and "config error: model.name: cannot load the config" in offline.stderr
+
+
+def test_library_noise_stays_out_unless_verbose(sample_dir: Path, tmp_path: Path) -> None:
+    noise = ("Writing model shards", "Loading weights", "[transformers]")
+    env = {"TRANSFORMERS_VERBOSITY": "warning"}  # transformers' own default, not the test session's
+    for verbose in (False, True):
+        store = tmp_path / f"s{verbose}.zarr"
+        args = _cli_args(sample_dir / "bars_12fps.mp4", store, tmp_path / f"models{verbose}", "executor=local")
+        done = run_cli(*args, f"verbose={str(verbose).lower()}", env=env, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        logs = "".join(p.read_text() for p in store.glob("_jobs/*/*_log.err"))
+        heard = [n for n in noise if n in done.stdout + done.stderr + logs]
+        assert heard if verbose else not heard, (verbose, heard)
+        assert "computed 1" in done.stdout  # our own lines stay
+
+
+def test_the_queue_runs_longest_first(make_run: tp.Any, sample_dir: Path, tmp_path: Path) -> None:
+    """Durations are probed once (cached by content hash) and the queue is ordered longest first."""
+    from pipeline.launch.planning import make_plan
+
+    run = make_run()
+    store = Store(run.store)
+    store.ensure()
+    plan = make_plan(run, store)
+    names = [Path(p).name for p, _ in plan.to_compute]
+    assert names == ["orbit_30fps_audio.mp4", "drift_25fps.mp4", "bars_12fps.mp4"]  # 4 s, 3 s, 2.5 s
+    assert (store.path / "_index" / "durations.json").is_file()
+
+
+def test_two_jobs_share_one_queue_and_compute_each_video_once(
+    models_dir: Path, sample_dir: Path, tmp_path: Path
+) -> None:
+    videos, store_path = tmp_path / "videos", tmp_path / "store.zarr"
+    distinct_copies(sample_dir / "bars_12fps.mp4", videos, 6)
+    args = _cli_args(videos, store_path, models_dir, "executor=local", "videos_per_job=3", "frequency=1")
+    # 6 videos of at least 5 s each: 30 s of work, far longer than the gap between the two jobs' start-ups
+    done = run_cli(*args, env={faults.SLOW_S: "5"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "6 to compute in 2 job(s)" in done.stdout and "computed 6  cached 0  failed 0" in done.stdout
+    store = Store(store_path)
+    jobs = [store.load_numpy(e.uid)[1]["job_id"] for e in store.entries()]
+    assert len(jobs) == 6 and len(set(jobs)) == 2, jobs  # both jobs took videos from the one queue

@@ -1,0 +1,227 @@
+"""The launcher on a real one-node SLURM cluster: job arrays, cancellation, time-outs, failures, sweeps."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import typing as tp
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import launch_config
+from pipeline.store import Store
+from pipeline.testing import faults
+
+from ..conftest import distinct_copies, run_cli
+
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
+
+
+def common(store: Path, videos: Path, models_dir: Path, **extra: tp.Any) -> list[str]:
+    fields = {
+        "executor": "slurm",
+        "executor.cpus_per_task": 1,
+        "videos": videos,
+        "store": store,
+        "models_dir": models_dir,
+        "device": "cpu",
+        "hydra.run.dir": store.parent / "hydra",
+        "hydra.sweep.dir": store.parent / "hydra-sweep",
+        **extra,
+    }
+    return [f"{k}={v}" for k, v in fields.items()]
+
+
+def job_ids(output: str) -> list[str]:
+    found = re.findall(r"submitted \d+ job\(s\) \(slurm\): ([\d_ ]+)", output)
+    return [j for line in found for j in line.split()]
+
+
+def test_job_arrays_store_the_same_arrays_as_the_local_executor(
+    make_run: tp.Any, sample_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "slurm.zarr"
+    res = run_cli("-m", "model=tiny_videomae,tiny_xclip", *common(store, sample_dir, models_dir, videos_per_job=2))
+    assert res.returncode == 0, res.stdout + res.stderr
+    ids = job_ids(res.stdout)
+    assert len(ids) == 4 and len({i.split("_")[0] for i in ids}) == 2, ids  # one array of 2 tasks per config
+    slurm_store = Store(store)
+    for model in ("tiny-videomae", "tiny-xclip"):
+        local = make_run(model, executor={"name": "local"}, store=str(tmp_path / f"local-{model}.zarr"))
+        assert launch_config(local).ok
+        local_store = Store(local.store)
+        cuid = local.embed.uid()
+        entries = local_store.entries(cuid)
+        assert len(entries) == 3 and slurm_store.done_hashes(cuid) == {e.video_hash for e in entries}
+        for e in entries:
+            a, _ = local_store.load_numpy(e.uid)
+            b, attrs = slurm_store.load_numpy(e.uid)
+            assert np.array_equal(a, b), f"{model} {e.video_path}"
+            assert attrs["job_id"] and "_" in attrs["job_id"]  # written by an array task
+
+
+def test_scancel_of_one_array_task_then_relaunch_computes_only_the_missing(
+    sample_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    videos = tmp_path / "videos"
+    distinct_copies(sample_dir / "drift_25fps.mp4", videos, 6)
+    store = tmp_path / "store.zarr"
+    args = common(store, videos, models_dir, videos_per_job=3, frequency=1)
+    proc = run_cli(*args, env={faults.SLOW_S: "3"}, wait=False)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    while not job_ids("\n".join(lines)):
+        line = proc.stdout.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+    victim = job_ids("\n".join(lines))[0]
+    cuid = next(iter(Store(store).config_uids()), None)
+    deadline = time.time() + 300
+    while not (cuid and Store(store).done_hashes(cuid)):
+        assert time.time() < deadline, "no video landed"
+        time.sleep(0.5)
+        cuid = next(iter(Store(store).config_uids()), None)
+    subprocess.run(["scancel", victim], check=True)
+    out, _ = proc.communicate(timeout=600)
+    output = "".join(lines) + out
+    assert proc.returncode == 1, output
+    assert "NOT DONE" in output and f"job {victim} ended CANCELLED" in output, output
+    assert cuid is not None
+    done = {h: (store / cuid / h / "zarr.json").stat().st_mtime_ns for h in Store(store).done_hashes(cuid)}
+    assert 1 <= len(done) < 6
+    relaunch = run_cli(*args)
+    assert relaunch.returncode == 0, relaunch.stdout + relaunch.stderr
+    assert f"computed {6 - len(done)}  cached {len(done)}  failed 0" in relaunch.stdout, relaunch.stdout
+    assert len(Store(store).done_hashes(cuid)) == 6
+    for h, mtime in done.items():
+        assert (store / cuid / h / "zarr.json").stat().st_mtime_ns == mtime  # untouched
+
+
+def test_a_job_that_runs_out_of_time_is_requeued_and_completes(
+    sample_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    videos = tmp_path / "videos"
+    distinct_copies(sample_dir / "bars_12fps.mp4", videos, 12)
+    store = tmp_path / "store.zarr"
+    # 2-minute limit, warned 60 s before it: 12 x 5 s of work plus the worker's start-up cannot fit in the
+    # 60 s left, so at least one time-out is certain; an attempt stores most videos (the start-up took about
+    # 20 s here), so the requeue bound (6) is never what decides.
+    args = common(
+        store, videos, models_dir, videos_per_job=12, frequency=1,
+        **{"executor.timeout_min": 2, "executor.signal_delay_s": 60, "executor.max_requeues": 6},
+    )  # fmt: skip
+    res = run_cli(*args, env={faults.SLOW_S: "5"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "computed 12  cached 0  failed 0" in res.stdout, res.stdout
+    (job,) = job_ids(res.stdout)
+    cuid = Store(store).config_uids()[0]
+    logs = "".join(p.read_text() for p in (store / "_jobs" / cuid).rglob("*_log.err"))
+    assert "Caught signal SIGUSR2" in logs and "timed-out" in logs, logs[-2000:]
+    assert len(Store(store).done_hashes(cuid)) == 12
+
+
+def test_a_corrupt_video_fails_alone_and_is_stored_and_reported(
+    sample_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for p in sample_dir.glob("*.mp4"):
+        (videos / p.name).write_bytes(p.read_bytes())
+    raw = (sample_dir / "drift_25fps.mp4").read_bytes()
+    (videos / "corrupt.mp4").write_bytes(raw[: len(raw) // 3])
+    store = tmp_path / "store.zarr"
+    res = run_cli(*common(store, videos, models_dir, videos_per_job=8))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "computed 3  cached 0  failed 1" in res.stdout
+    assert re.search(r"FAILED .*corrupt\.mp4: VideoError", res.stdout), res.stdout
+    cuid = Store(store).config_uids()[0]
+    (record,) = Store(store).failures(cuid).values()
+    assert record["video_path"].endswith("corrupt.mp4") and record["error_type"] == "VideoError"
+    assert record["message"] and record["time"] and re.fullmatch(r"\d+(_0)?", record["job_id"])
+    status = subprocess.run(
+        [sys.executable, "-m", "pipeline.status", f"store={store}", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (row,) = json.loads(status.stdout)["configs"]
+    assert (row["done"], row["failed"], row["pending"]) == (3, 1, 0)
+
+
+def test_a_sweep_of_four_points_gives_four_uids_and_no_duplicate_entry(
+    sample_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store.zarr"
+    res = run_cli("-m", "model=tiny_videomae,tiny_xclip", "frequency=1,2", *common(store, sample_dir, models_dir))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "sweep: 4 point(s)" in res.stdout
+    table = res.stdout[res.stdout.index("sweep: 4 point(s)") :].splitlines()[3:7]
+    assert len(table) == 4 and all(row.split()[-4:] == ["3", "0", "0", "0"] for row in table), table
+    s = Store(store)
+    uids = s.config_uids()
+    assert len(uids) == 4 and len({s.config(u)["frequency"] for u in uids}) == 2
+    for uid in uids:
+        names = [p.name for p in (store / uid).iterdir() if not p.name.startswith(("_", "zarr.json"))]
+        assert len(names) == len(set(names)) == 3
+    assert not list((store / "_staging").iterdir())
+    again = run_cli("-m", "model=tiny_videomae,tiny_xclip", "frequency=1,2", *common(store, sample_dir, models_dir))
+    assert again.returncode == 0 and "submitted" not in again.stdout  # all cached: nothing is computed twice
+
+
+def test_wait_false_returns_at_once_and_status_shows_progress(
+    sample_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store.zarr"
+    res = run_cli(*common(store, sample_dir, models_dir, wait="false"), env={faults.SLOW_S: "2"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert job_ids(res.stdout) and "-m pipeline.status store=" in res.stdout
+    status_cmd = [sys.executable, "-m", "pipeline.status", f"store={store}", "--json"]
+    first = json.loads(subprocess.run(status_cmd, capture_output=True, text=True, check=True).stdout)["configs"][0]
+    assert first["done"] + first["pending"] == 3 and first["pending"] >= 1
+    deadline = time.time() + 300
+    while True:
+        row = json.loads(subprocess.run(status_cmd, capture_output=True, text=True, check=True).stdout)["configs"][0]
+        if row["done"] == 3:
+            break
+        assert time.time() < deadline, row
+        time.sleep(1)
+    assert row["pending"] == 0 and row["failed"] == 0
+
+
+def test_cancel_stops_a_launchs_array_releases_its_leases_and_records_no_failure(
+    sample_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    videos = tmp_path / "videos"
+    distinct_copies(sample_dir / "bars_12fps.mp4", videos, 4)
+    store_path = tmp_path / "store.zarr"
+    args = common(store_path, videos, models_dir, videos_per_job=2, frequency=1, wait="false")
+    res = run_cli(*args, env={faults.SLOW_S: "30"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    ids = job_ids(res.stdout)
+    store = Store(store_path)
+    (cuid,) = store.config_uids()
+    deadline = time.time() + 180
+    while not list(store.leases(cuid).glob("*.json")) and time.time() < deadline:
+        time.sleep(1)
+    assert list(store.leases(cuid).glob("*.json")), "no worker started"
+    cancel = subprocess.run(
+        [sys.executable, "-m", "pipeline.cancel", f"store={store_path}", f"config={cuid}"],
+        capture_output=True,
+        text=True,
+    )
+    assert cancel.returncode == 0 and f"SLURM job {ids[0].split('_')[0]}" in cancel.stdout, cancel.stdout
+    deadline = time.time() + 60
+    while _squeue(ids) and time.time() < deadline:
+        time.sleep(1)
+    assert not _squeue(ids)
+    assert not list(store.leases(cuid).glob("*.json")) and not store.failures(cuid)
+
+
+def _squeue(ids: list[str]) -> str:
+    array = ids[0].split("_")[0]
+    return subprocess.run(["squeue", "-h", "-j", array], capture_output=True, text=True).stdout.strip()

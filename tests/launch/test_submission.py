@@ -1,0 +1,47 @@
+"""Submission, directly: one job array per launch sharing one queue (longest video first), its record in
+the store, and nothing computed before a job runs."""
+
+from __future__ import annotations
+
+import io
+import typing as tp
+from pathlib import Path
+
+from pipeline.embedding.decoding import container_seconds
+from pipeline.launch.submission import submit
+from pipeline.launch.worker import QueueJob
+from pipeline.store import Store, layout
+
+
+def test_a_launch_submits_one_array_whose_jobs_share_the_queue(make_run: tp.Any, sample_dir: Path) -> None:
+    run = make_run(videos_per_job=1, max_jobs=2)
+    out = io.StringIO()
+    handle = submit(run, out=out)
+    assert handle is not None
+    store = Store(run.store)
+    cuid = handle.plan.config_uid
+    assert len(handle.jobs) == 2 and handle.summary.job_ids == [str(j.job_id) for j in handle.jobs]
+    assert "to compute in 2 job(s)" in out.getvalue() and f"config {cuid}" in out.getvalue()
+    ((launch_id, record),) = store.launches(cuid).items()
+    assert record["job_ids"] == handle.summary.job_ids and record["executor"] == "debug"
+    assert set(record["videos"]) == {h for _, h in handle.plan.to_compute} == set(handle.plan.hashes.values())
+    assert layout.jobs(store.path, cuid).is_dir()
+    durations = [container_seconds(p) for p, _ in handle.plan.to_compute]
+    assert durations == sorted(durations, reverse=True) and len(set(durations)) > 1  # longest first
+    assert not store.done_hashes(cuid)  # nothing runs before a job does
+    first, second = handle.jobs
+    assert isinstance(first.submission().function, QueueJob)
+    assert first.submission().args[1] == second.submission().args[1] == handle.plan.to_compute
+    results = first.result()  # the debug executor runs the job here: it walks the whole queue
+    assert {r.status for r in results} == {"computed"} and len(results) == len(handle.plan.to_compute)
+    assert {r.status for r in second.result()} == {"cached"}
+    assert store.done_hashes(cuid) == set(record["videos"])
+
+
+def test_a_dry_run_plans_and_submits_nothing(make_run: tp.Any) -> None:
+    run = make_run(dry_run=True)
+    out = io.StringIO()
+    handle = submit(run, out=out)
+    assert handle is not None and not handle.jobs
+    assert "dry run: nothing submitted" in out.getvalue() and "longest first" in out.getvalue()
+    assert not Store(run.store).config_uids()

@@ -1,0 +1,121 @@
+"""Per-video leases: concurrent launchers split the work; a dead holder's claim lapses and is counted."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import typing as tp
+from pathlib import Path
+
+from pipeline import launch_config
+from pipeline.store import Store, content_hash
+from pipeline.store import leases as lease
+from pipeline.testing import faults
+
+from ..conftest import distinct_copies, run_cli
+
+
+def test_a_live_lease_blocks_and_a_dead_holders_lease_is_taken_over(tmp_path: Path) -> None:
+    folder = tmp_path / "_leases"
+    mine = lease.acquire(folder, "abc", ttl=60)
+    assert isinstance(mine, lease.Lease) and mine.attempt == 1
+    again = lease.acquire(folder, "abc", ttl=60)
+    assert isinstance(again, lease.LeaseState) and again.live  # this process is alive
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    record = json.loads(mine.path.read_text())
+    record["owner"]["pid"] = int(dead.stdout)
+    mine.path.write_text(json.dumps(record))
+    taken = lease.acquire(folder, "abc", ttl=60)
+    assert isinstance(taken, lease.Lease) and taken.attempt == 2 and taken.previous["pid"] == int(dead.stdout)
+    taken.release()
+    assert not mine.path.exists()
+
+
+def test_a_dead_siblings_lease_is_left_for_a_relaunch_but_a_requeued_job_takes_its_own_back(
+    tmp_path: Path, monkeypatch: tp.Any
+) -> None:
+    """Jobs of one launch share a queue: a sibling that died keeps its video (not done, as with a fixed
+    share); the same job requeued, or another launch, takes the lapsed lease over."""
+    folder = tmp_path / "_leases"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "9")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+
+    def left_by(job: str, launch_id: str) -> None:
+        owner = {"host": os.uname().nodename, "pid": int(dead.stdout), "job_id": job, "token": "t", "launch": launch_id}
+        (folder / "v.json").write_text(json.dumps({"owner": owner, "attempt": 1}))
+
+    folder.mkdir()
+    left_by("9_1", "L1")
+    held = lease.acquire(folder, "v", ttl=60, launch="L1")
+    assert isinstance(held, lease.LeaseState) and held.owner["job_id"] == "9_1" and not held.live
+    mine = lease.acquire(folder, "v", ttl=60, launch="L2")  # a relaunch
+    assert isinstance(mine, lease.Lease) and mine.attempt == 2
+    left_by("9_0", "L1")
+    requeued = lease.acquire(folder, "v", ttl=60, launch="L1")  # this job (9_0), requeued
+    assert isinstance(requeued, lease.Lease) and requeued.previous["job_id"] == "9_0"
+
+
+def test_a_lease_lapses_after_its_ttl_without_heartbeat(tmp_path: Path) -> None:
+    folder = tmp_path / "_leases"
+    first = lease.acquire(folder, "v", ttl=0.3)
+    assert isinstance(first, lease.Lease)
+    record = json.loads(first.path.read_text())
+    record["owner"]["host"] = "another-node"  # not checkable by pid: only the TTL can free it
+    first.path.write_text(json.dumps(record))
+    assert isinstance(lease.acquire(folder, "v", ttl=0.3), lease.LeaseState)
+    beat = lease.Heartbeat(ttl=0.3)
+    beat.hold(first)
+    time.sleep(0.6)
+    assert isinstance(lease.acquire(folder, "v", ttl=0.3), lease.LeaseState)  # renewed: still held
+    beat.stop()
+    time.sleep(0.5)
+    assert isinstance(lease.acquire(folder, "v", ttl=0.3), lease.Lease)
+
+
+def test_a_video_whose_workers_keep_dying_is_recorded_as_failed(make_run: tp.Any, tmp_path: Path) -> None:
+    run = make_run(max_attempts=2)
+    store = Store(run.store)
+    store.ensure()
+    cuid = store.ensure_config(run.embed)
+    target = next(iter(sorted(Path(run.videos).glob("*.mp4"))))
+    vhash = content_hash(target)
+    path = store.leases(cuid) / f"{vhash}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"owner": {"host": "gone", "pid": 1, "job_id": "77_3"}, "attempt": 2}))
+    os.utime(path, (0, 0))  # lapsed long ago
+    summary = launch_config(run)
+    assert len(summary.computed) == 2
+    assert "WorkerDied: 2 worker(s) died while embedding this video (last: job 77_3" in summary.failed[str(target)]
+    assert store.failures(cuid)[vhash]["error_type"] == "WorkerDied"
+    assert not path.exists()
+
+
+def test_two_launchers_at_once_split_the_videos_and_compute_none_twice(
+    sample_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    videos = tmp_path / "videos"
+    distinct_copies(sample_dir / "bars_12fps.mp4", videos, 6)
+    store = tmp_path / "store.zarr"
+    args = [
+        f"videos={videos}", f"store={store}", f"models_dir={models_dir}", "device=cpu", "executor=local",
+        "videos_per_job=6", "frequency=1", f"hydra.run.dir={tmp_path / 'hydra'}",
+    ]  # fmt: skip
+    procs = [run_cli(*args, env={faults.SLOW_S: "1"}, wait=False)]
+    time.sleep(1.0)
+    procs.append(run_cli(*args, env={faults.SLOW_S: "1"}, wait=False))
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    counts = []
+    for out in outputs:
+        m = re.search(r"computed (\d+)  cached (\d+)  failed 0", out)
+        assert m and "computed twice" not in out, out
+        counts.append((int(m[1]), int(m[2])))
+    assert sum(c for c, _ in counts) == 6 and all(c + k == 6 and c >= 1 for c, k in counts), counts
+    cuid = Store(store).config_uids()[0]
+    assert len(Store(store).done_hashes(cuid)) == 6
+    assert not any((store / cuid / "_leases").iterdir())
