@@ -91,10 +91,10 @@ def decode_limit(videos: list[Path]) -> float:
 def run_config(name: str, cfg: dict[str, tp.Any], models: Path, videos: list[Path], seconds: float) -> dict[str, float]:
     import torch
 
+    from pipeline.common.env import n_decoders
     from pipeline.config import build_run_config
     from pipeline.embedding.batcher import Batcher
     from pipeline.embedding.engine import Embedder
-    from pipeline.embedding.feeding import n_decoders
 
     source, family = build(cfg["build"], models)
     fields = {k: v for k, v in cfg.items() if k not in ("build", "batch")}

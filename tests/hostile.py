@@ -3,7 +3,7 @@
 ``make_hostile(folder, good)`` writes them into ``folder`` and returns what each must do under a launch
 (``Expect``): be embedded (with its number of output steps at 2 Hz), be a duplicate of another file, or
 fail with a message naming what is wrong. ``good`` is a sound sample video used for copies and cuts.
-The README's "Bad input" table states the same behaviours.
+docs/faults.md's "Bad input" table states the same behaviours.
 """
 
 from __future__ import annotations

@@ -12,3 +12,11 @@ def job_cpus() -> int | None:
     """CPUs given to this job: SLURM's ``SLURM_CPUS_PER_TASK``, else ``PIPELINE_THREADS``; None when neither."""
     value = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get(THREADS)
     return int(value) if value else None
+
+
+def n_decoders(configured: int | None) -> int:
+    """Decoding processes per job: as configured, else one per CPU of the job but one (the model's), and at
+    least two (on two CPUs, two decoding processes keep pace with the in-process engine's two threads)."""
+    if configured is not None:
+        return configured
+    return max(2, (job_cpus() or os.cpu_count() or 2) - 1)

@@ -31,8 +31,13 @@ class ModelSpec(pydantic.BaseModel):
     trust_remote_code: bool = False
     identity: str | None = None
     """What the weights are: the hub snapshot's commit (40 hex digits), or ``files-<hash>`` of a local
-    folder's files. The launcher resolves it before any job (``pipeline.identity``), replacing any value
+    folder's files. The launcher resolves it before any job (``pipeline.launch.identity``), replacing any value
     given; a reader may set it to pick one of several stored versions of a model."""
+
+    default_num_frames: int | None = None
+    """Frames per clip the model takes when ``num_frames`` is not set (video models). The launcher resolves
+    it from the model's config, like ``identity``; ``num_frames`` equal to it is the same computation,
+    so the canonical config leaves it out."""
 
     def hub_revision(self) -> str | None:
         """The commit to load from the hub, so that every worker loads the snapshot the UID names."""
@@ -70,7 +75,7 @@ class EmbedConfig(pydantic.BaseModel):
     intensity level, so it is part of the UID when set)."""
     timing: tp.Literal["reference", "exact"] = "reference"
     """``reference``: the frame rate, duration and end-of-stream frames the reference's reader sees
-    (``pipeline.reference_reader``); ``exact``: the exact container duration and presentation times."""
+    (``pipeline.embedding.reference_reader``); ``exact``: the exact container duration and presentation times."""
 
     @pydantic.field_validator("frequency")
     @classmethod
@@ -126,7 +131,7 @@ class EmbedConfig(pydantic.BaseModel):
 
     def canonical(self) -> dict[str, tp.Any]:
         """The fields that change the numbers, normalised, plus the output-format version. ``model`` is the
-        model's identity (``pipeline.identity``), not its name: a renamed folder is the same model."""
+        model's identity (``pipeline.launch.identity``), not its name: a renamed folder is the same model."""
         traits = family(self.model.family)
         spec = self.model
         identity = spec.identity
@@ -150,8 +155,8 @@ class EmbedConfig(pydantic.BaseModel):
             out["cache_n_layers"] = self.cache_n_layers
         if traits.is_video:
             out.update(
-                clip_duration=self.clip_duration,
-                num_frames=self.num_frames,
+                clip_duration=self.effective_clip_duration(),
+                num_frames=None if self.num_frames == spec.default_num_frames else self.num_frames,
                 max_imsize=self.max_imsize,
                 layer_type=self.layer_type,
             )
@@ -160,6 +165,30 @@ class EmbedConfig(pydantic.BaseModel):
         if self.preprocess_device != "cpu":
             out["preprocess_device"] = self.preprocess_device
         return out
+
+    def frames_per_clip(self, hf_config: tp.Any) -> int | None:
+        """Frames per clip (None for image models): the configured value, else the model's; a count the
+        model cannot take is a ``ConfigError`` naming ``num_frames`` (the launcher's preflight raises it
+        before any job is submitted)."""
+        traits = family(self.model.family)
+        if not traits.is_video:
+            return None
+        fewest, most, why = traits.frame_range(hf_config)
+        if self.num_frames is None:
+            return most
+        if not fewest <= self.num_frames <= most:
+            takes = f"exactly {most}" if fewest == most else f"{fewest} to {most}"
+            raise ConfigError(
+                f"num_frames: {self.model.name} takes {takes} frames per clip ({why}; got {self.num_frames})"
+            )
+        return self.num_frames
+
+    def effective_clip_duration(self) -> float | None:
+        """``clip_duration``, or None where it is one output step, the duration a clip takes anyway: one
+        computation, one UID. Compared exactly, since the engine computes ``1 / frequency`` itself."""
+        if self.frequency != "native" and self.clip_duration == 1 / self.frequency:
+            return None
+        return self.clip_duration
 
     def uid(self) -> str:
         """exca's UID of the canonical config after the family: the fields that differ from their defaults,

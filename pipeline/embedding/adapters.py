@@ -106,29 +106,6 @@ class Adapter:
         cls.is_video, cls.uses_audio, cls.framewise = traits.is_video, traits.uses_audio, traits.framewise
 
     # --- checks that need no weights -------------------------------------------------------
-    reference_max_frames: tp.ClassVar[int | None] = None
-    """The reference's fixed frame limit for families whose config states none (V-JEPA 2, LLaVA, Phi-4)."""
-    any_frame_count: tp.ClassVar[str] = ""
-    """Set (to why) for families that take any count up to ``max_frames``; the others take exactly it."""
-
-    @classmethod
-    def max_frames(cls, hf_config: tp.Any) -> int:
-        """Most frames per clip the model accepts (its configured ``num_frames``), the default count."""
-        if cls.reference_max_frames is not None:
-            return cls.reference_max_frames
-        config = getattr(hf_config, "vision_config", None) or hf_config
-        return int(config.num_frames)
-
-    @classmethod
-    def frame_range(cls, hf_config: tp.Any) -> tuple[int, int, str]:
-        """Fewest and most frames per clip the model takes, and why: by default exactly its configured
-        count (TimeSformer regroups its tokens by the configured count, X-CLIP's frame position
-        embeddings are fixed: another count fails or silently mixes tokens)."""
-        most = cls.max_frames(hf_config)
-        if cls.any_frame_count:
-            return 1, most, f"{cls.any_frame_count}; the reference allows at most {most}"
-        return most, most, "it groups its tokens by its configured frame count"
-
     # --- loading ------------------------------------------------------------------------------
     def model_class(self) -> tp.Any:
         from transformers import AutoModel
@@ -236,13 +213,6 @@ class TubeletAdapter(Adapter):
     a clip must make exactly the configured number of tubelets, and the reference allows no more frames
     than the configured count."""
 
-    @classmethod
-    def frame_range(cls, hf_config: tp.Any) -> tuple[int, int, str]:
-        most = cls.max_frames(hf_config)
-        tubelet = getattr(hf_config, "tubelet_size", 1)
-        tubelet = int(tubelet[0] if isinstance(tubelet, (list, tuple)) else tubelet)
-        return most // tubelet * tubelet, most, f"its position embeddings are fixed ({tubelet}-frame tubelets)"
-
 
 class VideoMAEAdapter(TubeletAdapter):
     family = "videomae"
@@ -271,9 +241,6 @@ class VJEPA2Adapter(Adapter):
 
     family = "vjepa2"
     input_field = "videos"
-
-    reference_max_frames = 64
-    any_frame_count = "its rotary position embeddings take any count"
 
     def processor_class(self) -> tp.Any:
         from transformers import AutoVideoProcessor
@@ -336,9 +303,6 @@ class LlavaNextVideoAdapter(Adapter):
     family = "llava_next_video"
     input_field = "videos"
 
-    reference_max_frames = 16
-    any_frame_count = "its language model takes any count of frame tokens"
-
     def model_class(self) -> tp.Any:
         from transformers import LlavaNextVideoForConditionalGeneration
 
@@ -366,9 +330,6 @@ class Phi4MultimodalAdapter(Adapter):
 
     family = "phi4_multimodal"
     max_batch = 1
-
-    reference_max_frames = 4
-    any_frame_count = "each frame is one image of the prompt"
 
     @property
     def audio_rate(self) -> int:

@@ -23,7 +23,6 @@ from pipeline.embedding.steps import (
     VideoSteps,
     clip_duration_for,
     plan_steps,
-    resolve_num_frames,
     step_frames,
 )
 
@@ -65,7 +64,7 @@ class Embedder:
             trust_remote_code=embed.model.trust_remote_code,
             revision=embed.model.hub_revision(),
         )
-        self.num_frames = resolve_num_frames(embed, self.adapter.model.config)
+        self.num_frames = embed.frames_per_clip(self.adapter.model.config)
         self.batch_size = min(batch_size, cls.max_batch or batch_size)
         self.preprocess_device = None if embed.preprocess_device == "cpu" else device
         if self.preprocess_device is not None and not device.startswith("cuda"):

@@ -18,7 +18,6 @@ import typing as tp
 import numpy as np
 import torch
 
-from pipeline.common.env import job_cpus
 from pipeline.config import EmbedConfig
 from pipeline.embedding.steps import PREPROCESS_CHUNK
 
@@ -105,14 +104,15 @@ def decoder_main(spec: DecoderSpec, tasks: tp.Any, out: tp.Any, allowance: tp.An
 def _die_with_parent(parent: int) -> None:
     """Leave signals to the worker and die with it. A forked process inherits submitit's handlers: SLURM
     signals every process of a job before its time limit, and only the worker may checkpoint; Ctrl-C is
-    the launcher's. Linux kills this process when the worker dies (``kill -9`` included), so that no
+    the launcher's. ``scancel`` sends SIGTERM to every process of the job, which the worker (submitit)
+    bypasses: a decoding process that died of it first would make its video fail for a cancel, so it
+    ignores SIGTERM too. Linux kills this process when the worker dies (``kill -9`` included), so that no
     decoding process outlives its job holding the job's files and pipes."""
     import ctypes
     import signal
 
-    for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT):
+    for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -213,11 +213,3 @@ class Feeder:
                 slot.proc.kill()
             slot.tasks.cancel_join_thread()
             slot.messages.close()
-
-
-def n_decoders(configured: int | None) -> int:
-    """Decoding processes per job: as configured, else one per CPU of the job but one (the model's), and at
-    least two (on two CPUs, two decoding processes keep pace with the in-process engine's two threads)."""
-    if configured is not None:
-        return configured
-    return max(2, (job_cpus() or os.cpu_count() or 2) - 1)

@@ -1,7 +1,7 @@
 """A video's output steps: its timing under the config's rules, its time grid, and the frames of each step.
 
 What decoding needs to know about one video, and nothing more: the engine, the decoding processes and
-the launcher's frame-count check (``resolve_num_frames``) share it.
+the launcher's preflight share it.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import typing as tp
 
 import numpy as np
 
-from pipeline.config import ConfigError, EmbedConfig, family
+from pipeline.config import EmbedConfig, family
 from pipeline.embedding import decoding, reference_reader, timegrid
-from pipeline.embedding.adapters import adapter_class
 
 PREPROCESS_CHUNK = 16
 """Frames preprocessed in one processor call (in the engine's thread, and per message of a decoding
@@ -46,23 +45,6 @@ def video_timing(path: str, info: decoding.VideoInfo, mode: str) -> Timing:
         raise decoding.VideoError(f"{path}: the container states no duration (the reference reader needs one)")
     fps = reference_reader.reader_fps(info.average_rate, info.base_rate)
     return Timing(fps, reference_reader.reader_duration(info.container_us), counted.count, "reference")
-
-
-def resolve_num_frames(embed: EmbedConfig, hf_config: tp.Any) -> int | None:
-    """Frames per clip: the configured value, else the model's; a count the model cannot take is a
-    ``ConfigError`` naming ``num_frames`` (raised by the launcher before any job is submitted)."""
-    adapter = adapter_class(embed.model.family)
-    if not adapter.is_video:
-        return None
-    fewest, most, why = adapter.frame_range(hf_config)
-    if embed.num_frames is None:
-        return most
-    if not fewest <= embed.num_frames <= most:
-        takes = f"exactly {most}" if fewest == most else f"{fewest} to {most}"
-        raise ConfigError(
-            f"num_frames: {embed.model.name} takes {takes} frames per clip ({why}; got {embed.num_frames})"
-        )
-    return embed.num_frames
 
 
 def clip_duration_for(embed: EmbedConfig, freq: float) -> float:

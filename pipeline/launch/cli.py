@@ -4,6 +4,7 @@ point of a multirun submitted (``pipeline.launch.sweep``). Exit codes: 0 done, 1
 
 from __future__ import annotations
 
+import shlex
 import sys
 import typing as tp
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 from pipeline.common.quiet import silence_libraries
 from pipeline.config import ConfigError, build_run_config
 from pipeline.launch.launcher import Interrupted, launch_config
+from pipeline.launch.overrides import check_overrides
 from pipeline.launch.sweep import submit_point
 
 
@@ -20,19 +22,28 @@ def main() -> None:
     from hydra.types import RunMode
     from omegaconf import DictConfig, OmegaConf
 
-    conf_dir = str(Path(__file__).resolve().parents[2] / "conf")
+    conf_dir = Path(__file__).resolve().parents[2] / "conf"
+    try:
+        check_overrides(sys.argv[1:], conf_dir)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        sys.exit(2)
+    started = False
+    command = shlex.join([sys.executable, "-m", "pipeline.launch", *sys.argv[1:]])
 
-    @hydra.main(config_path=conf_dir, config_name="config", version_base=None)
+    @hydra.main(config_path=str(conf_dir), config_name="config", version_base=None)
     def _run(cfg: DictConfig) -> None:
+        nonlocal started
+        started = True
         flat = tp.cast(dict[str, tp.Any], OmegaConf.to_container(cfg, resolve=True))
         hydra_cfg = HydraConfig.get()
         silence_libraries(bool(flat.get("verbose", False)))
         try:
             run = build_run_config(flat)
             if hydra_cfg.mode == RunMode.MULTIRUN:
-                submit_point(run, list(hydra_cfg.overrides.task))
+                submit_point(run, list(hydra_cfg.overrides.task), command)
                 return
-            summary = launch_config(run)
+            summary = launch_config(run, command=command)
         except Interrupted as e:
             print(str(e), file=sys.stderr)
             sys.exit(130)
@@ -48,4 +59,11 @@ def main() -> None:
         if not summary.ok:
             sys.exit(1)
 
-    _run()
+    try:
+        _run()
+    except SystemExit as e:
+        # Hydra reports an error of its own (the config cannot be composed) with exit code 1: a
+        # configuration error, before any job, which the launcher's contract says is 2
+        if e.code == 1 and not started:
+            sys.exit(2)
+        raise

@@ -2,23 +2,43 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
+import types
 import typing as tp
 from pathlib import Path
+
+import submitit
 
 from pipeline.config import ConfigError, RunConfig
 
 
+class _OwnSessionLocalExecutor(submitit.LocalExecutor):
+    """Local jobs in a session of their own. A terminal's Ctrl-C goes to its whole foreground process
+    group; the jobs must keep running, as they do on SLURM, so that ``pipeline.status`` and
+    ``pipeline.cancel`` find them."""
+
+    def _submit_command(self, command: str) -> tp.Any:
+        from submitit.local import local
+
+        real = local.subprocess
+        local.subprocess = types.SimpleNamespace(  # type: ignore[assignment]  # start_controller uses Popen alone
+            Popen=functools.partial(real.Popen, start_new_session=True)
+        )
+        try:
+            return super()._submit_command(command)
+        finally:
+            local.subprocess = real
+
+
 def make_executor(run: RunConfig, folder: Path) -> tp.Any:
     """A submitit executor for ``executor.name`` (``auto`` resolved), jobs logged under ``folder``."""
-    import submitit
-
     ex = run.executor
     name = ex.resolved_name()
     if name == "debug":
         return submitit.DebugExecutor(folder=str(folder))
     if name == "local":
-        executor: tp.Any = submitit.LocalExecutor(folder=str(folder))
+        executor: tp.Any = _OwnSessionLocalExecutor(folder=str(folder))
         executor.update_parameters(timeout_min=ex.timeout_min)
         return executor
     if shutil.which("sbatch") is None:

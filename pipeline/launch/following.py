@@ -26,6 +26,10 @@ def job_error(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
+POLL_S = {"slurm": 2.0, "local": 0.25}
+"""Seconds between looks at the jobs: squeue is asked sparingly; a local job is a process and a file."""
+
+
 def follow(launch: Submission, *, out: tp.TextIO = sys.stdout, bar_position: int = 0) -> Summary:
     """Show progress until every job is over, then fill the summary from the results and the store."""
     from tqdm import tqdm
@@ -43,7 +47,7 @@ def follow(launch: Submission, *, out: tp.TextIO = sys.stdout, bar_position: int
                 bar.update(len(landed))
                 if len(ended) == len(launch.jobs):
                     break
-                time.sleep(2.0)
+                time.sleep(POLL_S["slurm" if launch.on_slurm else "local"])
     ended = launch.poll() if ended is None else ended
     best: dict[str, VideoResult] = {}
     dead: dict[str, str] = {}

@@ -8,13 +8,12 @@ import os
 import typing as tp
 from pathlib import Path
 
-from pipeline.config import ConfigError, RunConfig
+from pipeline.config import ConfigError, EmbedConfig, RunConfig
 
 
 def prepare_model(run: RunConfig) -> RunConfig:
     """Build a tiny model if asked, check ``num_frames`` against the model's config, and return ``run`` with
     the model's identity resolved: every job loads, and every entry is keyed by, that snapshot."""
-    from pipeline.embedding.steps import resolve_num_frames
     from pipeline.launch.identity import resolve_identity
     from pipeline.testing.tiny import TINY_FAMILIES, ensure_tiny_model
 
@@ -24,9 +23,16 @@ def prepare_model(run: RunConfig) -> RunConfig:
         if kind not in TINY_FAMILIES:
             raise ConfigError(f"model.name: no tiny model {spec.name!r} (known: tiny-{', tiny-'.join(TINY_FAMILIES)})")
         ensure_tiny_model(kind, run.models_dir)
-    resolve_num_frames(run.embed, model_config(run))
+    hf_config = model_config(run)
+    run.embed.frames_per_clip(hf_config)
+    spec = spec.model_copy(update={"default_num_frames": _without_num_frames(run.embed).frames_per_clip(hf_config)})
+    run = run.model_copy(update={"embed": run.embed.model_copy(update={"model": spec})})
     local = Path(run.model_source()).exists() or _offline()
     return resolve_identity(run, online=not local and hub_reachable())
+
+
+def _without_num_frames(embed: EmbedConfig) -> EmbedConfig:
+    return embed.model_copy(update={"num_frames": None})
 
 
 def model_config(run: RunConfig) -> tp.Any:
@@ -41,8 +47,13 @@ def model_config(run: RunConfig) -> tp.Any:
         return AutoConfig.from_pretrained(source, local_files_only=True, **kwargs)
     except (OSError, ValueError) as e:
         local_error = e
-    if Path(source).exists() or _offline():
+    if Path(source).exists():
         raise ConfigError(f"model.name: cannot load the config of {spec.name!r} ({local_error})") from local_error
+    if _offline():
+        raise ConfigError(
+            f"model.name: {spec.name!r} is neither a local folder nor in the Hugging Face cache, and "
+            "HF_HUB_OFFLINE=1 keeps the hub out (download it where there is a network, or point model.name at a folder)"
+        )
     if not hub_reachable():
         raise ConfigError(
             f"model.name: {spec.name!r} is neither a local folder nor in the Hugging Face cache, and the hub "

@@ -62,9 +62,12 @@ class Submission:
         return ended
 
 
-def submit(run: RunConfig, *, out: tp.TextIO = sys.stdout, prepared: bool = False) -> Submission | None:
+def submit(
+    run: RunConfig, *, out: tp.TextIO = sys.stdout, prepared: bool = False, command: str = ""
+) -> Submission | None:
     """Plan one config and submit its jobs as one job array; None when there is nothing to submit.
-    ``prepared``: ``run`` already went through ``prepare_model`` (a sweep point, checked for duplicates)."""
+    ``prepared``: ``run`` already went through ``prepare_model`` (a sweep point, checked for duplicates);
+    ``command``: the command line that launched it, recorded so that status can say how to relaunch."""
     paths = find_videos(run.videos)
     if not prepared:
         run = prepare_model(run)
@@ -104,6 +107,6 @@ def submit(run: RunConfig, *, out: tp.TextIO = sys.stdout, prepared: bool = Fals
         jobs = [executor.submit(QueueJob(), run_dict, plan.to_compute, launch_id) for _ in range(n_jobs)]
     summary.job_ids = [str(j.job_id) for j in jobs]
     videos = {h: p for p, h in plan.to_compute}
-    store.record_launch(plan.config_uid, launch_id, videos, summary.job_ids, run.executor.resolved_name())
+    store.record_launch(plan.config_uid, launch_id, videos, summary.job_ids, run.executor.resolved_name(), command)
     print(f"submitted {len(jobs)} job(s) ({run.executor.resolved_name()}): {' '.join(summary.job_ids)}", file=out)
     return Submission(run, plan, jobs, summary)

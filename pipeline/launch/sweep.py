@@ -24,7 +24,7 @@ _SWEEP: list[tuple[list[str], Submission | RunConfig]] = []
 submits (``cache_n_layers`` with a sweep over ``layers``): planned once that point is done."""
 
 
-def submit_point(run: RunConfig, overrides: list[str]) -> None:
+def submit_point(run: RunConfig, overrides: list[str], command: str = "") -> None:
     """Submit one point of a multirun, unless an earlier point computes the same entries."""
     run = prepare_model(run)
     key = (run.embed.uid(), os.path.abspath(run.store))
@@ -33,7 +33,7 @@ def submit_point(run: RunConfig, overrides: list[str]) -> None:
         print(f"[{' '.join(overrides)}] config {key[0]} is computed by an earlier point: planned after it")
         _SWEEP.append((overrides, run))
         return
-    handle = submit(run, prepared=True)
+    handle = submit(run, prepared=True, command=command)
     if handle is not None:
         _SWEEP.append((overrides, handle))
 

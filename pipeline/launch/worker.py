@@ -7,11 +7,10 @@ import os
 import time
 import typing as tp
 
-from pipeline.common.env import job_cpus
+from pipeline.common.env import job_cpus, n_decoders
 from pipeline.common.files import now
 from pipeline.common.quiet import silence_libraries
 from pipeline.config import PIPELINE_VERSION, RunConfig
-from pipeline.embedding.feeding import n_decoders
 from pipeline.store import Store, StoreError
 from pipeline.store.leases import Heartbeat, Lease, acquire, current_job_id
 from pipeline.testing import faults

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import typing as tp
 from pathlib import Path
@@ -13,14 +14,29 @@ from pipeline.store.leases import current_job_id
 
 
 def record_launch(
-    config_dir: Path, launch_id: str, videos: dict[str, str], job_ids: list[str], executor: str = ""
+    config_dir: Path, launch_id: str, videos: dict[str, str], job_ids: list[str], executor: str = "", command: str = ""
 ) -> None:
-    """Remember what a launch asked for (video hash -> path) and its jobs, so that status can count what
-    is pending and cancel can find the jobs."""
+    """Remember what a launch asked for (video hash -> path), its jobs and the command that made it, so that
+    status can count what is pending and say how to relaunch, and cancel can find the jobs."""
     folder = config_dir / layout.LAUNCHES
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"time": now(), "videos": videos, "job_ids": job_ids, "host": socket.gethostname(), "executor": executor}
+    record = {
+        "time": now(),
+        "videos": videos,
+        "job_ids": job_ids,
+        "host": socket.gethostname(),
+        "launcher_pid": os.getpid(),
+        "executor": executor,
+        "command": command,
+    }
     write_atomic(folder / f"{launch_id}.json", json.dumps(record))
+
+
+def mark_cancelled(config_dir: Path, launch_id: str) -> None:
+    """Note that ``pipeline.cancel`` stopped this launch's jobs: its videos not stored will not be run."""
+    path = config_dir / layout.LAUNCHES / f"{launch_id}.json"
+    record = json.loads(path.read_text())
+    write_atomic(path, json.dumps({**record, "cancelled": now()}))
 
 
 def launches(config_dir: Path) -> dict[str, dict[str, tp.Any]]:

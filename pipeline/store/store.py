@@ -54,6 +54,8 @@ class Store:
             group.attrs.update({"config": embed.canonical(), "created": now()})
         if embed.model.name not in names:
             group.attrs["model_names"] = [*names, embed.model.name]
+        if embed.model.default_num_frames is not None and "default_num_frames" not in group.attrs:
+            group.attrs["default_num_frames"] = embed.model.default_num_frames
         return cuid
 
     def model_names(self, config_uid: str) -> list[str]:
@@ -63,16 +65,24 @@ class Store:
         """The config UID of ``embed`` in this store. Without a resolved model identity (a reader has the
         name, not the weights), the stored config with that model name and these fields; several
         versions of the model stored is an error that lists them, to be picked with ``model.identity``."""
-        if embed.model.identity is not None:
+        if embed.model.identity is not None and embed.model.default_num_frames is not None:
             return embed.uid()
-        wanted = {k: v for k, v in embed.canonical().items() if k != "model"}
         found: dict[str, str] = {}  # config UID -> its model identity
         for cuid in self.config_uids():
             attrs = self._group_attrs(cuid)
             config = dict(attrs.get("config", {}))
             identity = str(config.pop("model", ""))
-            if embed.model.name in attrs.get("model_names", []) and config == wanted:
+            if embed.model.name not in attrs.get("model_names", []) and embed.model.identity is None:
+                continue
+            # a reader's num_frames equal to the model's own count is the stored config without it
+            spec = embed.model.model_copy(update={"default_num_frames": attrs.get("default_num_frames")})
+            wanted = {k: v for k, v in embed.model_copy(update={"model": spec}).canonical().items() if k != "model"}
+            if config == wanted and (embed.model.identity is None or identity.endswith(embed.model.identity)):
                 found[cuid] = identity.rpartition("@")[2]
+        if len(found) > 1 and len(set(found.values())) == 1:
+            # one computation under two UIDs (its num_frames spelled out before 0.2): the current UID
+            current = [c for c in found if "default_num_frames" in self._group_attrs(c)]
+            found = {current[0]: found[current[0]]} if len(current) == 1 else found
         if len(found) == 1:
             return next(iter(found))
         if not found:
@@ -113,9 +123,18 @@ class Store:
         return written
 
     def record_launch(
-        self, config_uid: str, launch_id: str, videos: dict[str, str], job_ids: list[str], executor: str = ""
+        self,
+        config_uid: str,
+        launch_id: str,
+        videos: dict[str, str],
+        job_ids: list[str],
+        executor: str = "",
+        command: str = "",
     ) -> None:
-        records.record_launch(self.path / config_uid, launch_id, videos, job_ids, executor)
+        records.record_launch(self.path / config_uid, launch_id, videos, job_ids, executor, command)
+
+    def mark_cancelled(self, config_uid: str, launch_id: str) -> None:
+        records.mark_cancelled(self.path / config_uid, launch_id)
 
     def launches(self, config_uid: str) -> dict[str, dict[str, tp.Any]]:
         return records.launches(self.path / config_uid)

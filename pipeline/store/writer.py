@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import typing as tp
 import uuid
 from pathlib import Path
@@ -74,8 +75,8 @@ def write_entry(store: Path, config_uid: str, video_hash: str, data: np.ndarray,
             raise StoreError(
                 e.errno,
                 f"store: {os.strerror(e.errno or 0).lower()} under {store} while writing entry "
-                f"{config_uid}/{video_hash} ({data.nbytes} bytes); it was not written and stored entries "
-                "are intact: free space (python -m pipeline.gc) or move the store, then relaunch",
+                f"{config_uid}/{video_hash} ({data.nbytes} bytes); it was not written and stored entries are "
+                f"intact: free space ({sys.executable} -m pipeline.gc store={store}) or move the store, then relaunch",
             ) from e
         raise
     finally:

@@ -13,43 +13,23 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 from pipeline.launch.slurm import active_arrays
 from pipeline.store import Store
 from pipeline.store.leases import lease_holder
 from pipeline.tools.args import UsageError, chosen_configs, open_store, parse_args
+from pipeline.tools.liveness import children, local_job_running
 
 USAGE = __doc__.strip().splitlines()[0].strip("`") if __doc__ else ""
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[1]) == pid:
-                out.append(int(entry.name))
-    return out
-
-
 def kill_local_job(job_id: str) -> bool:
     """Kill a submitit local job (its controller process and the tasks it started) if it still runs here."""
-    if not job_id.isdigit() or "submitit" not in _cmdline(int(job_id)):
+    if not local_job_running(job_id):
         return False
     pid = int(job_id)
-    for task in _children(pid):
-        for grandchild in _children(task):
+    for task in children(pid):
+        for grandchild in children(task):
             _kill(grandchild)
         _kill(task)
     _kill(pid)
@@ -71,13 +51,17 @@ def cancel_config(store: Store, config_uid: str) -> list[str]:
     for launch_id, record in store.launches(config_uid).items():
         ids = [str(j) for j in record.get("job_ids", [])]
         job_ids += ids
+        stopped: list[str] = []
         if record.get("executor") == "slurm":
             active = active_arrays(ids)
             if active:
                 subprocess.run(["scancel", *active], check=False, capture_output=True)
-                cancelled += [f"{config_uid}: SLURM job {a} (launch {launch_id})" for a in active]
+                stopped = [f"{config_uid}: SLURM job {a} (launch {launch_id})" for a in active]
         elif record.get("host") == socket.gethostname():
-            cancelled += [f"{config_uid}: local job {j} (launch {launch_id})" for j in ids if kill_local_job(j)]
+            stopped = [f"{config_uid}: local job {j} (launch {launch_id})" for j in ids if kill_local_job(j)]
+        if stopped:
+            store.mark_cancelled(config_uid, launch_id)
+        cancelled += stopped
     released = 0
     arrays = {j.split("_")[0] for j in job_ids}  # an array job id covers its tasks; a local job id is itself
     folder = store.leases(config_uid)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pipeline.common.text import folder_bytes
 from pipeline.store import Store, content_hash
+from pipeline.store.dims import output_dims
 from pipeline.tools.args import UsageError, open_store, parse_args
 
 USAGE = "usage: python -m pipeline.inspect store=PATH <entry uid | config uid | video hash | video file> [--json]"
@@ -26,10 +27,17 @@ def entry_detail(store: Store, uid: str) -> dict[str, tp.Any]:
     attrs: dict[str, tp.Any] = dict(array.attrs)
     times: list[float] = list(attrs.pop("times", []))
     attrs.pop("run_config", None)
+    config = attrs.get("config", {})
+    dims, _ = output_dims(
+        array.ndim,
+        list(attrs.get("layer_indices") or []),
+        "none" if config.get("cache_n_layers") is not None else str(config.get("layer_aggregation", "")),
+        str(config.get("token_aggregation", "")),
+    )
     return {
         "uid": uid,
         "shape": list(array.shape),
-        "dims": [f"dim_{i}" for i in range(array.ndim - 1)] + ["time"],
+        "dims": dims,
         "dtype": str(array.dtype),
         "chunks": list(array.chunks),
         "shards": list(array.shards) if array.shards else None,
@@ -49,6 +57,9 @@ def find(store: Store, what: str) -> list[str]:
         return [what]
     if what in uids:
         return [e.uid for e in store.entries(what)]
+    looks_like_a_file = Path(what).suffix or "/" in what
+    if looks_like_a_file and not Path(what).is_file():
+        raise UsageError(f"{what}: no such file (give an entry UID, a config UID, a video hash or a video file)")
     vhash = content_hash(what) if Path(what).is_file() else what
     found = [f"{c}/{vhash}" for c in uids if store.has(c, vhash)]
     if not found:

@@ -68,7 +68,8 @@ def render_config(store: Store, cuid: str, out: Path, n_videos: int = 3) -> Path
         ax.set_title(f"{Path(entry.video_path).name}\n{tuple(data.shape)}", fontsize=9)
         ax.set_xlabel("time (s)")
         ax.set_ylabel("feature" if i == 0 else "")
-    fig.colorbar(image, ax=fig.axes[: len(shown)], shrink=0.8, label="z-score over time")
+    # under the heatmaps: at their right it would stand where the similarity plot's time axis is labelled
+    fig.colorbar(image, ax=fig.axes[: len(shown)], shrink=0.8, label="z-score over time", location="bottom")
     ax = fig.add_subplot(grid[0, len(shown)])
     first_data, first_attrs = loaded[0]
     t0 = np.asarray(first_attrs["times"])
@@ -77,16 +78,18 @@ def render_config(store: Store, cuid: str, out: Path, n_videos: int = 3) -> Path
     fig.colorbar(sim, ax=ax, shrink=0.8, label="cosine")
     ax.set_title(f"time x time similarity\n{Path(shown[0].video_path).name}", fontsize=9)
     ax.set_xlabel("time (s)")
+    ax.set_ylabel("time (s)")
     ax = fig.add_subplot(grid[0, len(shown) + 1])
     seconds = [e.seconds for e in entries]
     ax.barh(range(len(entries)), seconds, color="tab:gray")
-    ax.set_yticks(range(len(entries)), [Path(e.video_path).name[:18] for e in entries], fontsize=7)
+    ax.set_yticks(range(len(entries)), [Path(e.video_path).name for e in entries], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("worker seconds per video")
     ax.set_title(f"job durations: {len(entries)} videos, {sum(seconds):.1f} s", fontsize=9)
     config = store.config(cuid)
     fig.suptitle(
-        f"{cuid}  {config.get('model')}  frequency={short(config.get('frequency'))}  "
+        f"{cuid}  {', '.join(store.model_names(cuid)) or config.get('model')}  "
+        f"frequency={short(config.get('frequency'))}  "
         f"layers={short(config.get('layers'))}  "
         f"tokens={config.get('token_aggregation')}",
         fontsize=10,

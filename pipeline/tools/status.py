@@ -17,6 +17,7 @@ from pipeline.store import Store
 from pipeline.store.leases import live_leases
 from pipeline.store.records import failure_text
 from pipeline.tools.args import UsageError, chosen_configs, open_store, parse_args
+from pipeline.tools.liveness import launch_running
 
 KEY_FIELDS = (
     "frequency",
@@ -29,42 +30,63 @@ KEY_FIELDS = (
 )
 
 
+STATES = ("done", "failed", "running", "pending", "stopped")
+"""Each video a config's launches asked for (or that is stored) is in exactly one: stored; recorded as
+failed; claimed by a live worker; waiting for a job that still runs; or left by jobs that are over
+(cancelled, or ended without it): a relaunch computes it."""
+
+
 def config_status(store: Store, cuid: str, *, videos: bool = False, lease_ttl_s: float = 120.0) -> dict[str, tp.Any]:
     config = store.config(cuid)
-    done = store.done_hashes(cuid)
-    failures = {h: f for h, f in store.failures(cuid).items() if h not in done}
-    planned: dict[str, str] = {}
-    for record in store.launches(cuid).values():
-        planned.update(record.get("videos", {}))
-    running = {h: s for h, s in live_leases(store.leases(cuid), lease_ttl_s).items() if h not in done}
-    pending = {h: p for h, p in planned.items() if h not in done and h not in failures}
+    stored = {e.video_hash: e.video_path for e in store.entries(cuid)}
+    failures = {h: f for h, f in store.failures(cuid).items() if h not in stored}
+    launches = store.launches(cuid)
+    asked: dict[str, list[str]] = {}  # video hash -> the launches that asked for it
+    paths: dict[str, str] = {**{h: str(f.get("video_path", "")) for h, f in failures.items()}}
+    for launch_id, record in launches.items():
+        for h, p in record.get("videos", {}).items():
+            asked.setdefault(h, []).append(launch_id)
+            paths.setdefault(h, p)
+    paths.update(stored)
+    live = {h: s for h, s in live_leases(store.leases(cuid), lease_ttl_s).items() if h not in stored}
+    running_launches = {lid for lid, record in launches.items() if launch_running(record)}
+    state: dict[str, str] = {}
+    for h in sorted(set(stored) | set(failures) | set(asked)):
+        if h in stored:
+            state[h] = "done"
+        elif h in failures:
+            state[h] = "failed"
+        elif h in live:
+            state[h] = "running"
+        elif any(lid in running_launches for lid in asked.get(h, [])):
+            state[h] = "pending"
+        else:
+            state[h] = "stopped"
+    counts = {k: sum(v == k for v in state.values()) for k in STATES}
+    commands = [r["command"] for r in launches.values() if r.get("command")]
     row: dict[str, tp.Any] = {
         "config_uid": cuid,
         "model": ", ".join(store.model_names(cuid)) or config.get("model") or "?",
         "format_version": config.get("format_version"),
         "stale": config.get("format_version") != FORMAT_VERSION,
         **{k: config.get(k) for k in KEY_FIELDS if k in config},
-        "done": len(done),
-        "failed": len(failures),
-        "pending": len(pending),
-        "running": len(running),
+        "total": len(state),
+        **counts,
         "bytes": folder_bytes(store.path / cuid),
+        "relaunch": commands[-1] if commands else "",
     }
     if videos:
-        detail = [{"video_hash": h, "state": "done"} for h in sorted(done)]
-        detail += [
-            {"video_hash": h, "state": "failed", "video_path": f.get("video_path", ""), "error": _error(f)}
-            for h, f in sorted(failures.items())
-        ]
-        detail += [
-            {
-                "video_hash": h,
-                "state": "running" if h in running else "pending",
-                "video_path": p,
-                **({"job_id": running[h].owner.get("job_id", "")} if h in running else {}),
-            }
-            for h, p in sorted(pending.items())
-        ]
+        cancelled = {h for h in state if any(launches[lid].get("cancelled") for lid in asked.get(h, []))}
+        detail = []
+        for h, what in state.items():
+            item: dict[str, tp.Any] = {"video_hash": h, "state": what, "video_path": paths.get(h, "")}
+            if what == "failed":
+                item["error"] = _error(failures[h])
+            elif what == "running":
+                item["job_id"] = live[h].owner.get("job_id", "")
+            elif what == "stopped":
+                item["why"] = "cancelled" if h in cancelled else "its jobs ended without it"
+            detail.append(item)
         row["videos"] = detail
     return row
 
@@ -77,12 +99,12 @@ def _error(record: dict[str, tp.Any]) -> str:
 def render(rows: list[dict[str, tp.Any]], store: Store) -> str:
     if not rows:
         return f"store {store.path}: no config yet"
-    header = ["config uid", "model", "fields", "done", "failed", "pending", "running", "size"]
+    header = ["config uid", "model", "fields", "videos", *STATES, "size"]
     body = []
     for r in rows:
         fields = " ".join(f"{k}={short(r[k])}" for k in KEY_FIELDS if r.get(k) is not None)
         body.append(
-            [r["config_uid"], r["model"], fields, *(str(r[k]) for k in ("done", "failed", "pending", "running"))]
+            [r["config_uid"], r["model"], fields, str(r["total"]), *(str(r[k]) for k in STATES)]
             + [human_size(r["bytes"])]
         )
     lines = [f"store {store.path}", *table(header, body)]
@@ -90,12 +112,19 @@ def render(rows: list[dict[str, tp.Any]], store: Store) -> str:
         if r["stale"]:
             lines.append(
                 f"stale: {r['config_uid']} has output format {r['format_version']} (current {FORMAT_VERSION}); "
-                f"a launch computes it anew, python -m pipeline.gc store={store.path} removes it"
+                f"a launch computes it anew, {sys.executable} -m pipeline.gc store={store.path} removes it"
+            )
+    for r in rows:
+        if r["stopped"]:
+            how = r["relaunch"] or "the launch command again"
+            lines.append(
+                f"stopped: {r['config_uid']} has {r['stopped']} video(s) that no job will run (cancelled, or their "
+                f"jobs ended); stored videos are skipped, so relaunch: {how}"
             )
     for r in rows:
         for v in r.get("videos", []):
-            extra = v.get("error") or v.get("job_id") or v.get("video_path", "")
-            lines.append(f"  {r['config_uid']}/{v['video_hash']}  {v['state']:<8} {extra}".rstrip())
+            extra = v.get("error") or (f"job {v['job_id']}" if v.get("job_id") else "") or v.get("why", "")
+            lines.append(f"  {r['config_uid']}/{v['video_hash']}  {v['state']:<8} {v['video_path']}  {extra}".rstrip())
     return "\n".join(lines)
 
 

@@ -58,7 +58,7 @@ def test_odd_formats_decode_as_ffmpeg_shows_them(
 
 def test_ten_bit_is_converted_close_to_ffmpeg(hostile: tuple[Path, dict[str, Expect]]) -> None:
     """10-bit 4:2:0 goes to 8-bit RGB through PyAV's FFmpeg; FFmpeg's command line interpolates chroma a
-    little differently, so the two agree closely but not bit for bit (stated in the README)."""
+    little differently, so the two agree closely but not bit for bit (stated in docs/faults.md)."""
     folder, _ = hostile
     expected = _ffmpeg_frames(folder / "ten_bit.mp4", 96, 64)
     got = dict(decoding.iter_frames(folder / "ten_bit.mp4", range(len(expected))))

@@ -23,7 +23,7 @@ CASES: list[tuple[str, dict[str, tp.Any], tuple[int, ...]]] = [
     ("tiny-xclip", {}, (HIDDEN,)),
     ("tiny-xclip", {"layer_type": "mit", "token_aggregation": "none"}, (4, HIDDEN)),  # tokens = frames
     ("tiny-llava_next_video", {"layer_type": "USER: <video> ASSISTANT:", "num_frames": 4}, (HIDDEN,)),
-    ("tiny-phi4_multimodal", {"num_frames": 2}, (HIDDEN,)),
+    ("tiny-phi4_multimodal", {"num_frames": 2, "use_audio": False}, (HIDDEN,)),
     ("tiny-vit", {}, (HIDDEN,)),
     ("tiny-clip", {"token_aggregation": "none"}, (17, HIDDEN)),
     ("tiny-dinov2", {"layers": "all", "layer_aggregation": "none"}, (5, HIDDEN)),

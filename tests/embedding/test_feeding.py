@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.common.env import n_decoders
 from pipeline.embedding.adapters import adapter_class
-from pipeline.embedding.feeding import DecoderSpec, Feeder, n_decoders
+from pipeline.embedding.feeding import DecoderSpec, Feeder
 from pipeline.embedding.steps import VideoSteps, plan_steps, step_frames
 
 

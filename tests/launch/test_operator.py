@@ -4,6 +4,7 @@ a fast offline failure for a model that is not there, and no library noise by de
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,8 @@ import sys
 import time
 import typing as tp
 from pathlib import Path
+
+import pytest
 
 from pipeline import launch_config
 from pipeline.launch.summary import Summary, render_summary
@@ -62,13 +65,17 @@ def test_ctrl_c_says_what_runs_then_cancel_stops_it_and_records_no_failure(
     videos, store_path = tmp_path / "videos", tmp_path / "store.zarr"
     distinct_copies(sample_dir / "bars_12fps.mp4", videos, 6)
     args = _cli_args(videos, store_path, models_dir, "executor=local", "videos_per_job=3", "frequency=1")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "broken.mp4").write_bytes(b"not a video")  # recorded as failed under the same config first
+    assert run_cli(*_cli_args(broken, store_path, models_dir, "executor=debug", "frequency=1")).returncode == 1
     launcher = run_cli(*args, env={faults.SLOW_S: "20"}, wait=False)
     leases = store_path.glob("*/_leases/*.json")
     deadline = time.time() + 240
     while not list(leases) and time.time() < deadline and launcher.poll() is None:
         time.sleep(0.5)
         leases = store_path.glob("*/_leases/*.json")
-    launcher.send_signal(signal.SIGINT)
+    os.killpg(launcher.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the launcher's whole process group
     launcher.wait(timeout=60)
     out = _drain(launcher)
     assert launcher.returncode == 130, out[-3000:]
@@ -80,6 +87,9 @@ def test_ctrl_c_says_what_runs_then_cancel_stops_it_and_records_no_failure(
     (record,) = store.launches(cuid).values()
     pids = [int(j) for j in record["job_ids"]]
     assert all(_alive(p) for p in pids)  # Ctrl-C stopped the launcher, not its jobs
+    row = _status(store_path)  # the tools agree: each video in one column, adding up
+    assert (row["total"], row["failed"], row["stopped"]) == (7, 1, 0) and row["running"] >= 1, row
+    assert row["running"] + row["pending"] + row["done"] == 6, row
 
     cancel = subprocess.run(
         [sys.executable, "-m", "pipeline.cancel", f"store={store_path}", cuid], cwd=REPO, capture_output=True, text=True
@@ -92,10 +102,30 @@ def test_ctrl_c_says_what_runs_then_cancel_stops_it_and_records_no_failure(
     assert not any(_alive(p) for p in pids)
     assert not list(store.leases(cuid).glob("*.json")) and not store.failures(cuid)
     stored = len(store.done_hashes(cuid))
+    row = _status(store_path, "--videos")
+    assert (row["total"], row["done"], row["failed"], row["running"], row["pending"]) == (7, stored, 1, 0, 0), row
+    assert row["stopped"] == 6 - stored and {v["why"] for v in row["videos"] if "why" in v} == {"cancelled"}
+    assert all(v["video_path"] for v in row["videos"])
+    text = subprocess.run(
+        [sys.executable, "-m", "pipeline.status", f"store={store_path}"], cwd=REPO, capture_output=True, text=True
+    ).stdout
+    assert f"stopped: {cuid} has {6 - stored} video(s) that no job will run" in text and f"videos={videos}" in text
 
     again = run_cli(*args, "executor=debug", timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"computed {6 - stored}  cached {stored}  failed 0" in again.stdout, again.stdout
+
+
+def _status(store: Path, *flags: str) -> dict[str, tp.Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.status", f"store={store}", "--json", *flags],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)["configs"]
+    return tp.cast(dict[str, tp.Any], row)
 
 
 def _drain(proc: subprocess.Popen[str]) -> str:
@@ -125,7 +155,29 @@ def test_a_hub_model_absent_offline_is_a_config_error(tmp_path: Path) -> None:
     assert "model.name: 'MCG-NJU/videomae-base' is neither a local folder nor in the Hugging Face cache" in done.stderr
     assert not (tmp_path / "s.zarr").exists()
     offline = run_cli("model=videomae", f"videos={videos}", env={**env, "HF_HUB_OFFLINE": "1"}, timeout=120)
-    assert offline.returncode == 2 and "config error: model.name: cannot load the config" in offline.stderr
+    assert offline.returncode == 2, offline.stderr
+    assert "config error: model.name: 'MCG-NJU/videomae-base' is neither a local folder" in offline.stderr
+    assert "HF_HUB_OFFLINE=1" in offline.stderr and "internet" not in offline.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("frequncy=2", "config error: frequncy: no such field (did you mean 'frequency'?"),
+        ("executor.partiton=gpu", "config error: executor.partiton: no such field (did you mean 'partition'?"),
+        ("model=nonexistent", "config error: model: no model 'nonexistent' in conf/model/ (choices: clip,"),
+        ("model=tiny_videomea", "did you mean 'tiny_videomae'?"),
+        (
+            "executor=foo",
+            "config error: executor: no executor 'foo' in conf/executor/ (choices: auto, debug, local, slurm)",
+        ),
+        ("layers=[0.5", "config error: cannot read the command line"),
+    ],
+)
+def test_every_configuration_error_exits_2_with_our_message(override: str, said: str, tmp_path: Path) -> None:
+    done = run_cli(override, f"store={tmp_path / 's.zarr'}", timeout=120)
+    assert done.returncode == 2 and said in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "s.zarr").exists()
 
 
 def test_library_noise_stays_out_unless_verbose(sample_dir: Path, tmp_path: Path) -> None:

@@ -50,5 +50,60 @@ def test_a_hub_name_absent_offline_fails_at_once_with_our_message(
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     run = _unresolved(make_run, {"model": {"name": "nobody/no-such-model", "family": "videomae"}})
-    with pytest.raises(ConfigError, match=r"model.name: cannot load the config of 'nobody/no-such-model'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.name: .nobody/no-such-model. is neither a local folder nor in the Hugging Face cache, and",
+    ):
         prepare_model(run)
+
+
+FAMILIES = [
+    "tiny-videomae",
+    "tiny-timesformer",
+    "tiny-vivit",
+    "tiny-vjepa2",
+    "tiny-xclip",
+    "tiny-llava_next_video",
+    "tiny-phi4_multimodal",
+    "tiny-vit",
+    "tiny-clip",
+    "tiny-dinov2",
+]
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_a_field_set_to_what_the_family_takes_anyway_keeps_the_uid(make_run: tp.Any, model: str) -> None:
+    """One computation, one UID: the model's own frame count, a clip of one step and every default spelled
+    out are the config left alone; a value that changes the numbers is another UID."""
+    extra = {"layer_type": "USER: <video>"} if "llava" in model else {}
+    base = prepare_model(make_run(model, **extra))
+    frames = base.embed.model.default_num_frames
+    assert (frames is not None) == base.embed.is_video
+    spelled: list[dict[str, tp.Any]] = [
+        {"clip_duration": 0.5},  # one step at the default 2 Hz
+        {"frequency": 4.0, "clip_duration": 0.25},
+        {"timing": "reference", "dtype": "float32", "token_aggregation": "mean", "layer_aggregation": "mean"},
+        {"layers": [2 / 3], "max_imsize": None, "use_audio": True, "preprocess_device": "cpu"},
+    ]
+    if frames is not None:
+        spelled.append({"num_frames": frames})
+    for fields in spelled:
+        same = prepare_model(make_run(model, **extra, **fields))
+        expected = base if "frequency" not in fields else prepare_model(make_run(model, **extra, frequency=4.0))
+        assert same.embed.uid() == expected.embed.uid(), fields
+    if base.embed.is_video:
+        assert prepare_model(make_run(model, **extra, clip_duration=1.0)).embed.uid() != base.embed.uid()
+
+
+def test_a_reader_that_spells_out_the_frame_count_finds_the_launchers_entries(make_run: tp.Any) -> None:
+    from pipeline.config import EmbedConfig
+    from pipeline.store import Store
+
+    run = prepare_model(make_run())
+    store = Store(run.store)
+    store.ensure()
+    cuid = store.ensure_config(run.embed)
+    fields = {"model": {"name": "tiny-videomae", "family": "videomae", "tiny": True}, "num_frames": 16}
+    assert store.find_config(EmbedConfig.model_validate(fields)) == cuid
+    with pytest.raises(KeyError, match="no config of 'tiny-videomae'"):
+        store.find_config(EmbedConfig.model_validate({**fields, "num_frames": 8}))

@@ -182,7 +182,7 @@ def test_wait_false_returns_at_once_and_status_shows_progress(
     assert job_ids(res.stdout) and "-m pipeline.status store=" in res.stdout
     status_cmd = [sys.executable, "-m", "pipeline.status", f"store={store}", "--json"]
     first = json.loads(subprocess.run(status_cmd, capture_output=True, text=True, check=True).stdout)["configs"][0]
-    assert first["done"] + first["pending"] == 3 and first["pending"] >= 1
+    assert first["total"] == first["done"] + first["pending"] + first["running"] == 3 and first["done"] < 3
     deadline = time.time() + 300
     while True:
         row = json.loads(subprocess.run(status_cmd, capture_output=True, text=True, check=True).stdout)["configs"][0]
@@ -190,7 +190,7 @@ def test_wait_false_returns_at_once_and_status_shows_progress(
             break
         assert time.time() < deadline, row
         time.sleep(1)
-    assert row["pending"] == 0 and row["failed"] == 0
+    assert row["pending"] == row["running"] == row["stopped"] == row["failed"] == 0
 
 
 def test_cancel_stops_a_launchs_array_releases_its_leases_and_records_no_failure(

@@ -59,7 +59,7 @@ def test_status_counts_done_failed_pending_and_bytes(built: tp.Any, capsys: pyte
     assert rows[uid_a]["bytes"] > 3 * 1000
     code, out, _ = _main(status, f"store={store.path}", f"config={uid_a}", "--videos", capsys=capsys)
     assert code == 0
-    assert re.search(rf"{uid_a}\s+tiny-videomae\s+.*frequency=2\s.*\s3\s+1\s+0\s+0\s+\d", out), out
+    assert re.search(rf"{uid_a}\s+tiny-videomae\s+.*frequency=2\s.*\s4\s+3\s+1\s+0\s+0\s+0\s+\d", out), out
     states = [line.split()[1] for line in out.splitlines() if line.startswith(f"  {uid_a}/")]
     assert sorted(states) == ["done", "done", "done", "failed"]
     failed_line = next(line for line in out.splitlines() if line.startswith(f"  {uid_a}/") and " failed " in line)
@@ -72,7 +72,7 @@ def test_status_counts_done_failed_pending_and_bytes(built: tp.Any, capsys: pyte
     assert code == 2 and "unknown option --verbose" in err
 
 
-def test_status_counts_videos_a_launch_asked_for_as_pending(
+def test_status_counts_videos_a_running_launch_asked_for_as_pending(
     make_run: tp.Any, sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = make_run(dry_run=False)
@@ -80,10 +80,11 @@ def test_status_counts_videos_a_launch_asked_for_as_pending(
     store.ensure()
     cuid = store.ensure_config(run.embed)
     videos = {content_hash(p): str(p) for p in sorted(sample_dir.glob("*.mp4"))}
-    store.record_launch(cuid, "launch-1", videos, ["123_0"])
+    store.record_launch(cuid, "launch-1", videos, ["DEBUG_1"], executor="debug")  # its launcher: this process
     row = status.config_status(store, cuid, videos=True)
-    assert (row["done"], row["pending"]) == (0, 3)
+    assert (row["total"], row["done"], row["pending"], row["stopped"]) == (3, 0, 3, 0)
     assert {v["state"] for v in row["videos"]} == {"pending"}
+    assert {v["video_path"] for v in row["videos"]} == set(videos.values())
 
 
 def test_inspect_finds_entries_by_uid_config_hash_and_file(built: tp.Any, capsys: pytest.CaptureFixture[str]) -> None:
