@@ -129,6 +129,9 @@ def simulate_dataset(root: Path, videos: list[str], seed: int) -> dict[str, Path
         table = pd.DataFrame(rows, columns=["onset", "duration", "stim_file", "stim_start", "trial_type"])
         events = func / f"sub-01_task-watch_run-{run}_events.tsv"
         table.to_csv(events, sep="\t", index=False, na_rep="n/a")
+        # no images in a simulated dataset: the scan count goes in the run's bold sidecar (20 s after the last onset)
+        n_scans = math.ceil((rows[-1][0] + 20.0) / TR)
+        (func / f"sub-01_task-watch_run-{run}_bold.json").write_text(json.dumps({"NumberOfVolumes": n_scans}))
         runs[f"run-{run}"] = events
     return runs
 
@@ -176,9 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     if not isinstance(frequency, float):
         raise SystemExit("frequency=native gives each video its own rate: pick a number of Hz for this example")
 
-    import pandas as pd
-
     import pipeline.align
+    from pipeline.align.bids import find_runs
     from pipeline.store import Store
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -192,12 +194,12 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(args.seed)
         hidden = rng.standard_normal((n_features, args.voxels)) / math.sqrt(n_features)
         designs, clean, bold = {}, {}, {}
-        for label, events in runs.items():
-            n_scans = math.ceil((pd.read_csv(events, sep="\t")["onset"].max() + 20.0) / TR)  # 20 s after the last onset
+        for scan in find_runs(root):  # each run's events, TR and scan count, as BIDS describes them
+            label = scan.prefix.rsplit("_", 1)[1]
             designs[label] = pipeline.align.align(
-                run.store, run.embed, events, tr=TR, n_scans=n_scans, hrf="spm", zscore=True
+                run.store, run.embed, scan.events, tr=scan.tr, n_scans=scan.n_scans, hrf="spm", zscore=True
             ).values
-            clean[label] = simulated_bold(events, features, frequency, n_scans, hidden)
+            clean[label] = simulated_bold(scan.events, features, frequency, scan.n_scans, hidden)
         scale = np.concatenate(list(clean.values())).std(0) / args.snr
         for label in runs:
             bold[label] = clean[label] + rng.standard_normal(clean[label].shape) * scale

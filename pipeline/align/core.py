@@ -9,14 +9,15 @@ Choices (``docs/alignment.md`` says more):
   ``[t_i, t_i + step)``: the mean of the samples within the TR. It keeps the features' scale, never
   mixes in stimulus from another TR (no ringing, nothing from the future), and counts gaps as zeros;
   its frequency response is a sinc, so it lets some content above the grid's Nyquist frequency through
-  (23 % at 1.6 x Nyquist). ``"lowpass"`` is an anti-aliased resampling: a windowed-sinc low-pass at 0.8 x
-  Nyquist on the oversampled signal (over 40 dB down above Nyquist), centred on each row's interval,
-  at the cost of spreading each stimulus over about +-2 rows and of ringing at the edges of events.
+  (23 % of a component at 1.6 x Nyquist comes out as its alias). ``"lowpass"`` is an anti-aliased
+  resampling: a windowed-sinc low-pass at 0.8 x Nyquist on the oversampled signal (over 40 dB down above
+  Nyquist), centred on each row's interval, at the cost of spreading each stimulus over the neighbouring
+  rows (main lobe +-1.25 rows, ripples to +-8) and of ringing at the edges of events.
 - **HRF** (``"spm"``, ``"glover"``): nilearn's kernels on a grid oversampled ``oversampling`` times per
   step, the signal read on that grid by nilearn's rule, convolved, and read at the rows: equal to
   ``nilearn.glm.first_level.compute_regressor`` on the same samples as events (tested). The HRF is itself
-  the anti-aliasing filter there (its gain at 0.25 Hz, the Nyquist frequency of TR 2 s, is 2 % of its gain
-  at 0 Hz), so no binning is applied on top.
+  the anti-aliasing filter there (its gain at 0.25 Hz, the Nyquist frequency of TR 2 s, is 3 % (SPM) or
+  5 % (Glover) of its gain at 0 Hz), so no binning is applied on top.
 - **Delays** (FIR, no HRF): the binned features of the timeline shifted by each delay (seconds), stacked.
 - **Overlapping events** are refused by default (``overlap="refuse"``): two videos on screen at once is
   rare, and an overlap in an events file is far more often a mistake (a duration taken from the file's
@@ -45,7 +46,7 @@ from .timeline import Grid, Timeline
 Binning = tp.Literal["mean", "lowpass"]
 Overlap = tp.Literal["refuse", "sum"]
 BINNINGS: tuple[str, ...] = ("mean", "lowpass")
-_MAX_FLOATS = 20_000_000
+_MAX_FLOATS = 8_000_000
 """Oversampled arrays are computed this many floats at a time (features in blocks), to bound memory."""
 
 

@@ -70,18 +70,6 @@ def filter_centred(signal: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return np.asarray(full[half : half + len(signal)])
 
 
-def read_rows(signal: np.ndarray, first: float, spacing: float, points: np.ndarray) -> np.ndarray:
-    """Values of a signal sampled at ``first + j * spacing`` (axis 0) at arbitrary ``points``, by linear
-    interpolation (exact at the samples); points outside the samples raise ``ValueError``."""
-    position = (np.asarray(points, dtype=np.float64) - first) / spacing
-    below = np.floor(position + 1e-9).astype(np.int64)
-    weight = np.clip(position - below, 0.0, 1.0)
-    if len(position) and (below.min() < 0 or below.max() > len(signal) - 1):
-        raise ValueError("read_rows: a point lies outside the oversampled signal")
-    above = np.minimum(below + 1, len(signal) - 1)
-    return np.asarray(signal[below] * (1.0 - weight)[:, None] + signal[above] * weight[:, None])
-
-
 def zscore(x: np.ndarray) -> np.ndarray:
     """Each column minus its mean over time, over its standard deviation (``ddof=0``); a constant column
     (a feature that never varies in the run, or all zeros) becomes zeros rather than NaN."""
