@@ -226,14 +226,16 @@ def _columns(t: Timeline, block: slice) -> Timeline:
 
 def hrf_rows(t: Timeline, grid: Grid, model: str, oversampling: int) -> np.ndarray:
     """The timeline convolved with nilearn's HRF and read at the grid's rows: the oversampled grid has
-    ``oversampling`` points per step, aligned on the rows and reaching back to the first sample and one step
-    past the last row (as nilearn's does); ``point_values`` reads the signal on it, as nilearn does."""
+    ``oversampling`` points per step, aligned on the rows, reaching back to the first sample (at most the
+    kernel's 32 s) and one step past the last row (as nilearn's does); ``point_values`` reads the signal on
+    it, as nilearn does. Unlike nilearn, which drops onsets more than 24 s before the first row, a
+    presentation that started earlier still counts for the part of it within the kernel's reach."""
     dt = grid.step / oversampling
-    back = 0
-    if len(t.starts):
-        back = max(0, math.ceil((grid.start - float(t.starts.min())) / dt - 1e-9))
-    points = grid.start + np.arange(-back, grid.n * oversampling + 1) * dt
     kernel = response.hrf_kernel(model, grid.step, oversampling)
+    back = 0
+    if len(t.starts):  # no further back than the kernel reaches: earlier points cannot change a row
+        back = min(len(kernel), max(0, math.ceil((grid.start - float(t.starts.min())) / dt - 1e-9)))
+    points = grid.start + np.arange(-back, grid.n * oversampling + 1) * dt
     rows = back + np.arange(grid.n) * oversampling
     out = np.zeros((grid.n, t.n_features))
     for block in _blocks(t.n_features, len(points)):

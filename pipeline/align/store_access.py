@@ -2,7 +2,8 @@
 layout changes only this file.
 
 It uses the store's reader API (``pipeline.store.open``, ``Store.find_config``, ``Store.entries``,
-``Store.load`` with ``start`` / ``stop``, ``Store.config_uids``, ``content_hash``) and
+``Store.load`` with ``start`` / ``stop``, ``Store.config_uids``, ``content_hash``; ``Store.config`` and
+``Store.model_names`` only for a config whose entries are all gone) and
 ``pipeline.config.EmbedConfig``; the launcher's ``conf/`` folder turns launcher words into a config and a
 config back into the launcher command that computes missing videos.
 """
@@ -256,15 +257,33 @@ class StoreSource:
         return dict(attrs.get("run_config") or {})
 
     def _embed_for_command(self) -> tuple[EmbedConfig | None, str | None]:
+        """The config to rebuild launcher words from: the one given, else the one an entry was computed with,
+        else the config group's canonical fields and the model's last name (a config whose entries are gone)."""
         from pipeline.config import EmbedConfig
 
         run = self._run_config()
-        models_dir = str(Path(run["models_dir"]).resolve()) if run.get("models_dir") else None
+        models_dir = str(run["models_dir"]) if run.get("models_dir") else None  # as the launch recorded it
         if self.embed is not None:
             return self.embed, models_dir
         if run.get("embed"):
             return EmbedConfig.model_validate(run["embed"]), models_dir
-        return None, None
+        if self.config_uid is None:
+            return None, None
+        fields = self.store.config(self.config_uid)
+        names = self.store.model_names(self.config_uid)
+        identity = str(fields.get("model", ""))
+        if not names:
+            return None, None
+        model = {
+            "name": names[-1],
+            "family": fields.get("family"),
+            "tiny": identity.startswith("files-") and names[-1].startswith("tiny-"),
+        }
+        rest = {k: v for k, v in fields.items() if k in EmbedConfig.model_fields and k != "model"}
+        try:
+            return EmbedConfig.model_validate({**rest, "model": model}), None
+        except ValueError:
+            return None, None
 
     def launch_command(self, missing: tp.Sequence[Path]) -> str:
         """``python -m pipeline.launch <config words> videos=<the missing videos> store=<store>``: one video is

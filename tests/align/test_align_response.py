@@ -180,3 +180,24 @@ def test_hrf_kernels_are_nilearns() -> None:
     np.testing.assert_array_equal(hrf_kernel("glover", 2.0, 16), glover_hrf(2.0, 16))
     with pytest.raises(ValueError, match="hrf"):
         hrf_kernel("canonical", 2.0, 50)
+
+
+def test_a_presentation_that_began_before_the_first_scan(tmp_path: Path) -> None:
+    """A film running since 40 s before the first volume: the part within the HRF's 32 s reach counts.
+    nilearn agrees once its ``min_onset`` reaches back that far (by default it drops onsets before -24 s)."""
+    from nilearn.glm.first_level import compute_regressor
+
+    rng = np.random.default_rng(7)
+    (tmp_path / "film.mp4").write_bytes(b"")
+    film = Features(rng.standard_normal((60 * 8, 2)), frequency=8.0, duration=60.0)
+    events = pd.DataFrame({"onset": [-40.0], "duration": [55.0], "stim_file": ["film.mp4"]})
+    tr = 2.0
+    ours = align_features(
+        MemorySource({tmp_path / "film.mp4": film}), events, Grid.fmri(tr, 20), stimuli=tmp_path, hrf="spm"
+    )
+    frame_times = np.arange(20) * tr
+    for j in range(2):
+        condition = np.array([(-40.0 + t, 1 / 8, film.values[k, j]) for k, t in enumerate(film.times) if t < 55.0]).T
+        theirs, _ = compute_regressor(condition, "spm", frame_times, oversampling=50, min_onset=-48.0)
+        np.testing.assert_allclose(ours.values[:, j], theirs[:, 0], rtol=0, atol=1e-6)
+    assert np.abs(ours.values[:8]).max() > 0.01  # the first rows see the film that started before them

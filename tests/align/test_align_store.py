@@ -177,6 +177,18 @@ def test_missing_videos_are_one_error_whose_command_computes_them(align_store: o
     assert f"videos={a}" in shlex.split(one.value.command) and "model=tiny_videomae" in one.value.command
 
 
+def test_a_config_whose_entries_are_gone_still_gets_its_command(align_store: object, tmp_path: Path) -> None:
+    store = store_mod.Store(tmp_path / "empty.zarr")
+    store.ensure()
+    cuid = store.ensure_config(align_store.run.embed)  # type: ignore[attr-defined]
+    stimuli = _stimuli(align_store, tmp_path / "stimuli", ["bars"])
+    events = pd.DataFrame({"onset": [0.0], "duration": [2.5], "stim_file": ["movie_bars.mp4"]})
+    with pytest.raises(pa.MissingVideosError) as error:
+        pa.align(store.path, cuid, events, tr=1.0, n_scans=4, stimuli=stimuli)
+    words = shlex.split(error.value.command)
+    assert words[3:5] == ["model=tiny_videomae", "frequency=4.0"] and words[-1] == f"store={store.path}"
+
+
 def test_missing_stimulus_files_are_listed(align_store: object, tmp_path: Path) -> None:
     events = pd.DataFrame({"onset": [0.0, 5.0], "duration": [1.0, 1.0], "stim_file": ["gone.mp4", "also_gone.mp4"]})
     with pytest.raises(pa.StimulusFilesNotFoundError) as error:

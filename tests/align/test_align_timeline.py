@@ -86,6 +86,9 @@ def test_point_values_follow_nilearns_rule() -> None:
     # [0.5, 1.5) holds 2 at 0.5 and 1.0; [1.2, 1.3) holds no point: it is read at the next one, 1.5;
     # [2.01, 3.0) holds 7 at 2.5 (3.0 is excluded)
     np.testing.assert_allclose(point_values(t, points)[:, 0], [0, 2, 2, 5, 0, 7, 0])
+    # before the first point: a sample wholly before adds nothing, one that reaches into the points counts
+    early = Timeline(np.array([-2.0, -1.0]), np.array([-1.5, 0.7]), np.array([[3.0], [4.0]]))
+    np.testing.assert_allclose(point_values(early, points)[:, 0], [4, 4, 0, 0, 0, 0, 0])
 
 
 def test_fir_delays_are_hand_computed_shifts() -> None:
