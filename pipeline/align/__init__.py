@@ -1,0 +1,105 @@
+"""Stored embeddings on an fMRI or MEG time grid, from BIDS events.
+
+    import pipeline.align
+    features = pipeline.align.align(
+        "embeddings.zarr", "model=videomae frequency=2", "/data/ds/sub-01/func/sub-01_task-movie_run-1_events.tsv",
+        tr=1.49, n_scans=400, hrf="spm",
+    )  # xarray.DataArray (time, feature)
+
+    python -m pipeline.align bids=/data/ds config=<config uid or launcher words> store=embeddings.zarr hrf=spm
+
+Modules: ``timeline`` (samples on the run's timeline, onto a grid) and ``response`` (HRF, low-pass,
+z-scoring) are pure array functions; ``core`` runs them for one run on any ``FeatureSource``;
+``store_access`` is the only module that touches the store and configs; ``bids`` reads events and datasets
+and writes derivatives; ``export`` writes a dataset's derivatives; ``cli`` is ``python -m pipeline.align``.
+Nothing here imports torch (reading the store may: ``pipeline.store`` imports it today).
+"""
+
+from __future__ import annotations
+
+import os
+import typing as tp
+
+import pandas as pd
+
+from .bids import Event, stimulus_events
+from .core import Features, FeatureSource, MemorySource, align_features, make_grid
+from .errors import MissingVideosError, OverlappingEventsError, StimulusFilesNotFoundError
+from .timeline import Grid
+
+if tp.TYPE_CHECKING:
+    from .store_access import ConfigLike
+
+__all__ = [
+    "Event",
+    "FeatureSource",
+    "Features",
+    "Grid",
+    "MemorySource",
+    "MissingVideosError",
+    "OverlappingEventsError",
+    "StimulusFilesNotFoundError",
+    "align",
+    "align_features",
+    "make_grid",
+    "stimulus_events",
+]
+
+
+def align(
+    store: tp.Any,
+    config: ConfigLike,
+    events: str | os.PathLike[str] | pd.DataFrame,
+    *,
+    tr: float | None = None,
+    n_scans: int | None = None,
+    frequency: float | None = None,
+    duration: float | None = None,
+    start: float = 0.0,
+    grid: Grid | None = None,
+    stimuli: str | os.PathLike[str] | None = None,
+    trial_type: str | tp.Sequence[str] | None = None,
+    hrf: str = "none",
+    delays: tp.Sequence[float] | None = None,
+    binning: str = "mean",
+    oversampling: int = 50,
+    zscore: bool = False,
+    overlap: tp.Literal["refuse", "sum"] = "refuse",
+    tolerance: float = 0.02,
+) -> tp.Any:
+    """One run's stimulus features from the store on a target grid: an ``xarray.DataArray`` ``(time, feature)``.
+
+    - ``store``: a path or a ``pipeline.store.Store``.
+    - ``config``: a config UID of the store; launcher words (``"model=tiny_videomae frequency=8"`` or a list);
+      ``EmbedConfig`` fields as a dict; or an ``EmbedConfig``. Without a resolved model identity the config is
+      found by model name and fields (``Store.find_config``).
+    - ``events``: a BIDS ``events.tsv`` or a DataFrame: ``onset``, ``duration`` (``n/a``: to the end of the
+      video), ``stim_file`` (relative to ``stimuli``, by default ``<dataset root>/stimuli``; rows without one
+      are skipped), optional ``stim_start`` (the second of the file the presentation started from).
+      Videos are found in the store by content hash: a renamed copy is found.
+    - grid: ``tr`` and ``n_scans`` (fMRI), or ``frequency`` and ``duration`` (MEG), or ``grid``; ``start`` is
+      the first row's time (``slice_time_ref * tr`` for slice-timing-corrected data).
+    - ``hrf``: ``"none"`` (default), ``"spm"`` or ``"glover"`` (nilearn's, oversampled as
+      ``compute_regressor`` does); or ``delays`` (seconds, FIR); ``binning``: ``"mean"`` (default) or
+      ``"lowpass"``; ``zscore``: per column over the run; ``overlap``: ``"refuse"`` (default) or ``"sum"``.
+
+    Raises ``MissingVideosError`` (every video not in the store, and the launcher command that computes
+    them), ``StimulusFilesNotFoundError``, ``OverlappingEventsError``, ``ValueError`` for bad arguments.
+    """
+    from .store_access import StoreSource
+
+    target = make_grid(grid, tr=tr, n_scans=n_scans, frequency=frequency, duration=duration, start=start)
+    return align_features(
+        StoreSource(store, config),
+        events,
+        target,
+        stimuli=stimuli,
+        trial_type=trial_type,
+        hrf=hrf,
+        delays=delays,
+        binning=binning,
+        oversampling=oversampling,
+        zscore=zscore,
+        overlap=overlap,
+        tolerance=tolerance,
+    )

@@ -1,0 +1,178 @@
+"""A BIDS dataset's stimulus features, run by run, as BIDS derivatives (continuous recordings).
+
+For every ``sub-*/[ses-*/]func/*_events.tsv`` it writes
+``derivatives/<name>/sub-*/[ses-*/]func/<run>_desc-<label>_stim.tsv.gz`` (no header line: one row per
+scan, one column per feature) and its JSON sidecar (``SamplingFrequency``, ``StartTime``, ``Columns``, and
+the provenance: config UID, model and its identity, the pipeline versions, the alignment's settings, the
+events file and each stimulus's content hash). Everything is checked before anything is written: every
+run's TR and scan count, every event, every video in the store (one error lists all that are missing,
+with the launcher command that computes them), the overlap rule, and files of an earlier export under the
+same label with other settings (refused: pick another ``desc``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import sys
+import typing as tp
+import warnings
+from pathlib import Path
+
+from . import bids
+from .core import align_features, plan
+from .errors import StimulusFilesNotFoundError
+from .timeline import Grid
+
+if tp.TYPE_CHECKING:
+    from .store_access import ConfigLike
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How every run is aligned (recorded in each sidecar's ``Alignment``)."""
+
+    hrf: str = "none"
+    delays: tuple[float, ...] | None = None
+    binning: str = "mean"
+    oversampling: int = 50
+    zscore: bool = False
+    overlap: tp.Literal["refuse", "sum"] = "refuse"
+    tolerance: float = 0.02
+    slice_time_ref: float = 0.0
+    trial_type: tuple[str, ...] | None = None
+
+    def record(self) -> dict[str, tp.Any]:
+        return {
+            "HRF": self.hrf,
+            "Delays": list(self.delays) if self.delays is not None else None,
+            "Binning": self.binning if self.hrf == "none" else None,
+            "Oversampling": self.oversampling,
+            "ZScore": self.zscore,
+            "Overlap": self.overlap,
+            "OverlapTolerance": self.tolerance,
+            "SliceTimeRef": self.slice_time_ref,
+            "TrialType": list(self.trial_type) if self.trial_type is not None else None,
+        }
+
+
+def default_desc(config_uid: str | None, settings: Settings) -> str:
+    """A label from the config UID's family and hash, and the response model: ``videomae90faee89spm``."""
+    family, _, rest = (config_uid or "features").partition("-")
+    digest = rest.rsplit("-", 1)[-1] if rest else ""
+    label = family + digest + ("" if settings.hrf == "none" else settings.hrf) + ("fir" if settings.delays else "")
+    return re.sub(r"[^a-zA-Z0-9]", "", label)
+
+
+def export_bids(
+    root: str | os.PathLike[str],
+    store: tp.Any,
+    config: ConfigLike,
+    *,
+    settings: Settings = Settings(),
+    desc: str | None = None,
+    name: str = "pipeline",
+    n_scans: int | None = None,
+    stimuli: str | os.PathLike[str] | None = None,
+    out: tp.TextIO = sys.stdout,
+) -> list[Path]:
+    """Write the derivatives of every run of the dataset at ``root``; returns the ``.tsv.gz`` files written."""
+    from pipeline import __version__
+
+    from .store_access import StoreSource
+
+    root = Path(root)
+    runs = bids.find_runs(root, n_scans=n_scans)
+    source = StoreSource(store, config)
+    events: dict[Path, list[bids.Event]] = {}
+    problems: list[str] = []
+    not_found: dict[str, Path] = {}
+    for run in runs:
+        try:
+            events[run.events] = bids.stimulus_events(run.events, stimuli=stimuli, trial_type=settings.trial_type)
+        except StimulusFilesNotFoundError as e:
+            not_found.update(e.missing)
+        except ValueError as e:
+            problems.append(f"{run.events.relative_to(root)}: {e}")
+    if not_found:
+        raise StimulusFilesNotFoundError(not_found)
+    if problems:
+        raise ValueError("\n".join(problems))
+    source.require(list(dict.fromkeys(e.path for run_events in events.values() for e in run_events)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # said once, when each run is aligned below
+        for run in runs:
+            try:
+                plan(events[run.events], source, overlap=settings.overlap, tolerance=settings.tolerance)
+            except ValueError as e:
+                problems.append(f"{run.events.relative_to(root)}: {e}")
+    if problems:
+        raise ValueError("\n".join(problems))
+    label = desc or default_desc(source.config_uid, settings)
+    if not re.fullmatch(r"[a-zA-Z0-9]+", label):
+        raise ValueError(f"desc: a BIDS label is letters and digits only, got {label!r}")
+    target = root / "derivatives" / name
+    provenance = {"ConfigUID": source.config_uid, "Alignment": settings.record()}
+    for run in runs:
+        _, sidecar = bids.derivative_paths(target, run, label)
+        if sidecar.is_file():
+            old = json.loads(sidecar.read_text())
+            if {k: old.get(k) for k in provenance} != provenance:
+                raise ValueError(
+                    f"desc: {sidecar} exists from an export with other settings (config {old.get('ConfigUID')}, "
+                    f"{old.get('Alignment')}); choose another desc= or remove it"
+                )
+    bids.write_json(target / "dataset_description.json", bids.dataset_description(name, __version__))
+    written = []
+    for run in runs:
+        grid = Grid.fmri(run.tr, run.n_scans, start=settings.slice_time_ref * run.tr)
+        result = align_features(
+            source,
+            events[run.events],
+            grid,
+            hrf=settings.hrf,
+            delays=settings.delays,
+            binning=settings.binning,
+            oversampling=settings.oversampling,
+            zscore=settings.zscore,
+            overlap=settings.overlap,
+            tolerance=settings.tolerance,
+        )
+        data_path, sidecar = bids.derivative_paths(target, run, label)
+        bids.write_continuous(data_path, result.values)
+        attrs = result.attrs
+        bids.write_json(
+            sidecar,
+            {
+                "SamplingFrequency": 1.0 / run.tr,
+                "StartTime": grid.start,
+                "Columns": [str(c) for c in result["feature"].values],
+                "Description": (
+                    f"Features of {attrs.get('model') or 'the model'} (config {source.config_uid}) of the stimuli "
+                    f"shown in {run.events.name}, one row per volume (TR {run.tr:g} s)"
+                ),
+                "Sources": [f"bids:raw:{run.events.relative_to(root).as_posix()}"],
+                **provenance,
+                "Model": attrs.get("model", ""),
+                "ModelIdentity": attrs.get("model_identity", ""),
+                "PipelineVersion": attrs.get("pipeline_version", ""),
+                "AlignVersion": __version__,
+                "Store": attrs.get("store", ""),
+                "RepetitionTime": run.tr,
+                "NumberOfVolumes": run.n_scans,
+                "NumberOfVolumesFrom": run.n_scans_from,
+                "StimulusHashes": {
+                    e.stim_file: source.hashes[str(e.path)] for e in events[run.events] if str(e.path) in source.hashes
+                },
+            },
+        )
+        written.append(data_path)
+        print(
+            f"{data_path.relative_to(root)}: {result.sizes['time']} volumes x {result.sizes['feature']} features "
+            f"(TR {run.tr:g} s, {len(events[run.events])} stimulus events, scans from {run.n_scans_from})",
+            file=out,
+        )
+    print(f"wrote {len(written)} run(s) to {target} with desc-{label}", file=out)
+    return written

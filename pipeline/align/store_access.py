@@ -1,0 +1,320 @@
+"""Everything ``pipeline.align`` knows of the store and of configs, in one module: a rewrite of the store's
+layout changes only this file.
+
+It uses the store's reader API (``pipeline.store.open``, ``Store.find_config``, ``Store.entries``,
+``Store.load`` with ``start`` / ``stop``, ``Store.config_uids``, ``content_hash``; ``Store.config`` and
+``Store.model_names`` only for a config whose entries are all gone) and
+``pipeline.config.EmbedConfig``; the launcher's ``conf/`` folder turns launcher words into a config and a
+config back into the launcher command that computes missing videos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import sys
+import tempfile
+import typing as tp
+from pathlib import Path
+
+import numpy as np
+
+from .core import VideoInfo, Window
+from .errors import MissingVideosError
+
+if tp.TYPE_CHECKING:
+    from pipeline.config import EmbedConfig
+    from pipeline.store import Store
+
+ConfigLike = tp.Union[str, tp.Mapping[str, tp.Any], "EmbedConfig", tp.Sequence[str]]
+"""A config UID in the store; launcher words (``"model=tiny_videomae frequency=8"`` or a list of them);
+``EmbedConfig`` fields as a mapping; or an ``EmbedConfig``."""
+
+_UID = re.compile(r"[a-z0-9_]+(-\S*)?-[0-9a-f]{8}")
+_NOT_EMBED = ("videos", "store")
+_HASHES: dict[tuple[str, int, int], str] = {}
+"""Content hashes by (real path, size, mtime): a stimulus shown in many runs is read once per process."""
+
+
+def conf_dir() -> Path:
+    """The launcher's Hydra configuration (``conf/`` beside the package)."""
+    import pipeline
+
+    return Path(pipeline.__file__).resolve().parent.parent / "conf"
+
+
+def video_hash(path: str | os.PathLike[str]) -> str:
+    """The store's key of a video file: its content hash (a renamed copy has the same one)."""
+    from pipeline.store import content_hash
+
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        _HASHES[key] = content_hash(path)
+    return _HASHES[key]
+
+
+def open_store(store: str | os.PathLike[str] | Store) -> Store:
+    from pipeline import store as store_mod
+
+    return store if isinstance(store, store_mod.Store) else store_mod.open(store)
+
+
+def is_config_uid(value: str) -> bool:
+    return bool(_UID.fullmatch(value))
+
+
+def config_from_words(words: tp.Sequence[str]) -> EmbedConfig:
+    """The ``EmbedConfig`` the launcher builds from these words (Hydra overrides of ``conf/``), its model's
+    identity left unresolved (a reader finds it in the store by name and fields)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from pipeline.config import build_run_config
+
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+            cfg = compose("config", overrides=list(words))
+    except Exception as e:  # noqa: BLE001 - Hydra's parse and composition errors have no common base
+        raise ValueError(f"config: cannot compose {' '.join(words)!r} from {conf_dir()}: {e}") from None
+    flat = tp.cast(dict[str, tp.Any], OmegaConf.to_container(cfg, resolve=True))
+    try:
+        return build_run_config(flat).embed
+    except ValueError as e:  # ConfigError: names the field
+        raise ValueError(f"config: {e}") from None
+
+
+def _embed(config: tp.Mapping[str, tp.Any] | EmbedConfig) -> EmbedConfig:
+    from pipeline.config import EmbedConfig
+
+    if isinstance(config, EmbedConfig):
+        return config
+    try:
+        return EmbedConfig.model_validate(dict(config))
+    except Exception as e:  # noqa: BLE001 - pydantic's ValidationError, with the field named
+        raise ValueError(f"config: {e}") from None
+
+
+def _hydra_value(value: tp.Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return value if value else "''"
+    return repr(value)
+
+
+def _conf_defaults() -> dict[str, tp.Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load((conf_dir() / "config.yaml").read_text())
+    except (OSError, ValueError):
+        return {}
+    return dict(data) if isinstance(data, dict) else {}
+
+
+def _model_words(model: tp.Mapping[str, tp.Any]) -> list[str]:
+    """``model=<choice>`` when a file of ``conf/model/`` describes this model, else its fields one by one."""
+    import yaml
+
+    for path in sorted((conf_dir() / "model").glob("*.yaml")):
+        try:
+            spec = dict(yaml.safe_load(path.read_text()).get("model", {}))
+        except (OSError, ValueError, AttributeError):
+            continue
+        if all(spec.get(k) == model.get(k) for k in ("name", "family")) and bool(spec.get("tiny")) == bool(
+            model.get("tiny")
+        ):
+            return [f"model={path.stem}"]
+    words = [
+        f"model.name={model['name']}",
+        f"model.family={model['family']}",
+        f"model.tiny={_hydra_value(bool(model.get('tiny')))}",
+    ]
+    if model.get("trust_remote_code"):
+        words.append("model.trust_remote_code=true")
+    return words
+
+
+def launch_words(embed: EmbedConfig, models_dir: str | None = None) -> list[str]:
+    """Launcher words that give ``embed``'s config UID: the model, then each field of its canonical config
+    that differs from ``conf/config.yaml``'s default (and ``models_dir`` for a tiny model, when known)."""
+    from pipeline.config import EmbedConfig
+
+    words = _model_words(embed.model.model_dump())
+    defaults = {k: v for k, v in _conf_defaults().items() if k in EmbedConfig.model_fields and k != "model"}
+    try:
+        default = EmbedConfig.model_validate({**defaults, "model": embed.model.model_dump()}).canonical()
+    except Exception:  # noqa: BLE001 - an unreadable conf: then every field is written out
+        default = {}
+    for key, value in embed.canonical().items():
+        if key in ("format_version", "model", "family") or default.get(key, ...) == value:
+            continue
+        words.append(f"{key}={_hydra_value(value)}")
+    if embed.model.tiny and models_dir:
+        words.append(f"models_dir={models_dir}")
+    return words
+
+
+class StoreSource:
+    """The features of one config in a store: videos are found by content hash, read by time window."""
+
+    def __init__(self, store: str | os.PathLike[str] | Store, config: ConfigLike) -> None:
+        self.store = open_store(store)
+        self.words: list[str] | None = None
+        self.embed: EmbedConfig | None = None
+        self.config_uid: str | None = None
+        if isinstance(config, str) and is_config_uid(config):
+            if config not in self.store.config_uids():
+                known = ", ".join(self.store.config_uids()) or "none"
+                raise ValueError(f"config: {config!r} is not a config UID of {self.store.path} (it has: {known})")
+            self.config_uid = config
+        else:
+            if isinstance(config, str):
+                self.words = shlex.split(config)
+            elif isinstance(config, (list, tuple)):
+                self.words = [str(w) for w in config]
+            if self.words is not None:
+                self.embed = config_from_words(self.words)
+            else:
+                self.embed = _embed(tp.cast(tp.Any, config))
+            try:
+                self.config_uid = self.store.find_config(self.embed)
+            except KeyError as e:
+                if "versions of" in str(e):
+                    raise ValueError(f"config: {e.args[0]}") from None
+                self.config_uid = None  # nothing of this config is stored yet: every video is missing
+        self.entries = {e.video_hash: e for e in self.store.entries(self.config_uid)} if self.config_uid else {}
+        self._attrs: dict[str, tp.Any] | None = None
+        self.hashes: dict[str, str] = {}
+
+    # --- FeatureSource --------------------------------------------------------------------------------
+    def _hash(self, video: Path) -> str:
+        key = str(video)
+        if key not in self.hashes:
+            self.hashes[key] = video_hash(video)
+        return self.hashes[key]
+
+    def require(self, videos: tp.Sequence[Path]) -> None:
+        missing = [v for v in videos if self._hash(v) not in self.entries]
+        if missing:
+            raise MissingVideosError(
+                [Path(v) for v in missing], str(self.store.path), self.config_uid, self.launch_command(missing)
+            )
+
+    def info(self, video: Path) -> VideoInfo:
+        entry = self.entries[self._hash(video)]
+        return VideoInfo(period=1.0 / entry.frequency, duration=entry.duration)
+
+    def _load(self, uid: str, start: float | None, stop: float | None) -> tp.Any:
+        by: dict[str, tp.Any] = {}
+        if self.embed is not None and self.embed.cache_n_layers is not None:
+            by = {"layers": self.embed.layers, "layer_aggregation": self.embed.layer_aggregation}
+        return self.store.load(uid, start=start, stop=stop, **by)
+
+    def window(self, video: Path, start: float, stop: float) -> Window:
+        """The samples in ``[start, stop)`` through the store's windowed read (only their time chunks)."""
+        array = self._load(f"{self.config_uid}/{self._hash(video)}", start, stop)
+        if self._attrs is None:
+            self._attrs = dict(array.attrs)
+        dims = [d for d in array.dims if d != "time"]
+        values = np.moveaxis(np.asarray(array.values, dtype=np.float64), array.dims.index("time"), 0)
+        return Window(
+            np.asarray(array["time"].values, dtype=np.float64),
+            values.reshape(values.shape[0], -1),
+            feature_names(
+                dims, {d: list(array[d].values) if d in array.coords else None for d in dims}, values.shape[1:]
+            ),
+        )
+
+    def provenance(self) -> dict[str, tp.Any]:
+        """Config UID, model name and identity, and the pipeline version that computed the entries."""
+        if self._attrs is None and self.entries:
+            self._attrs = dict(self._load(next(iter(self.entries.values())).uid, 0.0, 0.0).attrs)
+        attrs = self._attrs or {}
+        config = json.loads(attrs.get("config", "{}")) if isinstance(attrs.get("config"), str) else {}
+        return {
+            "config_uid": self.config_uid or "",
+            "model": str(attrs.get("model", self.embed.model.name if self.embed else "")),
+            "model_identity": str(config.get("model", "")),
+            "pipeline_version": str(attrs.get("pipeline_version", "")),
+            "store": os.path.abspath(self.store.path),
+        }
+
+    # --- the launcher command for what is missing ------------------------------------------------------
+    def _run_config(self) -> dict[str, tp.Any]:
+        """The launch settings an entry of this config was computed with (``run_config``), if one exists."""
+        if not self.entries:
+            return {}
+        attrs = self._load(next(iter(self.entries.values())).uid, 0.0, 0.0).attrs
+        return dict(attrs.get("run_config") or {})
+
+    def _embed_for_command(self) -> tuple[EmbedConfig | None, str | None]:
+        """The config to rebuild launcher words from: the one given, else the one an entry was computed with,
+        else the config group's canonical fields and the model's last name (a config whose entries are gone)."""
+        from pipeline.config import EmbedConfig
+
+        run = self._run_config()
+        models_dir = str(run["models_dir"]) if run.get("models_dir") else None  # as the launch recorded it
+        if self.embed is not None:
+            return self.embed, models_dir
+        if run.get("embed"):
+            return EmbedConfig.model_validate(run["embed"]), models_dir
+        if self.config_uid is None:
+            return None, None
+        fields = self.store.config(self.config_uid)
+        names = self.store.model_names(self.config_uid)
+        identity = str(fields.get("model", ""))
+        if not names:
+            return None, None
+        model = {
+            "name": names[-1],
+            "family": fields.get("family"),
+            "tiny": identity.startswith("files-") and names[-1].startswith("tiny-"),
+        }
+        rest = {k: v for k, v in fields.items() if k in EmbedConfig.model_fields and k != "model"}
+        try:
+            return EmbedConfig.model_validate({**rest, "model": model}), None
+        except ValueError:
+            return None, None
+
+    def launch_command(self, missing: tp.Sequence[Path]) -> str:
+        """``python -m pipeline.launch <config words> videos=<the missing videos> store=<store>``: one video is
+        named directly, several through a list file (the launcher's ``videos=`` takes a text file of paths)."""
+        paths = [os.path.abspath(v) for v in missing]
+        if len(paths) == 1:
+            videos = paths[0]
+        else:
+            digest = hashlib.blake2b("\n".join([str(self.config_uid), *paths]).encode(), digest_size=6).hexdigest()
+            folder = Path(tempfile.gettempdir()) / "pipeline-align"
+            folder.mkdir(parents=True, exist_ok=True)
+            listing = folder / f"missing-{digest}.txt"
+            listing.write_text("\n".join(paths) + "\n")
+            videos = str(listing)
+        if self.words is not None:
+            words = [w for w in self.words if w.split("=", 1)[0] not in _NOT_EMBED]
+        else:
+            embed, models_dir = self._embed_for_command()
+            words = launch_words(embed, models_dir) if embed is not None else [f"<the fields of {self.config_uid}>"]
+        words += [f"videos={videos}", f"store={os.path.abspath(self.store.path)}"]
+        return shlex.join([sys.executable, "-m", "pipeline.launch", *words])
+
+
+def feature_names(dims: list[str], coords: dict[str, list[tp.Any] | None], shape: tuple[int, ...]) -> tuple[str, ...]:
+    """One name per flattened feature (C order over ``dims``): ``f<j>`` along ``feature``, ``<dim><coordinate
+    or index>`` along the others (``layer2_f17``)."""
+    names = [""]
+    for dim, size in zip(dims, shape):
+        values = coords.get(dim)
+        labels = [
+            f"f{j}" if dim == "feature" else f"{dim}{values[j] if values is not None else j}" for j in range(size)
+        ]
+        names = [f"{a}_{b}" if a else b for a in names for b in labels]
+    return tuple(names)
