@@ -73,30 +73,21 @@ def columnwise_r(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def compute_missing(overrides: list[str]) -> tuple[tp.Any, list[str]]:
-    """(run config, video paths): the videos missing under the config's UID are computed by the launcher."""
+    """(run config, video paths): the launcher computes what the store lacks under the config's UID and
+    reuses the rest (a second run of this example computes nothing)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from pipeline import launch_config
-    from pipeline.config import build_run_config
-    from pipeline.launch.discovery import find_videos
-    from pipeline.launch.preflight import prepare_model
-    from pipeline.store import Store, content_hash
+    import pipeline
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         cfg = compose("config", overrides=overrides)
-    run = prepare_model(build_run_config(tp.cast(dict[str, tp.Any], OmegaConf.to_container(cfg, resolve=True))))
-    videos = find_videos(run.videos)
-    store = Store(run.store)
-    cuid = run.embed.uid()
-    missing = [v for v in videos if not store.has(cuid, content_hash(v))]
-    if missing:
-        print(f"config {cuid}: computing {len(missing)} of {len(videos)} videos")
-        summary = launch_config(run)
-        if not summary.ok:
-            raise SystemExit(f"could not embed every video: {summary.render()}")
-    else:
-        print(f"config {cuid}: all {len(videos)} videos already stored, reusing them")
+    run = pipeline.build_run_config(tp.cast(dict[str, tp.Any], OmegaConf.to_container(cfg, resolve=True)))
+    summary = pipeline.launch_config(run)
+    if not summary.ok:
+        raise SystemExit(f"could not embed every video: {summary.render()}")
+    videos = sorted({*summary.computed, *summary.cached})
+    print(f"config {summary.config_uid}: {len(summary.computed)} of {len(videos)} videos computed, the rest reused")
     return run, videos
 
 
@@ -179,14 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     if not isinstance(frequency, float):
         raise SystemExit("frequency=native gives each video its own rate: pick a number of Hz for this example")
 
+    import pipeline
     import pipeline.align
-    from pipeline.align.bids import find_runs
-    from pipeline.store import Store
 
     with tempfile.TemporaryDirectory() as scratch:
         root = args.bids if args.bids is not None else Path(scratch) / "bids"
         runs = simulate_dataset(root, videos, args.seed)
-        store = Store(run.store)
+        store = pipeline.open(run.store)
         features = {  # what the simulated brain sees: the stored samples (time, features), by stimulus name
             f"clip-{i + 1:02d}{Path(v).suffix}": stored_samples(store, run.embed, v) for i, v in enumerate(videos)
         }
@@ -194,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(args.seed)
         hidden = rng.standard_normal((n_features, args.voxels)) / math.sqrt(n_features)
         designs, clean, bold = {}, {}, {}
-        for scan in find_runs(root):  # each run's events, TR and scan count, as BIDS describes them
+        for scan in pipeline.align.find_runs(root):  # each run's events, TR and scan count, as BIDS describes them
             label = scan.prefix.rsplit("_", 1)[1]
             designs[label] = pipeline.align.align(
                 run.store, run.embed, scan.events, tr=scan.tr, n_scans=scan.n_scans, hrf="spm", zscore=True

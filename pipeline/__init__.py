@@ -8,7 +8,8 @@ The public API, for analyses and notebooks (nothing heavy is imported until a na
     pipeline.content_hash("clip.mp4")                 # a video's key in the store
 
 ``EmbedConfig`` / ``RunConfig`` / ``build_run_config`` are the validated configs (``ConfigError`` names
-the field); ``launch_config(run)`` launches one config as ``python -m pipeline.launch`` does.
+the field); ``launch_config(run)`` launches one config as ``python -m pipeline.launch`` does;
+``pipeline.align.align(store, config, events, tr=..., n_scans=...)`` puts stored features on a scan's grid.
 """
 
 from __future__ import annotations
@@ -33,10 +34,15 @@ _API = {
     "launch_config": "pipeline.launch.launcher",
 }
 
-__all__ = ["__version__", *sorted(_API)]
+_SUBPACKAGES = {"align"}
+"""``pipeline.align``: stored features on fMRI / MEG grids from BIDS events (``pipeline.align.align``)."""
+
+__all__ = ["__version__", *sorted(_API), *sorted(_SUBPACKAGES)]
 
 
 def __getattr__(name: str) -> tp.Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"pipeline.{name}")
     if name in _API:
         return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pipeline"
 
-LAYERS = {"common": 0, "testing": 0, "config": 1, "embedding": 2, "store": 3, "launch": 4, "tools": 5}
+LAYERS = {"common": 0, "testing": 0, "config": 1, "embedding": 2, "store": 3, "launch": 4, "tools": 5, "align": 6}
 """Lowest first. The package's top-level modules (the public API, the command names) sit above them all."""
 TOP = max(LAYERS.values()) + 1
 
@@ -49,18 +49,16 @@ def _imports(path: Path) -> set[str]:
             found |= {a.name for a in node.names if a.name.split(".")[0] == "pipeline"}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "pipeline":
             assert node.level == 0, f"{path}: relative import; the tree uses absolute imports"
-            found.add(node.module)
-            found |= {
-                f"{node.module}.{a.name}"
-                for a in node.names
-                if (_package_dir(node.module) / a.name).exists()
-                or (_package_dir(node.module) / f"{a.name}.py").exists()
-            }
+            modules = {f"{node.module}.{a.name}" for a in node.names if _is_module(f"{node.module}.{a.name}")}
+            found |= modules
+            if len(modules) < len(node.names):  # names defined in the module itself
+                found.add(node.module)
     return found
 
 
-def _package_dir(module: str) -> Path:
-    return ROOT.joinpath(*module.split("."))
+def _is_module(name: str) -> bool:
+    path = ROOT.joinpath(*name.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
 
 
 def _graph() -> dict[str, set[str]]:
@@ -139,6 +137,7 @@ runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
         "pipeline.tools.collect",
         "pipeline.tools.cancel",
         "pipeline.launch.slurm",
+        "pipeline.align",
     ],
 )
 def test_the_config_the_store_and_the_tools_import_without_torch(module: str) -> None:

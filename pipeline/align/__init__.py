@@ -12,7 +12,7 @@ Modules: ``timeline`` (samples on the run's timeline, onto a grid) and ``respons
 z-scoring) are pure array functions; ``core`` runs them for one run on any ``FeatureSource``;
 ``store_access`` is the only module that touches the store and configs; ``bids`` reads events and datasets
 and writes derivatives; ``export`` writes a dataset's derivatives; ``cli`` is ``python -m pipeline.align``.
-Nothing here imports torch (reading the store may: ``pipeline.store`` imports it today).
+Nothing here imports torch, and neither does reading the store.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import typing as tp
 
 import pandas as pd
 
-from .bids import Event, stimulus_events
-from .core import Features, FeatureSource, MemorySource, align_features, make_grid
-from .errors import MissingVideosError, OverlappingEventsError, StimulusFilesNotFoundError
-from .timeline import Grid
+from pipeline.align.bids import Event, find_runs, stimulus_events
+from pipeline.align.core import Features, FeatureSource, MemorySource, align_features, make_grid
+from pipeline.align.errors import MissingVideosError, OverlappingEventsError, StimulusFilesNotFoundError
+from pipeline.align.timeline import Grid
 
 if tp.TYPE_CHECKING:
-    from .store_access import ConfigLike
+    from pipeline.align.store_access import ConfigLike
 
 __all__ = [
     "Event",
@@ -41,6 +41,7 @@ __all__ = [
     "StimulusFilesNotFoundError",
     "align",
     "align_features",
+    "find_runs",
     "make_grid",
     "stimulus_events",
 ]
@@ -86,7 +87,7 @@ def align(
     Raises ``MissingVideosError`` (every video not in the store, and the launcher command that computes
     them), ``StimulusFilesNotFoundError``, ``OverlappingEventsError``, ``ValueError`` for bad arguments.
     """
-    from .store_access import StoreSource
+    from pipeline.align.store_access import StoreSource
 
     target = make_grid(grid, tr=tr, n_scans=n_scans, frequency=frequency, duration=duration, start=start)
     return align_features(

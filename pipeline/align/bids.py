@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import StimulusFilesNotFoundError
+from pipeline.align.errors import StimulusFilesNotFoundError
 
 EVENT_COLUMNS = ("onset", "duration", "stim_file")
 STIM_START = "stim_start"

@@ -1,5 +1,5 @@
 """``python -m pipeline.align``: a BIDS dataset's stimulus features as derivatives, with the argument style
-of the other store tools (``key=value`` words, ``pipeline.cli.parse_args``).
+of the other store tools (``key=value`` words, ``pipeline.tools.args.parse_args``).
 
 Exit status: 0 done; 1 some stimulus videos are not in the store (the message lists them and prints the
 launcher command that computes them); 2 a bad argument, dataset or events file (the message says which).
@@ -52,7 +52,7 @@ _TRUE = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no":
 
 
 def _fail(message: str) -> tp.NoReturn:
-    from pipeline.cli import UsageError
+    from pipeline.tools.args import UsageError
 
     raise UsageError(f"{message}\n{USAGE}")
 
@@ -78,9 +78,9 @@ def _number(values: dict[str, str], key: str, kind: type, low: float, high: floa
 
 def settings_from(values: dict[str, str]) -> tp.Any:
     """The alignment settings from the command line, each checked with a message that names it."""
-    from .core import BINNINGS
-    from .export import Settings
-    from .response import HRF_MODELS
+    from pipeline.align.core import BINNINGS
+    from pipeline.align.export import Settings
+    from pipeline.align.response import HRF_MODELS
 
     delays = None
     if "delays" in values:
@@ -117,10 +117,9 @@ def _show_warning(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.cli import open_store, parse_args
-
-    from .errors import MissingVideosError, StimulusFilesNotFoundError
-    from .export import export_bids
+    from pipeline.align.errors import MissingVideosError, StimulusFilesNotFoundError
+    from pipeline.align.export import export_bids
+    from pipeline.tools.args import open_store, parse_args
 
     values, _, words = parse_args(argv, ALLOWED, set(), USAGE)
     if words:

@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import response, timeline
-from .bids import Event, stimulus_events
-from .timeline import Grid, Timeline
+from pipeline.align import response, timeline
+from pipeline.align.bids import Event, stimulus_events
+from pipeline.align.timeline import Grid, Timeline
 
 Binning = tp.Literal["mean", "lowpass"]
 Overlap = tp.Literal["refuse", "sum"]
@@ -114,7 +114,7 @@ class MemorySource:
         return self.features[os.path.realpath(video)]
 
     def require(self, videos: tp.Sequence[Path]) -> None:
-        from .errors import MissingVideosError
+        from pipeline.align.errors import MissingVideosError
 
         missing = [v for v in videos if os.path.realpath(v) not in self.features]
         if missing:

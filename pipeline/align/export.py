@@ -21,13 +21,13 @@ import typing as tp
 import warnings
 from pathlib import Path
 
-from . import bids
-from .core import align_features, plan
-from .errors import StimulusFilesNotFoundError
-from .timeline import Grid
+from pipeline.align import bids
+from pipeline.align.core import align_features, plan
+from pipeline.align.errors import StimulusFilesNotFoundError
+from pipeline.align.timeline import Grid
 
 if tp.TYPE_CHECKING:
-    from .store_access import ConfigLike
+    from pipeline.align.store_access import ConfigLike
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +79,8 @@ def export_bids(
     out: tp.TextIO = sys.stdout,
 ) -> list[Path]:
     """Write the derivatives of every run of the dataset at ``root``; returns the ``.tsv.gz`` files written."""
-    from pipeline import __version__
-
-    from .store_access import StoreSource
+    from pipeline.align.store_access import StoreSource
+    from pipeline.config import PIPELINE_VERSION as __version__
 
     root = Path(root)
     runs = bids.find_runs(root, n_scans=n_scans)

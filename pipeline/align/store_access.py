@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import VideoInfo, Window
-from .errors import MissingVideosError
+from pipeline.align.core import VideoInfo, Window
+from pipeline.align.errors import MissingVideosError
 
 if tp.TYPE_CHECKING:
     from pipeline.config import EmbedConfig
@@ -41,9 +41,9 @@ _HASHES: dict[tuple[str, int, int], str] = {}
 
 def conf_dir() -> Path:
     """The launcher's Hydra configuration (``conf/`` beside the package)."""
-    import pipeline
+    from pipeline.config import CONF_DIR
 
-    return Path(pipeline.__file__).resolve().parent.parent / "conf"
+    return CONF_DIR
 
 
 def video_hash(path: str | os.PathLike[str]) -> str:

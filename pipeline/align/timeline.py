@@ -27,7 +27,7 @@ import typing as tp
 
 import numpy as np
 
-from .errors import OverlappingEventsError
+from pipeline.align.errors import OverlappingEventsError
 
 
 @dataclasses.dataclass(frozen=True)

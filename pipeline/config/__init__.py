@@ -6,11 +6,12 @@ Nothing in this subpackage imports torch: the store, its readers and the tools b
 from pipeline.config.embed import EmbedConfig, LayerAggregation, Layers, ModelSpec, TokenAggregation
 from pipeline.config.errors import ConfigError
 from pipeline.config.families import FAMILIES, Family, family
-from pipeline.config.run import ExecutorConfig, RunConfig, build_run_config
+from pipeline.config.run import CONF_DIR, ExecutorConfig, RunConfig, build_run_config
 from pipeline.config.uid import config_uid
 from pipeline.config.versions import FORMAT_VERSION, PIPELINE_VERSION, UID_VERSION
 
 __all__ = [
+    "CONF_DIR",
     "FAMILIES",
     "FORMAT_VERSION",
     "PIPELINE_VERSION",

@@ -11,6 +11,10 @@ import pydantic
 from pipeline.config.embed import EmbedConfig
 from pipeline.config.errors import ConfigError
 
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+"""The launcher's Hydra configuration: ``config.yaml`` (its defaults are the models' below, checked by a
+test) and the ``model/`` and ``executor/`` groups."""
+
 
 class ExecutorConfig(pydantic.BaseModel):
     """Where jobs run. SLURM fields map onto sbatch options; local and debug ignore them."""

@@ -7,10 +7,9 @@ from __future__ import annotations
 import shlex
 import sys
 import typing as tp
-from pathlib import Path
 
 from pipeline.common.quiet import silence_libraries
-from pipeline.config import ConfigError, build_run_config
+from pipeline.config import CONF_DIR, ConfigError, build_run_config
 from pipeline.launch.launcher import Interrupted, launch_config
 from pipeline.launch.overrides import check_overrides
 from pipeline.launch.sweep import submit_point
@@ -22,7 +21,7 @@ def main() -> None:
     from hydra.types import RunMode
     from omegaconf import DictConfig, OmegaConf
 
-    conf_dir = Path(__file__).resolve().parents[2] / "conf"
+    conf_dir = CONF_DIR
     try:
         check_overrides(sys.argv[1:], conf_dir)
     except ConfigError as e:

@@ -58,7 +58,7 @@ def follow(launch: Submission, *, out: tp.TextIO = sys.stdout, bar_position: int
             dead[jid] = f"ended {ended[jid]} before this video was stored"
             continue
         try:
-            results: list[VideoResult] = job.result()
+            results: list[VideoResult] = job_result(job)
         except Exception as e:  # noqa: BLE001 - a crashed job leaves its videos undone, with the reason
             dead[jid] = f"failed: {job_error(str(e)) or type(e).__name__}"
             continue
@@ -68,6 +68,20 @@ def follow(launch: Submission, *, out: tp.TextIO = sys.stdout, bar_position: int
     busy = settle(launch, store, best, dead)
     _wait_for_others(launch, busy, out)
     return summary
+
+
+def job_result(job: tp.Any) -> tp.Any:
+    """What a job returned, read from its result file as soon as the job wrote it: a local job's process
+    takes a second or two more to shut down (torch, its decoding processes), which ``job.result()`` waits
+    for. A job that raised is left to ``job.result()``, which raises with its log."""
+    from submitit.core.utils import pickle_load
+
+    path = job.paths.result_pickle
+    if path.exists():
+        outcome, value = pickle_load(path)
+        if outcome == "success":
+            return value
+    return job.result()
 
 
 _RANK = {"computed": 4, "discarded": 3, "failed": 2, "cached": 1, "busy": 0}

@@ -46,7 +46,7 @@ class Submission:
         for job in self.jobs:
             jid = str(job.job_id)
             if not self.on_slurm:
-                if job.done():
+                if job.paths.result_pickle.exists() or job.done():  # written before its process exits
                     ended[jid] = ""
                 continue
             if job.paths.result_pickle.exists():

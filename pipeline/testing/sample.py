@@ -1,6 +1,6 @@
 """The bundled sample: short videos made deterministically (no downloaded media).
 
-``python -m pipeline.sample OUT_DIR`` writes them; the same bytes on every run of the same PyAV build.
+``python -m pipeline.testing.sample OUT_DIR`` writes them; the same bytes on every run of the same PyAV build.
 """
 
 from __future__ import annotations

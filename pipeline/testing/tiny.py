@@ -14,8 +14,6 @@ import tempfile
 import typing as tp
 from pathlib import Path
 
-import torch
-
 SEED = 1234
 TINY_VERSION = 3
 """Bump when a builder changes: folders built by another version are rebuilt."""
@@ -293,6 +291,8 @@ def ensure_tiny_model(family: str, models_dir: str | Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".tiny-{family}-") as tmp:
         stage = Path(tmp) / "model"
+        import torch  # only when building: a launch of a model already built imports none of it
+
         torch.manual_seed(SEED)
         if family not in BUILDERS:
             raise ValueError(f"no tiny model for {family!r} (known: {', '.join(BUILDERS)})")

@@ -27,9 +27,9 @@ class AlignStore:
 
 @pytest.fixture(scope="session")
 def align_store(models_dir: Path, sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> AlignStore:
+    from pipeline import launch_config
     from pipeline.config import build_run_config
-    from pipeline.identity import resolve_identity
-    from pipeline.launch import launch
+    from pipeline.launch.identity import resolve_identity
     from pipeline.store import Store
 
     folder = tmp_path_factory.mktemp("align-store")
@@ -47,6 +47,6 @@ def align_store(models_dir: Path, sample_dir: Path, tmp_path_factory: pytest.Tem
         "executor": {"name": "debug"},
     }
     run = resolve_identity(build_run_config(flat), cache=Store(folder / "identity-cache.zarr"))
-    summary = launch(run, out=io.StringIO())
+    summary = launch_config(run, out=io.StringIO())
     assert summary.ok and len(summary.computed) == len(videos), summary.render()
     return AlignStore(folder / "store.zarr", run.embed.uid(), run, videos)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import pipeline
 import pipeline.align as pa
 from pipeline import store as store_mod
 from pipeline.align.cli import main
@@ -109,7 +110,7 @@ def test_bids_export_writes_every_run_as_a_continuous_recording(align_store: obj
         assert sidecar["SamplingFrequency"] == pytest.approx(1 / tr) and sidecar["StartTime"] == 0.0
         assert sidecar["Columns"] == [f"f{j}" for j in range(32)]
         assert sidecar["ConfigUID"] == uid and sidecar["Model"] == "tiny-videomae"
-        assert sidecar["ModelIdentity"].startswith("files-") and sidecar["PipelineVersion"] == "0.1.0"
+        assert sidecar["ModelIdentity"].startswith("files-") and sidecar["PipelineVersion"] == pipeline.__version__
         assert sidecar["Alignment"]["HRF"] == "spm" and sidecar["Alignment"]["Oversampling"] == 50
         assert sidecar["RepetitionTime"] == tr and sidecar["NumberOfVolumes"] == scans
         assert sidecar["Sources"] == [f"bids:raw:{folder}/{prefix}_events.tsv"]

@@ -30,7 +30,7 @@ def test_the_docs_have_runnable_blocks() -> None:
 def test_every_command_and_snippet_in_the_docs_runs(models_dir: Path, tmp_path: Path) -> None:
     work = tmp_path / "checkout"
     work.mkdir()
-    (work / ".venv").symlink_to(Path(sys.executable).resolve().parents[1] if _in_venv() else REPO / ".venv")
+    (work / ".venv").symlink_to(sys.prefix if _in_venv() else REPO / ".venv")  # the venv the tests run in
     (work / "examples").symlink_to(REPO / "examples")
     (work / "models").symlink_to(models_dir)  # the tiny models, built once for the session
     env = {**os.environ, "PIPELINE_THREADS": "1", "PYTHONPATH": str(REPO)}  # this checkout's package
