@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/store_listing.py
 	$(PY) benchmarks/balance.py
+	$(PY) benchmarks/startup.py
 
 # Base-size models on a CUDA device (says so and exits 0 where there is none).
 bench-gpu: $(STAMP)
