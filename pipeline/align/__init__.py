@@ -58,15 +58,7 @@ def align(
     duration: float | None = None,
     start: float = 0.0,
     grid: Grid | None = None,
-    stimuli: str | os.PathLike[str] | None = None,
-    trial_type: str | tp.Sequence[str] | None = None,
-    hrf: str = "none",
-    delays: tp.Sequence[float] | None = None,
-    binning: str = "mean",
-    oversampling: int = 50,
-    zscore: bool = False,
-    overlap: tp.Literal["refuse", "sum"] = "refuse",
-    tolerance: float = 0.02,
+    **options: tp.Any,
 ) -> tp.Any:
     """One run's stimulus features from the store on a target grid: an ``xarray.DataArray`` ``(time, feature)``.
 
@@ -82,7 +74,8 @@ def align(
       the first row's time (``slice_time_ref * tr`` for slice-timing-corrected data).
     - ``hrf``: ``"none"`` (default), ``"spm"`` or ``"glover"`` (nilearn's, oversampled as
       ``compute_regressor`` does); or ``delays`` (seconds, FIR); ``binning``: ``"mean"`` (default) or
-      ``"lowpass"``; ``zscore``: per column over the run; ``overlap``: ``"refuse"`` (default) or ``"sum"``.
+      ``"lowpass"``; ``zscore``: per column over the run; ``overlap``: ``"refuse"`` (default) or ``"sum"``:
+      ``options`` are those of ``align_features``, where their defaults live.
 
     Raises ``MissingVideosError`` (every video not in the store, and the launcher command that computes
     them), ``StimulusFilesNotFoundError``, ``OverlappingEventsError``, ``ValueError`` for bad arguments.
@@ -94,13 +87,5 @@ def align(
         StoreSource(store, config),
         events,
         target,
-        stimuli=stimuli,
-        trial_type=trial_type,
-        hrf=hrf,
-        delays=delays,
-        binning=binning,
-        oversampling=oversampling,
-        zscore=zscore,
-        overlap=overlap,
-        tolerance=tolerance,
+        **options,
     )

@@ -23,8 +23,6 @@ class VideoInfo:
     height: int
     """As displayed: swapped from the coded size when the stream says to rotate by 90 or 270 degrees."""
     has_audio: bool
-    rotation: int = 0
-    """Degrees counter-clockwise the frames are turned for display (``iter_frames`` applies it)."""
     average_rate: Fraction | None = None
     """The stream's average frame rate, exact (``fps`` is it as a float, or the base rate without it)."""
     base_rate: Fraction | None = None
@@ -73,7 +71,6 @@ def probe(path: str | Path) -> VideoInfo:
             width=width,
             height=height,
             has_audio=bool(container.streams.audio),
-            rotation=rotation,
             average_rate=Fraction(stream.average_rate) if stream.average_rate else None,
             base_rate=Fraction(stream.base_rate) if stream.base_rate else None,
             container_us=container_us,

@@ -69,13 +69,8 @@ def reader_duration(container_us: int) -> float:
     return sum(factor * value for factor, value in zip((1, 60, 3600), reversed(fields)))
 
 
-def frame_number(fps: float, t: float) -> int:
-    """The reader's frame index for a time: ``int(fps * t + 1e-5)``."""
-    return int(fps * t + FRAME_EPS)
-
-
 def frame_numbers(fps: float, times: np.ndarray) -> np.ndarray:
-    """``frame_number`` for an array of non-negative times (same float64 arithmetic)."""
+    """The reader's frame index of each (non-negative) time, ``int(fps * t + 1e-5)``, in float64."""
     return np.floor(fps * np.asarray(times, dtype=np.float64) + FRAME_EPS).astype(np.int64)
 
 

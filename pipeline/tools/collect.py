@@ -41,7 +41,7 @@ class Removal:
     bytes: int
 
 
-def plan(store: Store, keep: set[str] | None, *, now: float | None = None) -> list[Removal]:
+def find_removals(store: Store, keep: set[str] | None, *, now: float | None = None) -> list[Removal]:
     """What ``gc`` would remove, and why; touches nothing."""
     now = time.time() if now is None else now
     out: list[Removal] = []
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted((keep or set()) - set(store.config_uids()))
     if unknown:
         raise UsageError(f"keep: {', '.join(unknown)} not in {store.path} (configs: {', '.join(store.config_uids())})")
-    removals = plan(store, keep)
+    removals = find_removals(store, keep)
     for r in removals:
         print(
             f"{'remove' if '--apply' in flags else 'would remove'}  {human_size(r.bytes):>9}  "

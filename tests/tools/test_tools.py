@@ -178,7 +178,7 @@ def test_gc_removes_configs_of_an_older_output_format(built: tp.Any, capsys: pyt
     meta_path.write_text(json.dumps(meta))
     code, out, _ = _main(status, f"store={store.path}", capsys=capsys)
     assert code == 0 and f"stale: {uid_b} has output format 0" in out and f"stale: {uid_a}" not in out
-    removals = gc.plan(store, keep=None)
+    removals = gc.find_removals(store, keep=None)
     assert [r.path.name for r in removals] == [uid_b, uid_b] and "output format 0" in removals[0].reason
     assert removals[1].path == store.path / "_jobs" / uid_b
     gc.apply(store, removals)
@@ -195,7 +195,7 @@ def test_gc_removes_leases_of_stored_videos_and_old_lapsed_ones(built: tp.Any) -
         (leases / f"{name}.json").write_text(json.dumps(record))
     day_old = time.time() - 2 * 86400
     os.utime(leases / f"{'f' * 32}.json", (day_old, day_old))
-    removed = {r.path.name for r in gc.plan(store, keep=None)}
+    removed = {r.path.name for r in gc.find_removals(store, keep=None)}
     assert removed == {f"{done[0]}.json", f"{'f' * 32}.json"}
 
 
