@@ -87,7 +87,8 @@ def compute_missing(overrides: list[str]) -> tuple[tp.Any, list[str]]:
     if not summary.ok:
         raise SystemExit(f"could not embed every video: {summary.render()}")
     videos = sorted({*summary.computed, *summary.cached})
-    print(f"config {summary.config_uid}: {len(summary.computed)} of {len(videos)} videos computed, the rest reused")
+    reused = len(videos) - len(summary.computed)
+    print(f"config {summary.config_uid}: computed {len(summary.computed)} of {len(videos)} videos, reused {reused}")
     return run, videos
 
 

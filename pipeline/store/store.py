@@ -65,8 +65,10 @@ class Store:
         """The config UID of ``embed`` in this store. Without a resolved model identity (a reader has the
         name, not the weights), the stored config with that model name and these fields; several
         versions of the model stored is an error that lists them, to be picked with ``model.identity``."""
-        if embed.model.identity is not None and embed.model.default_num_frames is not None:
-            return embed.uid()
+        if embed.model.identity is not None:
+            uid = embed.uid()
+            if embed.model.default_num_frames is not None or (self.path / uid / "zarr.json").exists():
+                return uid
         found: dict[str, str] = {}  # config UID -> its model identity
         for cuid in self.config_uids():
             attrs = self._group_attrs(cuid)
@@ -85,6 +87,8 @@ class Store:
             found = {current[0]: found[current[0]]} if len(current) == 1 else found
         if len(found) == 1:
             return next(iter(found))
+        if not found and embed.model.identity is not None:
+            return embed.uid()  # not stored: reading it says which entry is missing
         if not found:
             raise KeyError(f"no config of {embed.model.name!r} with these fields in {self.path}")
         versions = ", ".join(f"{c} (model.identity={identity})" for c, identity in found.items())
