@@ -3,6 +3,7 @@
 The public API, for analyses and notebooks (nothing heavy is imported until a name is used)::
 
     import pipeline
+    embs = pipeline.embed("clips/", model="vit", frequency=2)  # path -> xarray.DataArray, computing what is missing
     store = pipeline.open("embeddings.zarr")          # a Store: entries(), load(), load_numpy()
     emb = store.load(config={...}, video="clip.mp4")  # an xarray.DataArray with its time axis
     pipeline.content_hash("clip.mp4")                 # a video's key in the store
@@ -32,6 +33,8 @@ _API = {
     "RunConfig": "pipeline.config",
     "build_run_config": "pipeline.config",
     "launch_config": "pipeline.launch.launcher",
+    "embed": "pipeline.launch.notebook",
+    "EmbedError": "pipeline.launch.notebook",
 }
 
 _SUBPACKAGES = {"align"}

@@ -194,6 +194,30 @@ def reference_video_model(
     return output.transpose(list(range(1, output.ndim)) + [0]).astype(np.float32)
 
 
+def _read_or_last(video: tp.Any, t: float) -> PIL.Image.Image:
+    """The frame at ``t``; where moviepy says the stream has none there ("Using the last valid frame
+    instead"), the last frame its pipe delivers."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        img = video.get_frame(t)
+    if not any("last valid frame" in str(w.message) for w in caught):
+        return PIL.Image.fromarray(img.astype("uint8"))
+    return _read(video, (_frames_in_pipe(video.reader) - 1) / video.fps)
+
+
+def _frames_in_pipe(reader: tp.Any) -> int:
+    """How many frames moviepy's FFmpeg pipe delivers from the start (a failed read keeps the last one)."""
+    reader.initialize(0)
+    count = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        while True:
+            before = reader.last_read
+            if reader.read_frame() is before:
+                return count
+            count += 1
+
+
 def reference_image_model(
     video_path: str,
     model_dir: str,
@@ -202,8 +226,14 @@ def reference_image_model(
     layers: tp.Any = 2 / 3,
     layer_aggregation: str = "mean",
     token_aggregation: str = "mean",
+    past_end: str = "reference",
 ) -> np.ndarray:
-    """The reference image-model branch: one frame per step, ToTensor, processor with do_rescale=False."""
+    """The reference image-model branch: one frame per step, ToTensor, processor with do_rescale=False.
+
+    Frames are read in time order. The reference reads them in a random order (exca's ``MapInfra``
+    shuffles the frames it computes), so a step past the end of the stream gets whichever frame moviepy
+    read before it: ``past_end="reference"`` reads in order (the previous step's frame), ``"last_frame"``
+    gives such a step the video's last frame instead, the pipeline's rule for it."""
     from transformers import AutoModel, AutoProcessor
 
     model = AutoModel.from_pretrained(model_dir, output_hidden_states=True).eval()
@@ -213,7 +243,7 @@ def reference_image_model(
     times = np.linspace(0, video.duration, expect)
     rows = []
     for t in times:
-        img = _read(video, t)
+        img = _read(video, t) if past_end == "reference" else _read_or_last(video, t)
         tensor = torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous().float().div(255)
         inputs = processor(images=[tensor], return_tensors="pt")
         _fix_nans(inputs)
@@ -226,5 +256,49 @@ def reference_image_model(
         latent = _token_agg(out, token_aggregation).cpu().numpy()
         rows.append(_layer_select(latent, layers, layer_aggregation))
     video.close()
+    output = np.stack(rows)
+    return output.transpose(list(range(1, output.ndim)) + [0]).astype(np.float32)
+
+
+def reference_image_model_bin_end(
+    video_path: str,
+    model_dir: str,
+    *,
+    frequency: float,
+    layers: tp.Any = 2 / 3,
+    layer_aggregation: str = "mean",
+    token_aggregation: str = "mean",
+    batch_size: int = 32,
+) -> np.ndarray:
+    """neuralset 0.4.0's image models on a video (``HuggingFaceImage._get_video_data`` and
+    ``_iter_image_latents``): ``max(1, round(duration * frequency))`` steps, one frame at the end of each
+    step's bin, ``linspace(0, duration, n + 1)[1:]``, read in time order (a torch ``DataLoader`` without
+    shuffling) through moviepy's ``get_frame``; torchvision's ``ToTensor``, batches of ``batch_size``
+    through the processor (``do_rescale=False``) and the model, then tokens and layers aggregated per frame.
+
+    One departure, which changes no number of the frame-time rule under test: CLIP runs its vision tower
+    (as the seed does), where 0.4.0 calls ``CLIPModel`` with pixels alone, which transformers refuses."""
+    from torchvision import transforms
+    from transformers import AutoModel, AutoProcessor
+
+    model = AutoModel.from_pretrained(model_dir).eval()
+    processor = AutoProcessor.from_pretrained(model_dir, do_rescale=False)
+    video = open_like_the_reference(video_path)
+    expect = max(1, int(round(video.duration * frequency)))
+    times = np.linspace(0, video.duration, expect + 1)[1:]
+    to_tensor = transforms.ToTensor()
+    frames = [to_tensor(_read(video, float(t))) for t in times]
+    video.close()
+    rows = []
+    for lo in range(0, len(frames), batch_size):
+        batch = torch.stack(frames[lo : lo + batch_size])
+        inputs = processor(images=[i.float() for i in batch], return_tensors="pt")
+        _fix_nans(inputs)
+        with torch.inference_mode():
+            forward = model.vision_model if hasattr(model, "vision_model") else model
+            out = forward(**inputs, output_hidden_states=True)
+        states = torch.cat([x.unsqueeze(1) for x in out.hidden_states], axis=1)
+        for latent in states:
+            rows.append(_layer_select(_token_agg(latent, token_aggregation).cpu().numpy(), layers, layer_aggregation))
     output = np.stack(rows)
     return output.transpose(list(range(1, output.ndim)) + [0]).astype(np.float32)

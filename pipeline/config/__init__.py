@@ -3,23 +3,25 @@
 Nothing in this subpackage imports torch: the store, its readers and the tools build configs too.
 """
 
-from pipeline.config.embed import EmbedConfig, LayerAggregation, Layers, ModelSpec, TokenAggregation
+from pipeline.config.embed import EmbedConfig, ImageFrames, LayerAggregation, Layers, ModelSpec, TokenAggregation
 from pipeline.config.errors import ConfigError
 from pipeline.config.families import FAMILIES, Family, family
 from pipeline.config.run import CONF_DIR, ExecutorConfig, RunConfig, build_run_config
 from pipeline.config.uid import config_uid
-from pipeline.config.versions import FORMAT_VERSION, PIPELINE_VERSION, UID_VERSION
+from pipeline.config.versions import FORMAT_VERSION, IMAGE_FORMAT_VERSION, PIPELINE_VERSION, UID_VERSION, format_version
 
 __all__ = [
     "CONF_DIR",
     "FAMILIES",
     "FORMAT_VERSION",
+    "IMAGE_FORMAT_VERSION",
     "PIPELINE_VERSION",
     "UID_VERSION",
     "ConfigError",
     "EmbedConfig",
     "ExecutorConfig",
     "Family",
+    "ImageFrames",
     "LayerAggregation",
     "Layers",
     "ModelSpec",
@@ -28,4 +30,5 @@ __all__ = [
     "build_run_config",
     "config_uid",
     "family",
+    "format_version",
 ]

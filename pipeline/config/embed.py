@@ -14,11 +14,12 @@ import pydantic
 from pipeline.config.errors import ConfigError
 from pipeline.config.families import family
 from pipeline.config.uid import config_uid
-from pipeline.config.versions import FORMAT_VERSION
+from pipeline.config.versions import format_version
 
 LayerAggregation = tp.Literal["mean", "sum", "group_mean", "none"]
 TokenAggregation = tp.Literal["first", "last", "mean", "sum", "max", "cat", "none"]
 Layers = float | list[float] | tp.Literal["all"]
+ImageFrames = tp.Literal["seed", "bin_end"]
 
 
 class ModelSpec(pydantic.BaseModel):
@@ -76,6 +77,10 @@ class EmbedConfig(pydantic.BaseModel):
     timing: tp.Literal["reference", "exact"] = "reference"
     """``reference``: the frame rate, duration and end-of-stream frames the reference's reader sees
     (``pipeline.embedding.reference_reader``); ``exact``: the exact container duration and presentation times."""
+    image_frames: ImageFrames = "seed"
+    """Image models: where each output step's frame is taken. ``seed``: ``linspace(0, duration, n)``, the
+    reference extractor's (neuralset 0.0.2); ``bin_end``: the end of each step's bin,
+    ``linspace(0, duration, n + 1)[1:]``, neuralset 0.4.0's. Video models ignore it."""
 
     @pydantic.field_validator("frequency")
     @classmethod
@@ -138,7 +143,7 @@ class EmbedConfig(pydantic.BaseModel):
         if spec.hub_revision() is not None:
             identity = f"{spec.name}@{identity}"
         out: dict[str, tp.Any] = {
-            "format_version": FORMAT_VERSION,
+            "format_version": format_version(spec.family),
             "model": identity,
             "family": spec.family,
             "frequency": self.frequency,
@@ -160,6 +165,8 @@ class EmbedConfig(pydantic.BaseModel):
                 max_imsize=self.max_imsize,
                 layer_type=self.layer_type,
             )
+        elif self.image_frames != "seed":
+            out["image_frames"] = self.image_frames
         if traits.uses_audio:
             out["use_audio"] = self.use_audio
         if self.preprocess_device != "cpu":

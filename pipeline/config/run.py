@@ -56,7 +56,9 @@ class RunConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
     embed: EmbedConfig
-    videos: str
+    videos: str | list[str]
+    """A folder (recursive), a glob pattern, one file, a list file of paths, or a list of any of these
+    (``pipeline.launch.discovery.find_videos``)."""
     store: str = "embeddings.zarr"
     models_dir: str = "models"
     device: str = "auto"

@@ -77,23 +77,34 @@ def plan_steps(path: str, embed: EmbedConfig, num_frames: int | None) -> VideoSt
     timing = video_timing(path, decoding.probe(path), embed.timing)
     freq = timing.fps if embed.frequency == "native" else float(embed.frequency)
     n_steps = timegrid.n_output_steps(timing.duration, freq)
+    if num_frames is None and embed.image_frames == "bin_end":
+        n_steps = max(1, n_steps)  # neuralset 0.4.0's image path: at least one step
     if n_steps < 1:
         raise decoding.VideoError(f"{path}: {timing.duration:.3f} s is shorter than half an output step at {freq:g} Hz")
     if num_frames is None:
-        times = timegrid.image_frame_times(timing.duration, n_steps)[:, None]
-        return VideoSteps(timing, freq, frames_for(times, timing), None, None)
+        times = timegrid.image_frame_times(timing.duration, n_steps, embed.image_frames)[:, None]
+        # the seed reads its image steps in a random order (exca's MapInfra shuffles them), so a step past
+        # the end of the stream gets whichever frame it read before: the video's last frame stands in
+        past_end = "last_frame" if embed.image_frames == "seed" else "reference"
+        return VideoSteps(timing, freq, frames_for(times, timing, past_end), None, None)
     clip_duration = clip_duration_for(embed, freq)
     ends = timegrid.clip_end_times(timing.duration, n_steps)
     times = timegrid.clip_frame_times(ends, timegrid.clip_offsets(num_frames, clip_duration))
     return VideoSteps(timing, freq, frames_for(times, timing), ends, clip_duration)
 
 
-def frames_for(times: np.ndarray, timing: Timing) -> np.ndarray:
-    """Frame index of each requested time, ``(steps, frames per step)``; under reference timing, with
-    the reader's end-of-stream rule applied in the reference's order of requests (row by row)."""
+def frames_for(times: np.ndarray, timing: Timing, past_end: str = "reference") -> np.ndarray:
+    """Frame index of each requested time, ``(steps, frames per step)``. Under reference timing a request
+    past the last frame of the stream gets, with ``past_end="reference"``, the reader's end-of-stream
+    rule applied in the reference's order of requests (row by row: the frame returned last); with
+    ``"last_frame"``, the stream's last frame. (Exact timing: the stream's last frame, from decoding.)"""
     index = reference_reader.frame_numbers(timing.fps, times)
     if timing.n_frames is None:
         return index
+    if past_end == "last_frame":
+        return np.minimum(index, max(timing.n_frames - 1, 0))
+    if past_end != "reference":
+        raise ValueError(f"past_end: 'reference' or 'last_frame' (got {past_end!r})")
     return reference_reader.frames_returned(index.ravel(), timing.n_frames).reshape(index.shape)
 
 

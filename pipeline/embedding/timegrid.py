@@ -15,8 +15,14 @@ def n_output_steps(duration: float, frequency: float) -> int:
     return int(round(duration * frequency))
 
 
-def image_frame_times(duration: float, n_steps: int) -> np.ndarray:
-    """Image models: one frame per output step, spread from 0 to the end of the video inclusive."""
+def image_frame_times(duration: float, n_steps: int, rule: str = "seed") -> np.ndarray:
+    """Image models: one frame per output step. ``seed`` (the reference extractor, neuralset 0.0.2):
+    spread from 0 to the end of the video inclusive, ``linspace(0, duration, n)``; ``bin_end`` (neuralset
+    0.4.0): at the end of each step's bin, ``linspace(0, duration, n + 1)[1:]``."""
+    if rule == "bin_end":
+        return np.linspace(0, duration, n_steps + 1)[1:]
+    if rule != "seed":
+        raise ValueError(f"image_frames: unknown rule {rule!r} (seed or bin_end)")
     return np.linspace(0, duration, n_steps)
 
 

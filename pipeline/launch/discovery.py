@@ -19,8 +19,13 @@ VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpe
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
 
 
-def find_videos(spec: str) -> list[str]:
-    """Video paths from a folder (recursive), a glob pattern, or a text file of paths (one per line)."""
+def find_videos(spec: str | tp.Sequence[str]) -> list[str]:
+    """Video paths from a folder (recursive), a glob pattern, one file, a text file of paths (one per line),
+    or a list of any of these: their videos in the order given, a path named twice kept once."""
+    if not isinstance(spec, str):
+        if not spec:
+            raise ConfigError("videos: an empty list")
+        return list(dict.fromkeys(p for item in spec for p in find_videos(str(item))))
     path = Path(spec)
     if path.is_dir():
         # Symlinks are kept even when dangling, so that a broken link is reported rather than skipped.

@@ -1,15 +1,21 @@
 """The launcher's command line checked before Hydra composes it, so that every configuration error, a
 misspelt field or an unknown model or executor included, is a ``ConfigError`` (exit 2) with our words:
-a "did you mean" for a field, the list of choices for a config group."""
+a "did you mean" for a field, the list of choices for a config group. ``compose_run_config`` builds the
+``RunConfig`` of a list of such words with Hydra's compose API, as the launch command does (the notebook
+API, ``pipeline.embed``, goes through it); ``hydra_value`` writes a Python value as an override's value."""
 
 from __future__ import annotations
 
 import difflib
+import numbers
+import os
+import re
+import typing as tp
 from pathlib import Path
 
 import yaml
 
-from pipeline.config import ConfigError, ExecutorConfig, ModelSpec
+from pipeline.config import ConfigError, ExecutorConfig, ModelSpec, RunConfig
 
 GROUPS = ("model", "executor")
 """Config groups: ``model=NAME`` picks ``conf/model/NAME.yaml``; their fields are set as ``model.name=...``."""
@@ -65,3 +71,51 @@ def check_overrides(args: list[str], conf_dir: Path) -> None:
                     raise ConfigError(
                         f"{head}: no {head} {value!r} in conf/{head}/ ({hint}choices: {', '.join(choices)})"
                     )
+
+
+def compose_run_config(words: tp.Sequence[str], conf_dir: Path | None = None) -> RunConfig:
+    """The ``RunConfig`` that ``python -m pipeline.launch WORDS`` runs: the words checked
+    (``check_overrides``), ``conf/`` composed with them by Hydra, the result validated
+    (``build_run_config``). Every error is a ``ConfigError`` naming the field. No multirun (a sweep's
+    ``a,b`` values are refused by Hydra's compose API)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from pipeline.config import CONF_DIR, build_run_config
+
+    conf_dir = CONF_DIR if conf_dir is None else conf_dir
+    words = list(words)
+    check_overrides(words, conf_dir)
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base=None):
+            cfg = compose("config", overrides=words)
+    except Exception as e:  # noqa: BLE001 - Hydra's parse and composition errors have no common base
+        raise ConfigError(f"cannot compose {' '.join(words)!r} from {conf_dir}: {e}") from None
+    try:
+        flat = tp.cast(dict[str, tp.Any], OmegaConf.to_container(cfg, resolve=True))
+    except Exception as e:  # noqa: BLE001 - an interpolation that does not resolve
+        raise ConfigError(f"cannot resolve {' '.join(words)!r}: {e}") from None
+    return build_run_config(flat)
+
+
+def hydra_value(value: tp.Any) -> str:
+    """``value`` as the value of a Hydra override, read back as the same value: strings (and paths) quoted,
+    with Hydra's and OmegaConf's escapes (a quote, backslashes before it, ``${``), lists and dicts
+    element by element, ``null``, ``true`` / ``false``, numbers (numpy's included) as Python writes them."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return repr(float(value))
+    if isinstance(value, (str, os.PathLike)):
+        text = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", os.fspath(value))  # OmegaConf
+        text = re.sub(r"(\\+)(?='|$)", r"\1\1", text).replace("'", "\\'")  # Hydra's quoted string
+        return f"'{text}'"
+    if isinstance(value, tp.Mapping):
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) as a configuration value")

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 from pipeline.common.text import folder_bytes, human_size
-from pipeline.config import FORMAT_VERSION
+from pipeline.config import format_version
 from pipeline.store import Store, layout
 from pipeline.store.leases import read_lease
 from pipeline.tools.args import UsageError, open_store, parse_args
@@ -47,9 +47,10 @@ def find_removals(store: Store, keep: set[str] | None, *, now: float | None = No
     out: list[Removal] = []
     kept: list[str] = []
     for cuid in store.config_uids():
-        version = store.config(cuid).get("format_version")
-        if version != FORMAT_VERSION:
-            reason = f"output format {version} (current {FORMAT_VERSION})"
+        config = store.config(cuid)
+        version, current = config.get("format_version"), format_version(str(config.get("family", "")))
+        if version != current:
+            reason = f"output format {version} (current {current})"
         elif keep is not None and cuid not in keep:
             reason = "not in keep list"
         else:

@@ -12,7 +12,7 @@ import sys
 import typing as tp
 
 from pipeline.common.text import folder_bytes, human_size, short, table
-from pipeline.config import FORMAT_VERSION
+from pipeline.config import format_version
 from pipeline.store import Store
 from pipeline.store.leases import live_leases
 from pipeline.store.records import failure_text
@@ -68,7 +68,8 @@ def config_status(store: Store, cuid: str, *, videos: bool = False, lease_ttl_s:
         "config_uid": cuid,
         "model": ", ".join(store.model_names(cuid)) or config.get("model") or "?",
         "format_version": config.get("format_version"),
-        "stale": config.get("format_version") != FORMAT_VERSION,
+        "current_format_version": format_version(str(config.get("family", ""))),
+        "stale": config.get("format_version") != format_version(str(config.get("family", ""))),
         **{k: config.get(k) for k in KEY_FIELDS if k in config},
         "total": len(state),
         **counts,
@@ -111,7 +112,8 @@ def render(rows: list[dict[str, tp.Any]], store: Store) -> str:
     for r in rows:
         if r["stale"]:
             lines.append(
-                f"stale: {r['config_uid']} has output format {r['format_version']} (current {FORMAT_VERSION}); "
+                f"stale: {r['config_uid']} has output format {r['format_version']} "
+                f"(current {r['current_format_version']}); "
                 f"a launch computes it anew, {sys.executable} -m pipeline.gc store={store.path} removes it"
             )
     for r in rows:

@@ -69,3 +69,22 @@ def test_conf_defaults_are_the_pydantic_defaults() -> None:
     local = yaml.safe_load((conf_dir / "executor" / "local.yaml").read_text())
     for name, value in local.items():
         assert value == ExecutorConfig.model_fields[name].default, f"executor.{name}"
+
+
+def test_image_frames_enters_the_uid_of_image_models_only_and_only_when_set() -> None:
+    from pipeline.config import FORMAT_VERSION, IMAGE_FORMAT_VERSION, EmbedConfig
+
+    def uid(family: str, **fields: tp.Any) -> str:
+        model = {"name": f"tiny-{family}", "family": family, "tiny": True, "identity": "files-0"}
+        return EmbedConfig.model_validate({"model": model, **fields}).uid()
+
+    assert uid("image", image_frames="seed") == uid("image")
+    assert uid("image", image_frames="bin_end") != uid("image")
+    assert "image_frames=bin_end" in uid("image", image_frames="bin_end")
+    assert uid("clip", image_frames="bin_end") != uid("clip")
+    assert uid("videomae", image_frames="bin_end") == uid("videomae")  # video models ignore it
+    with pytest.raises(ConfigError, match="image_frames: "):
+        build_run_config({**BASE, "image_frames": "middle"})
+    image = EmbedConfig(model={"name": "v", "family": "image"}).canonical()
+    video = EmbedConfig(model={"name": "v", "family": "videomae"}).canonical()
+    assert (image["format_version"], video["format_version"]) == (IMAGE_FORMAT_VERSION, FORMAT_VERSION) == (4, 3)

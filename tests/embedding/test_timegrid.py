@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,53 @@ def test_constant_rate_detection() -> None:
     assert reference_reader.is_constant_rate([0, 512, 1024, 1536])
     assert reference_reader.is_constant_rate([0, 33, 67, 100, 133])  # 1 ms time base, 30 fps
     assert not reference_reader.is_constant_rate([0, 512, 1024, 2048, 2560])
+
+
+def test_image_frames_seed_spans_the_video_and_bin_end_takes_each_bins_end() -> None:
+    np.testing.assert_allclose(timegrid.image_frame_times(3.0, 4, "seed"), [0, 1, 2, 3])
+    np.testing.assert_allclose(timegrid.image_frame_times(3.0, 4, "bin_end"), [0.75, 1.5, 2.25, 3.0])
+    # neuralset 0.4.0's float expression, bit for bit
+    assert timegrid.image_frame_times(5.31, 11, "bin_end").tolist() == np.linspace(0, 5.31, 12)[1:].tolist()
+    with pytest.raises(ValueError, match="image_frames"):
+        timegrid.image_frame_times(3.0, 4, "middle")
+
+
+def test_a_step_past_the_end_gets_the_last_frame_or_the_one_returned_last() -> None:
+    from pipeline.embedding.steps import Timing, frames_for
+
+    timing = Timing(fps=10.0, duration=1.0, n_frames=10, mode="reference")
+    seed = timegrid.image_frame_times(1.0, 3, "seed")[:, None]  # 0, 0.5, 1.0: frame 10 does not exist
+    assert frames_for(seed, timing, "last_frame")[:, 0].tolist() == [0, 5, 9]
+    assert frames_for(seed, timing, "reference")[:, 0].tolist() == [0, 5, 5]
+    bin_end = timegrid.image_frame_times(1.0, 3, "bin_end")[:, None]
+    assert frames_for(bin_end, timing, "reference")[:, 0].tolist() == [3, 6, 6]
+    exact = Timing(fps=10.0, duration=1.0, n_frames=None, mode="exact")  # decoding gives the last frame
+    assert frames_for(seed, exact, "last_frame")[:, 0].tolist() == [0, 5, 10]
+
+
+@pytest.mark.parametrize(
+    ("rule", "steps", "last_two"),
+    [("seed", 6, [60, 74]), ("bin_end", 6, [62, 62])],
+)
+def test_image_steps_of_a_sample_video(sample_dir: Path, rule: str, steps: int, last_two: list[int]) -> None:
+    """3 s at 25 fps, 75 frames, at 2 Hz: the seed's last step asks for frame 75 and takes frame 74, the
+    video's last; bin_end's asks for 75 too and takes frame 62, the one returned before (as 0.4.0 does)."""
+    from pipeline.config import EmbedConfig
+    from pipeline.embedding.steps import plan_steps
+
+    embed = EmbedConfig(model={"name": "tiny-vit", "family": "image"}, frequency=2.0, image_frames=rule)
+    plan = plan_steps(str(sample_dir / "drift_25fps.mp4"), embed, None)
+    assert plan.timing.n_frames == 75 and plan.index.shape == (steps, 1)
+    assert plan.index[-2:, 0].tolist() == last_two
+
+
+def test_bin_end_gives_a_short_video_one_step_where_seed_fails(sample_dir: Path) -> None:
+    from pipeline.config import EmbedConfig
+    from pipeline.embedding.decoding import VideoError
+    from pipeline.embedding.steps import plan_steps
+
+    path = str(sample_dir / "bars_12fps.mp4")  # 2.5 s: round(0.25) = 0 steps at 0.1 Hz
+    embed = EmbedConfig(model={"name": "tiny-vit", "family": "image"}, frequency=0.1, image_frames="bin_end")
+    assert plan_steps(path, embed, None).index.shape == (1, 1)
+    with pytest.raises(VideoError, match="shorter than half an output step"):
+        plan_steps(path, embed.model_copy(update={"image_frames": "seed"}), None)

@@ -185,6 +185,22 @@ def test_gc_removes_configs_of_an_older_output_format(built: tp.Any, capsys: pyt
     assert store.config_uids() == [uid_a] and len(store.entries(uid_a)) == 3
 
 
+def test_an_image_config_of_format_3_is_stale_a_video_one_is_not(
+    built: tp.Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Image models' output format is 4 (a step past the end of the stream: the video's last frame), video
+    models' stays 3: only image configs written before it are stale."""
+    store, uid_a, uid_b, _ = built
+    meta_path = store.path / uid_b / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["attributes"]["config"]["format_version"] == 3
+    meta["attributes"]["config"]["family"] = "image"
+    meta_path.write_text(json.dumps(meta))
+    code, out, _ = _main(status, f"store={store.path}", capsys=capsys)
+    assert code == 0 and f"stale: {uid_b} has output format 3 (current 4)" in out and f"stale: {uid_a}" not in out
+    assert [r.path.name for r in gc.find_removals(store, keep=None)] == [uid_b, uid_b]
+
+
 def test_gc_removes_leases_of_stored_videos_and_old_lapsed_ones(built: tp.Any) -> None:
     store, uid_a, _, _ = built
     done = sorted(store.done_hashes(uid_a))
