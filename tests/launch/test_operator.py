@@ -221,3 +221,17 @@ def test_two_jobs_share_one_queue_and_compute_each_video_once(
     store = Store(store_path)
     jobs = [store.load_numpy(e.uid)[1]["job_id"] for e in store.entries()]
     assert len(jobs) == 6 and len(set(jobs)) == 2, jobs  # both jobs took videos from the one queue
+
+
+def test_a_launch_writes_nothing_in_the_working_directory(models_dir: Path, sample_dir: Path, tmp_path: Path) -> None:
+    """Only the store: no .hydra/ runs, no logs; a multirun's multirun.yaml goes to the temporary folder."""
+    work, tmp = tmp_path / "cwd", tmp_path / "tmp"
+    work.mkdir()
+    tmp.mkdir()
+    args = [f"videos={sample_dir / 'bars_12fps.mp4'}", f"store={work / 's.zarr'}", f"models_dir={models_dir}"]
+    done = run_cli(*args, "executor=debug", cwd=work, env={"TMPDIR": str(tmp)}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep = run_cli("-m", *args, "executor=debug", "frequency=1,2", cwd=work, env={"TMPDIR": str(tmp)}, timeout=600)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    assert sorted(os.listdir(work)) == ["s.zarr"]
+    assert list(tmp.glob("pipeline-sweeps/*/multirun.yaml"))

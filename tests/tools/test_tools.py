@@ -95,7 +95,7 @@ def test_inspect_finds_entries_by_uid_config_hash_and_file(built: tp.Any, capsys
     assert code == 0
     [detail] = json.loads(out)
     data, _ = store.load_numpy(f"{uid_a}/{vhash}")
-    assert detail["shape"] == list(data.shape) and detail["dims"][-1] == "time"
+    assert detail["shape"] == list(data.shape) and detail["dims"] == ["feature", "time"]  # as load() names them
     assert detail["n_times"] == data.shape[-1] == 6
     assert detail["shards"] is not None and detail["video_path"] == str(video)
     assert detail["time_range_s"] == pytest.approx([0.0, 2.5])
@@ -107,6 +107,8 @@ def test_inspect_finds_entries_by_uid_config_hash_and_file(built: tp.Any, capsys
     assert code == 0 and f"config {uid_b}: 3 entries" in out
     code, _, err = _main(inspect, f"store={store.path}", "0" * 32, capsys=capsys)
     assert code == 2 and "no entry" in err
+    code, _, err = _main(inspect, f"store={store.path}", str(videos / "no_such_video.mp4"), capsys=capsys)
+    assert code == 2 and "no_such_video.mp4: no such file" in err
 
 
 def test_report_draws_a_picture_per_config(built: tp.Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
