@@ -202,10 +202,10 @@ def _read_or_last(video: tp.Any, t: float) -> PIL.Image.Image:
         img = video.get_frame(t)
     if not any("last valid frame" in str(w.message) for w in caught):
         return PIL.Image.fromarray(img.astype("uint8"))
-    return _read(video, (_frames_in_pipe(video.reader) - 1) / video.fps)
+    return _read(video, (frames_in_pipe(video.reader) - 1) / video.fps)
 
 
-def _frames_in_pipe(reader: tp.Any) -> int:
+def frames_in_pipe(reader: tp.Any) -> int:
     """How many frames moviepy's FFmpeg pipe delivers from the start (a failed read keeps the last one)."""
     reader.initialize(0)
     count = 1

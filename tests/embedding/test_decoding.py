@@ -12,6 +12,8 @@ import pytest
 from pipeline.embedding import decoding, reference_reader
 from pipeline.embedding.steps import video_timing
 
+from ..reference_loop import frames_in_pipe
+
 ALL_VIDEOS = ["bars", "drift", "orbit", "ntsc", "bbb", "bikes"]
 
 
@@ -75,21 +77,8 @@ def test_reference_timing_is_the_reference_readers_view(videos: tp.Any, name: st
     clip = VideoFileClip(str(path))
     timing = video_timing(str(path), decoding.probe(path), "reference")
     assert (timing.mode, timing.fps, timing.duration) == ("reference", clip.fps, clip.duration)
-    assert timing.n_frames == _frames_in_pipe(clip.reader)
+    assert timing.n_frames == frames_in_pipe(clip.reader)
     clip.close()
-
-
-def _frames_in_pipe(reader: tp.Any) -> int:
-    """How many frames moviepy's FFmpeg pipe delivers from the start (a failed read keeps the last one)."""
-    reader.initialize(0)
-    count = 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        while True:
-            before = reader.last_read
-            if reader.read_frame() is before:
-                return count
-            count += 1
 
 
 @pytest.mark.parametrize("name", ALL_VIDEOS)
