@@ -44,6 +44,21 @@ def has_ended(state: str) -> bool:
     return bool(state.split()) and state.split()[0] in ENDED
 
 
+def listed_arrays(job_ids: list[str]) -> list[str]:
+    """The array jobs among ``job_ids`` that squeue lists by default: pending, running, or still ending
+    (``COMPLETING``: some of their processes may be alive). Empty where squeue is missing."""
+    arrays = sorted({str(j).split("_")[0] for j in job_ids})
+    if not arrays or shutil.which("squeue") is None:
+        return []
+    try:
+        text = subprocess.run(
+            ["squeue", "-h", "-o", "%i", "-j", ",".join(arrays)], capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return sorted({line.strip().split("_")[0] for line in text.splitlines() if line.strip()} & set(arrays))
+
+
 def active_arrays(job_ids: list[str]) -> list[str]:
     """The array jobs among ``job_ids`` with a task that SLURM still runs or will run."""
     return sorted({tid.split("_")[0] for tid, state in squeue_states(job_ids).items() if not has_ended(state)})

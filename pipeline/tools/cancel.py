@@ -8,13 +8,16 @@ stay stored.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
+import typing as tp
 
-from pipeline.launch.slurm import active_arrays
+from pipeline.launch.slurm import active_arrays, listed_arrays
 from pipeline.store import Store
 from pipeline.store.leases import lease_holder
 from pipeline.tools.args import UsageError, chosen_configs, open_store, parse_args
@@ -43,6 +46,24 @@ def _kill(pid: int) -> None:
         pass
 
 
+STOP_WAIT_S = 120.0
+"""How long cancel waits for the jobs it stopped to be gone before it releases their leases."""
+
+
+def _slurm_gone(arrays: list[str]) -> bool:
+    return not listed_arrays(arrays)
+
+
+def _local_gone(job_ids: list[str]) -> bool:
+    return not any(local_job_running(j) for j in job_ids)
+
+
+def _wait_until(done: tp.Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def cancel_config(store: Store, config_uid: str) -> list[str]:
     """Cancel every still-running job of the config's launches; release their leases. Returns what was
     cancelled, one line each."""
@@ -57,8 +78,12 @@ def cancel_config(store: Store, config_uid: str) -> list[str]:
             if active:
                 subprocess.run(["scancel", *active], check=False, capture_output=True)
                 stopped = [f"{config_uid}: SLURM job {a} (launch {launch_id})" for a in active]
+                # their leases are released once their processes are gone: a worker still ending (SLURM
+                # waits KillWait before its SIGKILL) or a task starting as it was cancelled could claim again
+                _wait_until(functools.partial(_slurm_gone, active), STOP_WAIT_S)
         elif record.get("host") == socket.gethostname():
             stopped = [f"{config_uid}: local job {j} (launch {launch_id})" for j in ids if kill_local_job(j)]
+            _wait_until(functools.partial(_local_gone, ids), STOP_WAIT_S)
         if stopped:
             store.mark_cancelled(config_uid, launch_id)
         cancelled += stopped

@@ -234,4 +234,4 @@ def test_a_launch_writes_nothing_in_the_working_directory(models_dir: Path, samp
     sweep = run_cli("-m", *args, "executor=debug", "frequency=1,2", cwd=work, env={"TMPDIR": str(tmp)}, timeout=600)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     assert sorted(os.listdir(work)) == ["s.zarr"]
-    assert list(tmp.glob("pipeline-sweeps/*/multirun.yaml"))
+    assert list(tmp.glob("pipeline-sweeps/*/multirun.yaml")) and list(tmp.glob("pipeline-runs/*"))
