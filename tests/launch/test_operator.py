@@ -183,7 +183,8 @@ def test_every_configuration_error_exits_2_with_our_message(override: str, said:
 
 def test_library_noise_stays_out_unless_verbose(sample_dir: Path, tmp_path: Path) -> None:
     noise = ("Writing model shards", "Loading weights", "[transformers]")
-    env = {"TRANSFORMERS_VERBOSITY": "warning"}  # transformers' own default, not the test session's
+    # the libraries' own defaults, not the test session's (an in-process launch earlier may have quietened it)
+    env = {"TRANSFORMERS_VERBOSITY": "warning", "HF_HUB_DISABLE_PROGRESS_BARS": "0"}
     for verbose in (False, True):
         store = tmp_path / f"s{verbose}.zarr"
         args = _cli_args(sample_dir / "bars_12fps.mp4", store, tmp_path / f"models{verbose}", "executor=local")
