@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import glob
-import json
 import os
 import typing as tp
 from pathlib import Path
 
-from pipeline.common.files import write_atomic
 from pipeline.config import ConfigError
-from pipeline.store import Store, content_hash, layout
+from pipeline.store import Store, content_hash, layout, tables
+
+READERS = 8
+"""Files hashed (or probed) at once: on a shared file system latency, not one core, is the limit."""
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 
@@ -61,14 +62,19 @@ def _unreadable(path: str, error: OSError) -> str:
     return f"{path}: cannot read ({error.strerror or error})"
 
 
-def hash_files(paths: list[str], store: Store, desc: str = "hashing videos") -> tuple[dict[str, str], dict[str, str]]:
+def hash_files(
+    paths: list[str], store: Store, desc: str = "hashing videos"
+) -> tuple[dict[str, str], dict[str, str], int]:
     """Content hash of each readable path (reusing a cache keyed by path, size and mtime kept in the
-    store), and the reason for each path that cannot be read (a dangling symlink, no permission)."""
-    cache_file = layout.caches(store.path) / "hashes.json"
-    cache = _read_cache(cache_file)
+    store), the reason for each path that cannot be read (a dangling symlink, no permission), and how many
+    bytes had to be read (files not in the cache)."""
+    cache_file = layout.caches(store.path) / "hashes.parquet"
+    cache = tables.read_mapping(cache_file)
+    sizes: dict[str, int] = {}
 
     def key(p: str) -> str:
         st = os.stat(p)
+        sizes[p] = st.st_size
         return f"{os.path.realpath(p)}|{st.st_size}|{st.st_mtime_ns}"
 
     keys: dict[str, str] = {}
@@ -81,8 +87,8 @@ def hash_files(paths: list[str], store: Store, desc: str = "hashing videos") -> 
             keys[p] = k
         except OSError as e:
             unreadable[p] = _unreadable(p, e)
-    _fill_cache(cache, cache_file, {k: p for p, k in keys.items()}, content_hash, desc)
-    return {p: cache[k] for p, k in keys.items()}, unreadable
+    read = _fill_cache(cache, cache_file, store.path, {k: p for p, k in keys.items()}, content_hash, desc)
+    return {p: cache[k] for p, k in keys.items()}, unreadable, sum(sizes[p] for p in read)
 
 
 def video_durations(items: list[tuple[str, str]], store: Store) -> dict[str, float]:
@@ -90,36 +96,31 @@ def video_durations(items: list[tuple[str, str]], store: Store) -> dict[str, flo
     and cached in the store by content hash, beside the hash cache."""
     from pipeline.embedding.decoding import container_seconds
 
-    cache_file = layout.caches(store.path) / "durations.json"
-    cache = _read_cache(cache_file)
-    _fill_cache(cache, cache_file, {h: p for p, h in items}, container_seconds, "probing durations")
+    cache_file = layout.caches(store.path) / "durations.parquet"
+    cache = tables.read_mapping(cache_file)
+    _fill_cache(cache, cache_file, store.path, {h: p for p, h in items}, container_seconds, "probing durations")
     return {h: cache[h] for _, h in items}
-
-
-def _read_cache(cache_file: Path) -> dict[str, tp.Any]:
-    try:
-        return dict(json.loads(cache_file.read_text()))
-    except (OSError, ValueError):
-        return {}
 
 
 def _fill_cache(
     cache: dict[str, tp.Any],
     cache_file: Path,
+    top: Path,
     sources: dict[str, str],
     compute: tp.Callable[[str], tp.Any],
     desc: str,
-) -> None:
-    """Compute ``compute(path)`` for each cache key missing from ``cache`` (``sources``: key -> path), four
-    at a time with a progress bar past 20, then write the cache back atomically."""
+) -> list[str]:
+    """Compute ``compute(path)`` for each cache key missing from ``cache`` (``sources``: key -> path),
+    ``READERS`` at a time with a progress bar past 20, then write the cache back atomically (a Parquet
+    table beside the store's entries). Returns the paths it computed."""
     from tqdm import tqdm
 
     todo = [(key, path) for key, path in sources.items() if key not in cache]
     if not todo:
-        return
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        return []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=READERS) as pool:
         values = pool.map(compute, [path for _, path in todo])
         for (key, _), value in tqdm(zip(todo, values), total=len(todo), desc=desc, unit="file", disable=len(todo) < 20):
             cache[key] = value
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(cache_file, json.dumps(cache))
+    tables.write_mapping(cache_file, cache, top)
+    return [path for _, path in todo]

@@ -42,7 +42,7 @@ def follow(launch: Submission, *, out: tp.TextIO = sys.stdout, bar_position: int
         with tqdm(total=len(remaining), desc=plan.config_uid, unit="video", position=bar_position, file=out) as bar:
             while True:
                 ended = launch.poll()
-                landed = {h for h in remaining if store.has(plan.config_uid, h)}
+                landed = remaining & store.done_hashes(plan.config_uid)
                 remaining -= landed
                 bar.update(len(landed))
                 if len(ended) == len(launch.jobs):
@@ -67,6 +67,8 @@ def follow(launch: Submission, *, out: tp.TextIO = sys.stdout, bar_position: int
                 best[r.video_hash] = r
     busy = settle(launch, store, best, dead)
     _wait_for_others(launch, busy, out)
+    if launch.jobs:
+        store.compact(plan.config_uid)  # the launch's manifests merged into the config's index
     return summary
 
 

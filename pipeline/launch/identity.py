@@ -35,7 +35,7 @@ def folder_identity(folder: Path, store: Store) -> str:
     files = folder_files(folder)
     if not files:
         raise ConfigError(f"model.name: the folder {folder} holds no model files")
-    hashes, unreadable = hash_files([str(f) for f in files], store, "hashing model files")
+    hashes, unreadable, _ = hash_files([str(f) for f in files], store, "hashing model files")
     if unreadable:
         raise ConfigError(f"model.name: cannot read {next(iter(unreadable.values()))}")
     digest = hashlib.blake2b(digest_size=16)

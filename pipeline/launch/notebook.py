@@ -125,7 +125,7 @@ def stored_embeddings(run: RunConfig, config_uid: str) -> dict[str, xr.DataArray
     (from the store's hash cache, which the launch just filled)."""
     store = Store(run.store)
     paths = find_videos(run.videos)
-    hashes, _ = hash_files(paths, store)
+    hashes, _, _ = hash_files(paths, store)
     return {
         p: store.load(f"{config_uid}/{hashes[p]}") for p in paths if p in hashes and store.has(config_uid, hashes[p])
     }

@@ -25,6 +25,8 @@ class Plan:
     """path -> the failure recorded by an earlier launch (not retried unless ``retry_failed``)."""
     unreadable: dict[str, str] = dataclasses.field(default_factory=dict)
     """path -> why its bytes cannot be read (no content hash, so it is reported and recorded by path)."""
+    bytes_hashed: int = 0
+    """Bytes read to hash the files the store's hash cache did not know."""
 
     def n_jobs(self, videos_per_job: int, max_jobs: int) -> int:
         """Jobs to start: one per ``videos_per_job`` videos, at most ``max_jobs``. Each job claims the next
@@ -34,7 +36,7 @@ class Plan:
 
 def make_plan(run: RunConfig, store: Store, paths: list[str] | None = None) -> Plan:
     paths = find_videos(run.videos) if paths is None else paths
-    hashes, unreadable = hash_files(paths, store)
+    hashes, unreadable, bytes_hashed = hash_files(paths, store)
     cuid = run.embed.uid()
     done = store.done_hashes(cuid)
     failures = {} if run.retry_failed else store.failures(cuid)
@@ -60,4 +62,4 @@ def make_plan(run: RunConfig, store: Store, paths: list[str] | None = None) -> P
     if to_compute:
         durations = video_durations(to_compute, store)
         to_compute.sort(key=lambda item: -durations[item[1]])  # longest first; ties keep name order
-    return Plan(cuid, paths, hashes, cached, to_compute, duplicates, failed_before, unreadable)
+    return Plan(cuid, paths, hashes, cached, to_compute, duplicates, failed_before, unreadable, bytes_hashed)

@@ -9,6 +9,8 @@ import typing as tp
 import uuid
 from pathlib import Path
 
+from pipeline.common.files import make_shared_dirs
+from pipeline.common.text import human_size
 from pipeline.config import RunConfig
 from pipeline.embedding.decoding import VideoError
 from pipeline.launch.discovery import find_videos
@@ -80,7 +82,8 @@ def submit(
         f"plan: {len(plan.paths)} videos found ({n_unique} distinct), {len(plan.cached)} cached, "
         + (f"{len(plan.failed_before)} failed before, " if plan.failed_before else "")
         + (f"{len(plan.unreadable)} unreadable, " if plan.unreadable else "")
-        + f"{len(plan.to_compute)} to compute in {n_jobs} job(s); config {plan.config_uid}",
+        + f"{len(plan.to_compute)} to compute in {n_jobs} job(s); config {plan.config_uid}"
+        + (f"; read {human_size(plan.bytes_hashed)} to hash new files" if plan.bytes_hashed else ""),
         file=out,
     )
     summary = Summary(plan.config_uid, str(store.path), cached=list(plan.cached), duplicates=plan.duplicates)
@@ -100,13 +103,17 @@ def submit(
     if not n_jobs:
         return Submission(run, plan, [], summary)
     store.ensure_config(run.embed)
+    make_shared_dirs(layout.jobs(store.path, plan.config_uid), store.path)
     executor = make_executor(run, layout.jobs(store.path, plan.config_uid))
     run_dict = run.model_dump(mode="json")
     launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    # the queue is written once; each task's submission names it, so it stays small whatever the corpus
+    queue = str(store.write_queue(plan.config_uid, launch_id, plan.to_compute))
     with executor.batch():
-        jobs = [executor.submit(QueueJob(), run_dict, plan.to_compute, launch_id) for _ in range(n_jobs)]
+        jobs = [executor.submit(QueueJob(), run_dict, queue, launch_id) for _ in range(n_jobs)]
     summary.job_ids = [str(j.job_id) for j in jobs]
-    videos = {h: p for p, h in plan.to_compute}
-    store.record_launch(plan.config_uid, launch_id, videos, summary.job_ids, run.executor.resolved_name(), command)
+    store.record_launch(
+        plan.config_uid, launch_id, len(plan.to_compute), summary.job_ids, run.executor.resolved_name(), command
+    )
     print(f"submitted {len(jobs)} job(s) ({run.executor.resolved_name()}): {' '.join(summary.job_ids)}", file=out)
     return Submission(run, plan, jobs, summary)

@@ -1,4 +1,5 @@
-"""A job's work: load the model once, walk the launch's queue, commit each video as soon as it is done."""
+"""A job's work: load the model once, walk the launch's queue, and pack the videos it computes into segments
+of its own, published every ``SEGMENT_BYTES`` or ``FLUSH_S`` (``pipeline.store.writer``) and at the end."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pipeline.common.quiet import silence_libraries
 from pipeline.config import PIPELINE_VERSION, RunConfig
 from pipeline.store import Store, StoreError
 from pipeline.store.leases import Heartbeat, Lease, acquire, current_job_id
+from pipeline.store.records import read_queue
+from pipeline.store.writer import SegmentWriter
 from pipeline.testing import faults
 
 
@@ -102,24 +105,73 @@ def work_queue(
     seen = {r.video_hash for r in results if r.status != "busy"}
     results[:] = [r for r in results if r.status != "busy"]
     pending = [(p, h) for p, h in items if h not in seen]
-    if not any(not store.has(cuid, h) for _, h in pending):
+    stored = store.done_hashes(cuid)
+    if all(h in stored for _, h in pending):
         results.extend(VideoResult(p, h, "cached") for p, h in pending)
         return results
     _set_threads()
     embedder = Embedder(run.embed, run.model_source(), device=run.resolved_device(), batch_size=run.batch_size)
     heartbeat = Heartbeat(run.lease_ttl_s)
+    committer = Committer(store, store.writer(cuid), heartbeat, results)
     try:
         with tqdm(total=len(pending), desc=f"embedding ({cuid})", unit="video", mininterval=2) as bar:
             n = n_decoders(run.decoders)
             if n and embedder.batchable:
-                _run_batched(run, store, embedder, heartbeat, pending, launch, results, n, bar.update)
+                _run_batched(run, store, embedder, heartbeat, committer, pending, launch, n, bar.update)
             else:
                 for path, vhash in pending:
-                    results.append(_one_video(run, store, embedder, heartbeat, path, vhash, launch))
+                    outcome = _one_video(run, store, embedder, heartbeat, committer, path, vhash, launch)
+                    if outcome is not None:
+                        results.append(outcome)
                     bar.update()
+        committer.flush()
+    except StoreError:
+        committer.abandon()
+        raise
+    except BaseException:
+        committer.flush_quietly()  # a job stopped (cancelled, interrupted) keeps what it computed
+        raise
     finally:
         heartbeat.stop()
     return results
+
+
+class Committer:
+    """Computed videos wait in the job's segment writer, their leases held, until it publishes them; only
+    then are they results (a requeued job computes again what was never published)."""
+
+    def __init__(self, store: Store, out: SegmentWriter, heartbeat: Heartbeat, results: list[VideoResult]) -> None:
+        self.store, self.out, self.heartbeat, self.results = store, out, heartbeat, results
+        self.waiting: list[tuple[VideoResult, Lease]] = []
+
+    def add(self, result: VideoResult, claim: Lease, data: tp.Any, attrs: dict[str, tp.Any]) -> None:
+        self.out.add(result.video_hash, data, attrs)
+        self.waiting.append((result, claim))
+        if self.out.due():
+            self.flush()
+
+    def flush(self) -> None:
+        try:
+            written = self.store.flush(self.out) if self.waiting else {}
+            for result, _ in self.waiting:
+                result.status = "computed" if written.get(result.video_hash) else "discarded"
+                self.results.append(result)
+        finally:
+            self.abandon()
+
+    def flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - already stopping for another reason
+            pass
+
+    def abandon(self) -> None:
+        """Let go of the leases of what waits (unpublished: a relaunch computes it)."""
+        for _, claim in self.waiting:
+            self.heartbeat.drop(claim)
+            claim.release()
+        self.waiting = []
+        self.out.waiting = []
 
 
 def _claim(run: RunConfig, store: Store, path: str, vhash: str, launch: str) -> Lease | VideoResult:
@@ -147,14 +199,21 @@ def _claim(run: RunConfig, store: Store, path: str, vhash: str, launch: str) -> 
 
 
 def _commit(
-    run: RunConfig, store: Store, embedder: tp.Any, emb: tp.Any, path: str, vhash: str, started: float
-) -> VideoResult:
-    """Write a computed embedding (atomically); a store that cannot take it stops the job (StoreError)."""
+    run: RunConfig,
+    committer: Committer,
+    embedder: tp.Any,
+    emb: tp.Any,
+    path: str,
+    vhash: str,
+    started: float,
+    claim: Lease,
+) -> None:
+    """Hand a computed embedding to the job's writer (with its lease); a store that cannot take it stops
+    the job (StoreError)."""
     faults.after_video()
-    attrs = _attrs(run, embedder, emb, path, vhash, time.perf_counter() - started)
-    written = store.write(run.embed.uid(), vhash, emb.data, attrs)
-    status: tp.Literal["computed", "discarded"] = "computed" if written else "discarded"
-    return VideoResult(path, vhash, status, seconds=time.perf_counter() - started, note=emb.timing_note)
+    seconds = time.perf_counter() - started
+    result = VideoResult(path, vhash, "computed", seconds=seconds, note=emb.timing_note)
+    committer.add(result, claim, emb.data, _attrs(run, embedder, emb, path, vhash, seconds))
 
 
 def _failure(run: RunConfig, store: Store, path: str, vhash: str, error: BaseException, started: float) -> VideoResult:
@@ -164,23 +223,34 @@ def _failure(run: RunConfig, store: Store, path: str, vhash: str, error: BaseExc
 
 
 def _one_video(
-    run: RunConfig, store: Store, embedder: tp.Any, heartbeat: Heartbeat, path: str, vhash: str, launch: str = ""
-) -> VideoResult:
-    """One video with the engine alone (``decoders=0``, and families whose processor takes whole clips)."""
+    run: RunConfig,
+    store: Store,
+    embedder: tp.Any,
+    heartbeat: Heartbeat,
+    committer: Committer,
+    path: str,
+    vhash: str,
+    launch: str = "",
+) -> VideoResult | None:
+    """One video with the engine alone (``decoders=0``, and families whose processor takes whole clips);
+    None when it was handed to the writer (its result comes when it is published)."""
     claim = _claim(run, store, path, vhash, launch)
     if not isinstance(claim, Lease):
         return claim
     started = time.perf_counter()
     heartbeat.hold(claim)
     try:
-        return _commit(run, store, embedder, embedder.embed(path), path, vhash, started)
-    except StoreError:
-        raise
+        emb = embedder.embed(path)
     except Exception as e:  # noqa: BLE001 - one bad video must not stop the job
-        return _failure(run, store, path, vhash, e, started)
-    finally:
         heartbeat.drop(claim)
         claim.release()
+        return _failure(run, store, path, vhash, e, started)
+    except BaseException:
+        heartbeat.drop(claim)
+        claim.release()
+        raise
+    _commit(run, committer, embedder, emb, path, vhash, started, claim)
+    return None
 
 
 def _run_batched(
@@ -188,9 +258,9 @@ def _run_batched(
     store: Store,
     embedder: tp.Any,
     heartbeat: Heartbeat,
+    committer: Committer,
     pending: list[tuple[str, str]],
     launch: str,
-    results: list[VideoResult],
     n: int,
     progress: tp.Callable[[], tp.Any],
 ) -> None:
@@ -207,24 +277,29 @@ def _run_batched(
                 heartbeat.hold(claim)
                 claims[vhash] = (path, claim, time.perf_counter())
                 return vhash, path
-            results.append(claim)
+            committer.results.append(claim)
             progress()
         return None
 
-    def finished(vhash: str, outcome: tp.Callable[[str, float], VideoResult]) -> None:
+    def done(vhash: str, emb: tp.Any) -> None:
         path, claim, started = claims.pop(vhash)
         try:
-            results.append(outcome(path, started))
+            _commit(run, committer, embedder, emb, path, vhash, started, claim)
+        except BaseException:
+            heartbeat.drop(claim)
+            claim.release()
+            raise
+        finally:
+            progress()
+
+    def failed(vhash: str, error: BaseException) -> None:
+        path, claim, started = claims.pop(vhash)
+        try:
+            committer.results.append(_failure(run, store, path, vhash, error, started))
         finally:
             heartbeat.drop(claim)
             claim.release()
             progress()
-
-    def done(vhash: str, emb: tp.Any) -> None:
-        finished(vhash, lambda path, started: _commit(run, store, embedder, emb, path, vhash, started))
-
-    def failed(vhash: str, error: BaseException) -> None:
-        finished(vhash, lambda path, started: _failure(run, store, path, vhash, error, started))
 
     batcher = Batcher(embedder, n)
     try:
@@ -245,11 +320,13 @@ class QueueJob:
         self.results: list[VideoResult] = list(done or [])
 
     def __call__(
-        self, run_dict: dict[str, tp.Any], items: list[tuple[str, str]], launch: str = ""
+        self, run_dict: dict[str, tp.Any], items: list[tuple[str, str]] | str, launch: str = ""
     ) -> list[VideoResult]:
-        return work_queue(run_dict, items, self.results, launch)
+        """``items``: the path of the launch's queue file (a list of ``(path, hash)`` before 0.3)."""
+        queue = read_queue(items) if isinstance(items, str) else items
+        return work_queue(run_dict, queue, self.results, launch)
 
-    def checkpoint(self, run_dict: dict[str, tp.Any], items: list[tuple[str, str]], launch: str = "") -> tp.Any:
+    def checkpoint(self, run_dict: dict[str, tp.Any], items: list[tuple[str, str]] | str, launch: str = "") -> tp.Any:
         import submitit
 
         return submitit.helpers.DelayedSubmission(QueueJob(self.results), run_dict, items, launch)

@@ -1,15 +1,34 @@
-"""Listing a config's entries: one small table per config, refreshed from the entries written since."""
+"""Which entries a config has: one compacted Parquet index plus the manifests published since.
+
+Readers list the manifests, then read them and the index; a manifest that vanished in between was merged
+into a newer index by a compaction, so they look again. Among manifests naming one video, the first
+published wins (names sort in publishing order); the index already holds only winners. Compaction (after a
+launch, by ``pipeline.gc``, and by writers when manifests pile up) merges manifests into a new index by one
+rename, under a claim so that two compactions never race.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import collections.abc
 import dataclasses
 import json
 import os
+import typing as tp
+import uuid
 from pathlib import Path
 
-from pipeline.common.files import write_atomic
-from pipeline.store import layout
+from pipeline.common.files import share
+from pipeline.store import layout, manifest
+from pipeline.store.leases import Lease, acquire
+
+if tp.TYPE_CHECKING:
+    import pyarrow as pa
+
+INDEX_ROW_GROUP = 16384
+"""Rows per Parquet row group of the index, sorted by hash: finding one entry reads one row group."""
+COMPACT_AFTER = 256
+"""Manifests a writer lets pile up before it compacts them (a launch's end and ``gc`` compact anyway)."""
+COMPACTION_TTL_S = 600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,73 +48,224 @@ class EntryInfo:
     job_id: str = ""
 
 
-_INDEX_FIELDS = [f.name for f in dataclasses.fields(EntryInfo) if f.name not in ("uid", "config_uid", "video_hash")]
-"""The index is a table (field names once, one row per entry): a third of the size of one object per entry."""
+class Entries(collections.abc.Sequence[EntryInfo]):
+    """Entries as a sequence of ``EntryInfo``, built on demand from Parquet columns (a million entries list
+    in well under a second); ``table`` has the columns themselves, ``hashes()`` the video hashes."""
+
+    def __init__(self, parts: list[tuple[str, pa.Table]] | None = None) -> None:
+        self.parts = [(cuid, table) for cuid, table in parts or [] if table.num_rows]
+        self._starts = []
+        total = 0
+        for _, table in self.parts:
+            self._starts.append(total)
+            total += table.num_rows
+        self._len = total
+        self._columns: dict[int, dict[str, list[tp.Any]]] = {}
+
+    def __len__(self) -> int:
+        return self._len
+
+    @tp.overload
+    def __getitem__(self, i: int) -> EntryInfo: ...
+    @tp.overload
+    def __getitem__(self, i: slice) -> list[EntryInfo]: ...
+    def __getitem__(self, i: int | slice) -> EntryInfo | list[EntryInfo]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        part = max(p for p, start in enumerate(self._starts) if start <= i)
+        return self._info(part, i - self._starts[part])
+
+    def __iter__(self) -> tp.Iterator[EntryInfo]:
+        for part, (_, table) in enumerate(self.parts):
+            for k in range(table.num_rows):
+                yield self._info(part, k)
+
+    def _info(self, part: int, k: int) -> EntryInfo:
+        cuid, table = self.parts[part]
+        if part not in self._columns:
+            self._columns[part] = {name: table.column(name).to_pylist() for name in manifest.LISTING}
+        c = self._columns[part]
+        vhash = c["video_hash"][k]
+        return EntryInfo(
+            uid=f"{cuid}/{vhash}",
+            config_uid=cuid,
+            video_hash=vhash,
+            video_path=c["video_path"][k] or "",
+            model=c["model"][k] or "",
+            shape=(*json.loads(c["features"][k]), c["rows"][k]),
+            frequency=c["frequency"][k] or 0.0,
+            duration=c["duration"][k] or 0.0,
+            created=c["created"][k] or "",
+            seconds=c["seconds"][k] or 0.0,
+            job_id=c["job_id"][k] or "",
+        )
+
+    def hashes(self) -> list[str]:
+        return [h for _, table in self.parts for h in table.column("video_hash").to_pylist()]
+
+    def __repr__(self) -> str:
+        return f"Entries({len(self)} entries)"
 
 
-def done_hashes(config_dir: Path) -> set[str]:
-    """The video hashes of the config's complete entries."""
-    if not config_dir.is_dir():
-        return set()
-    # One directory read, no per-entry stat (scandir's type comes with the listing): an entry's
-    # folder appears by one rename, complete.
-    with os.scandir(config_dir) as listing:
-        return {e.name for e in listing if not layout.is_reserved(e.name) and e.is_dir()}
-
-
-def entry_info(config_dir: Path, vhash: str) -> EntryInfo | None:
-    """An entry's listing row, from its own metadata (None if it cannot be read)."""
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
     try:
-        meta = json.loads((config_dir / vhash / "zarr.json").read_text())
-    except (OSError, ValueError):
+        st = os.stat(path)
+    except FileNotFoundError:
         return None
-    attrs = meta.get("attributes", {})
-    cuid = config_dir.name
-    return EntryInfo(
-        uid=f"{cuid}/{vhash}",
-        config_uid=cuid,
-        video_hash=vhash,
-        video_path=attrs.get("video_path", ""),
-        model=attrs.get("model", ""),
-        shape=tuple(meta["shape"]),
-        frequency=float(attrs.get("frequency", 0.0)),
-        duration=float(attrs.get("duration", 0.0)),
-        created=attrs.get("created", ""),
-        seconds=float(attrs.get("seconds", 0.0)),
-        job_id=str(attrs.get("job_id", "")),
-    )
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def indexed_entries(config_dir: Path) -> list[EntryInfo]:
-    """Every complete entry of one config, from its index (``_index.json``).
+class Catalog:
+    """One config's entries as its index and manifests say, cached: the index is read again only when it
+    was replaced, a manifest once (published manifests never change)."""
 
-    Entries missing from the index (written since) are read from their own metadata and the index is
-    rewritten, atomically, when the store is writable. Concurrent rewrites are safe: each writes what it
-    saw, and anything lost is found again next time.
-    """
-    cuid = config_dir.name
-    index_path = config_dir / layout.INDEX
-    try:
-        table = json.loads(index_path.read_text())
-        fields = table["fields"]
-        cached = {
-            h: EntryInfo(uid=f"{cuid}/{h}", config_uid=cuid, video_hash=h, **dict(zip(fields, row)))
-            for h, row in table["rows"].items()
-        }
-        cached = {h: dataclasses.replace(e, shape=tuple(e.shape)) for h, e in cached.items()}
-    except (OSError, ValueError, TypeError, KeyError):
-        cached = {}
-    present = done_hashes(config_dir)
-    fresh = {h: cached[h] for h in present if h in cached}
-    for h in present - fresh.keys():
-        info = entry_info(config_dir, h)
-        if info is not None:
-            fresh[h] = info
-    if fresh.keys() != cached.keys():
-        table = {
-            "fields": _INDEX_FIELDS,
-            "rows": {h: [getattr(e, f) for f in _INDEX_FIELDS] for h, e in fresh.items()},
-        }
-        with contextlib.suppress(OSError):
-            write_atomic(index_path, json.dumps(table, separators=(",", ":")))
-    return [fresh[h] for h in sorted(fresh)]
+    def __init__(self, config_dir: Path) -> None:
+        self.config_dir = config_dir
+        self.index_path = config_dir / layout.INDEX
+        self._index_key: tuple[int, int, int] | None = None
+        self._index_hashes: set[str] | None = None
+        self._index_listing: pa.Table | None = None
+        self._manifests: dict[str, list[dict[str, tp.Any]]] = {}
+        self._pending: dict[str, dict[str, tp.Any]] = {}
+
+    # --- reading ----------------------------------------------------------------------------
+    def manifest_names(self) -> list[str]:
+        try:
+            names = os.listdir(self.config_dir / layout.MANIFESTS)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if n.endswith(".parquet") and not n.startswith("."))
+
+    def refresh(self) -> None:
+        """See what was published or compacted since the last look."""
+        import pyarrow.parquet as pq
+
+        for _ in range(20):
+            names = self.manifest_names()
+            key = _stat_key(self.index_path)
+            try:
+                for name in names:
+                    if name not in self._manifests:
+                        table = pq.read_table(self.config_dir / layout.MANIFESTS / name)
+                        self._manifests[name] = table.to_pylist()
+            except FileNotFoundError:
+                continue  # merged into a newer index meanwhile: look again
+            break
+        if key != self._index_key:
+            self._index_key, self._index_hashes, self._index_listing = key, None, None
+        listed = set(names)
+        self._manifests = {n: rows for n, rows in self._manifests.items() if n in listed}
+        pending: dict[str, dict[str, tp.Any]] = {}
+        for name in names:
+            for row in self._manifests[name]:
+                pending.setdefault(row["video_hash"], row)  # the first published wins
+        self._pending = pending
+
+    def index_hashes(self) -> set[str]:
+        import pyarrow.parquet as pq
+
+        if self._index_hashes is None:
+            if self._index_key is None:
+                self._index_hashes = set()
+            else:
+                self._index_hashes = set(pq.read_table(self.index_path, columns=["video_hash"]).column(0).to_pylist())
+        return self._index_hashes
+
+    def has(self, video_hash: str) -> bool:
+        self.refresh()
+        return video_hash in self._pending or video_hash in self.index_hashes()
+
+    def hashes(self) -> set[str]:
+        self.refresh()
+        return self.index_hashes() | set(self._pending)
+
+    def row(self, video_hash: str) -> dict[str, tp.Any] | None:
+        """The entry's manifest row (where its rows are, its attributes), or None."""
+        import pyarrow.parquet as pq
+
+        self.refresh()
+        if self._index_key is not None:
+            found = pq.read_table(self.index_path, filters=[("video_hash", "==", video_hash)]).to_pylist()
+            if found:
+                return found[0]
+        return self._pending.get(video_hash)
+
+    def listing(self) -> pa.Table:
+        """The listing columns of every entry, index first, then the manifests' winners not in it."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        self.refresh()
+        if self._index_listing is None:
+            self._index_listing = (
+                pq.read_table(self.index_path, columns=manifest.LISTING)
+                if self._index_key is not None
+                else manifest.to_table([]).select(manifest.LISTING)
+            )
+        if not self._pending:
+            return self._index_listing
+        fresh = manifest.to_table(list(self._pending.values())).select(manifest.LISTING)
+        if self._index_listing.num_rows:
+            known = pc.is_in(fresh.column("video_hash"), value_set=self._index_listing.column("video_hash"))
+            fresh = fresh.filter(pc.invert(known))
+        return pa.concat_tables([self._index_listing, fresh]).sort_by("video_hash")
+
+    def rows_by_segment(self) -> dict[str, int]:
+        """Segment -> how many entries' rows it holds (for ``gc``: a segment no entry names is garbage)."""
+        import pyarrow.parquet as pq
+
+        self.refresh()
+        counts: dict[str, int] = {}
+        if self._index_key is not None:
+            for segment in pq.read_table(self.index_path, columns=["segment"]).column(0).to_pylist():
+                counts[segment] = counts.get(segment, 0) + 1
+        index = self.index_hashes()
+        for row in self._pending.values():
+            if row["video_hash"] not in index:
+                counts[row["segment"]] = counts.get(row["segment"], 0) + 1
+        return counts
+
+    # --- compaction -------------------------------------------------------------------------
+    def compact(self, drop: tp.Collection[str] = ()) -> int:
+        """Merge the manifests into a new index (one rename), leaving out the video hashes in ``drop``;
+        returns how many manifests were merged, 0 when another process is compacting."""
+        claim = acquire(self.config_dir / layout.COMPACTION, "index", COMPACTION_TTL_S)
+        if not isinstance(claim, Lease):
+            return 0
+        try:
+            return self._compact(set(drop))
+        finally:
+            claim.release()
+
+    def _compact(self, drop: set[str]) -> int:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        self.refresh()
+        names = list(self._manifests)
+        if not names and not drop:
+            return 0
+        parts = [pq.read_table(self.index_path)] if self._index_key is not None else []
+        index = self.index_hashes()
+        fresh = [row for h, row in self._pending.items() if h not in index]
+        if fresh:
+            parts.append(manifest.to_table(fresh))
+        table = pa.concat_tables(parts) if parts else manifest.to_table([])
+        if drop:
+            table = table.filter(pc.invert(pc.is_in(table.column("video_hash"), value_set=pa.array(sorted(drop)))))
+        table = table.sort_by("video_hash")
+        tmp = self.config_dir / f".{layout.INDEX}.{uuid.uuid4().hex[:8]}"
+        manifest.write_table(table, tmp, row_group_size=INDEX_ROW_GROUP)
+        share(tmp)
+        os.replace(tmp, self.index_path)
+        for name in names:
+            (self.config_dir / layout.MANIFESTS / name).unlink(missing_ok=True)
+        self._manifests = {}
+        self.refresh()
+        return len(names)

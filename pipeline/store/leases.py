@@ -6,8 +6,8 @@ local and NFS v3+ file systems). Its holder renews it (touches the file) from a 
 A lapsed lease is taken over with ``attempt + 1``, which is how a video that kills its worker is counted.
 
 Two workers can both take over the same lapsed lease only if they do so within the same few milliseconds;
-even then the entry is written once, because an entry appears by one directory rename and the loser
-discards its copy (see ``Store.write``).
+even then the entry is stored once: the first manifest published names it, the other's rows are garbage
+that ``gc`` reclaims (see ``pipeline.store.index``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import typing as tp
 import uuid
 from pathlib import Path
 
-from pipeline.common.files import write_atomic
+from pipeline.common.files import make_shared_dirs, share, write_atomic
 
 
 def current_job_id() -> str:
@@ -98,11 +98,12 @@ class Lease:
 def _write(path: Path, record: dict[str, tp.Any], exclusive: bool) -> None:
     blob = json.dumps(record).encode()
     if exclusive:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o664)
         try:
             os.write(fd, blob)
         finally:
             os.close(fd)
+        share(path)
         return
     write_atomic(path, blob)
 
@@ -113,7 +114,7 @@ def acquire(folder: Path, video_hash: str, ttl: float, launch: str = "") -> Leas
     A lapsed lease is taken over (the attempt counted), except one left by another job of the same
     ``launch``: a sibling that died leaves its video for a relaunch, as it would with a fixed share of the
     work (a requeued job has its own job id and takes its own lease back)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_shared_dirs(folder, folder.parent)
     path = folder / f"{video_hash}.json"
     owner = {**_owner(), "launch": launch}
     try:

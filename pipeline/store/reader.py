@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import EmbedConfig, LayerAggregation, Layers
+from pipeline.store import layout, manifest
 from pipeline.store.dims import output_dims
 
 
@@ -18,27 +19,24 @@ def embed_config(config: EmbedConfig | tp.Mapping[str, tp.Any]) -> EmbedConfig:
     return config if isinstance(config, EmbedConfig) else EmbedConfig.model_validate(dict(config))
 
 
-def open_array(store: Path, uid: str) -> tp.Any:
-    """The zarr array of entry ``<config_uid>/<video_hash>``, read-only; a missing entry is a KeyError."""
+def read_window(
+    store: Path, config_uid: str, row: tp.Mapping[str, tp.Any], start: float | None, stop: float | None
+) -> tuple[np.ndarray, dict[str, tp.Any]]:
+    """The entry of manifest ``row`` as ``(*features, time)``, keeping the samples whose time lies in
+    ``[start, stop)``, and its attributes with ``times`` cut to match: only the chunks of the segment's
+    shard that hold those rows are read."""
     import zarr
 
-    folder = store / uid
-    if not (folder / "zarr.json").exists():
-        raise KeyError(f"no entry {uid!r} in {store}")
-    return zarr.open_array(str(folder), mode="r", zarr_format=3)
-
-
-def read_window(array: tp.Any, start: float | None, stop: float | None) -> tuple[np.ndarray, dict[str, tp.Any]]:
-    """The samples whose time lies in ``[start, stop)`` and the attributes with ``times`` cut to match,
-    reading only the time chunks that hold them."""
-    attrs = dict(array.attrs)
-    times = np.asarray(attrs["times"], dtype=np.float64)
+    segment = store / config_uid / row["segment"]
+    first, rows = int(row["first_row"]), int(row["rows"])
+    times = np.asarray(zarr.open_array(str(segment / "time"), mode="r", zarr_format=3)[first : first + rows])
     lo = 0 if start is None else int(np.searchsorted(times, start, side="left"))
-    hi = len(times) if stop is None else int(np.searchsorted(times, stop, side="left"))
+    hi = rows if stop is None else int(np.searchsorted(times, stop, side="left"))
     hi = max(lo, hi)
-    attrs["times"] = times[lo:hi].tolist()
-    data = np.asarray(array[...] if (lo, hi) == (0, len(times)) else array[..., lo:hi])
-    return data, attrs
+    array = zarr.open_array(str(segment / layout.EMBEDDING), mode="r", zarr_format=3)
+    data = np.moveaxis(np.asarray(array[first + lo : first + hi]), 0, -1)
+    attrs = {**manifest.entry_attrs(row), "times": times[lo:hi].tolist()}
+    return np.ascontiguousarray(data), attrs
 
 
 def select_layers(

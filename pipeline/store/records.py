@@ -1,4 +1,6 @@
-"""What launches asked for and which videos failed: small JSON records beside a config's entries."""
+"""What launches asked for and which videos failed: small records beside a config's entries. A launch's
+queue (every video it asked for, longest first) is one Parquet file that each of its tasks reads; its
+record (JSON) holds the jobs and the command, whatever the number of videos."""
 
 from __future__ import annotations
 
@@ -8,21 +10,42 @@ import socket
 import typing as tp
 from pathlib import Path
 
-from pipeline.common.files import now, write_atomic
-from pipeline.store import layout
+from pipeline.common.files import make_shared_dirs, now, write_atomic
+from pipeline.store import layout, tables
 from pipeline.store.leases import current_job_id
 
 
+def queue_path(config_dir: Path, launch_id: str) -> Path:
+    return config_dir / layout.LAUNCHES / f"{launch_id}{layout.QUEUE_SUFFIX}"
+
+
+def write_queue(config_dir: Path, launch_id: str, items: list[tuple[str, str]]) -> Path:
+    """The launch's queue of ``(video_path, video_hash)``, in order, written once before any job starts."""
+    path = queue_path(config_dir, launch_id)
+    columns = {"video_path": [p for p, _ in items], "video_hash": [h for _, h in items]}
+    tables.write_columns(path, columns, config_dir)
+    return path
+
+
+def read_queue(path: str | Path) -> list[tuple[str, str]]:
+    """A launch's queue as its tasks walk it."""
+    import pyarrow.parquet as pq
+
+    columns = pq.read_table(path).to_pydict()
+    return list(zip(columns["video_path"], columns["video_hash"]))
+
+
 def record_launch(
-    config_dir: Path, launch_id: str, videos: dict[str, str], job_ids: list[str], executor: str = "", command: str = ""
+    config_dir: Path, launch_id: str, n_videos: int, job_ids: list[str], executor: str = "", command: str = ""
 ) -> None:
-    """Remember what a launch asked for (video hash -> path), its jobs and the command that made it, so that
-    status can count what is pending and say how to relaunch, and cancel can find the jobs."""
+    """Remember a launch (its queue was written by ``write_queue``): its jobs and the command that made it,
+    so that status can count what is pending and say how to relaunch, and cancel can find the jobs."""
     folder = config_dir / layout.LAUNCHES
-    folder.mkdir(parents=True, exist_ok=True)
+    make_shared_dirs(folder, config_dir)
     record = {
         "time": now(),
-        "videos": videos,
+        "n_videos": n_videos,
+        "queue": queue_path(config_dir, launch_id).name,
         "job_ids": job_ids,
         "host": socket.gethostname(),
         "launcher_pid": os.getpid(),
@@ -40,17 +63,23 @@ def mark_cancelled(config_dir: Path, launch_id: str) -> None:
 
 
 def launches(config_dir: Path) -> dict[str, dict[str, tp.Any]]:
-    """Launch id -> its record, oldest first."""
+    """Launch id -> its record, oldest first, with ``videos`` (video hash -> path) read from its queue."""
     folder = config_dir / layout.LAUNCHES
     if not folder.is_dir():
         return {}
-    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    out = {}
+    for p in sorted(folder.glob("*.json")):
+        record = json.loads(p.read_text())
+        if "queue" in record:
+            record["videos"] = {h: v for v, h in read_queue(folder / record["queue"])}
+        out[p.stem] = record
+    return out
 
 
 def record_failure(config_dir: Path, video_hash: str, video_path: str, error: BaseException) -> None:
     """The video's last failure under this config (a later success removes it)."""
     folder = config_dir / layout.FAILED
-    folder.mkdir(parents=True, exist_ok=True)
+    make_shared_dirs(folder, config_dir)
     record = {
         "video_path": video_path,
         "error_type": type(error).__name__,

@@ -6,17 +6,23 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import typing as tp
 import uuid
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.common.files import now
-from pipeline.config import FORMAT_VERSION, EmbedConfig, LayerAggregation, Layers
-from pipeline.store import index, layout, reader, records, writer
+from pipeline.common.files import now, share
+from pipeline.config import EmbedConfig, LayerAggregation, Layers
+from pipeline.store import layout, reader, records
 from pipeline.store.hashing import content_hash
-from pipeline.store.index import EntryInfo
+from pipeline.store.index import Catalog, Entries
+from pipeline.store.writer import SegmentWriter
+
+
+class OldLayoutError(OSError):
+    """A store of an older layout: ``python -m pipeline.convert`` rewrites it."""
 
 
 class Store:
@@ -24,23 +30,45 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._catalogs: dict[str, Catalog] = {}
 
     # --- layout -----------------------------------------------------------------------------
     def ensure(self) -> None:
-        """Create the root group if needed; raises a clear error on an unwritable location."""
+        """Create the root group if needed, shared with the creator's group; raises a clear error on an
+        unwritable location or a store of an older layout (to convert first)."""
         import zarr
 
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+            share(self.path)
             if not (self.path / "zarr.json").exists():
                 zarr.open_group(str(self.path), mode="a", zarr_format=3).attrs.update(
-                    {"pipeline_store": FORMAT_VERSION}
+                    {"pipeline_store": layout.LAYOUT_VERSION}
                 )
+                share(self.path / "zarr.json")
             probe = self.path / f".write-test-{uuid.uuid4().hex}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as e:
             raise OSError(f"store: cannot write to {self.path} ({e.strerror or e})") from e
+        self.check_layout()
+
+    def layout_version(self) -> int:
+        try:
+            meta = json.loads((self.path / "zarr.json").read_text())
+        except (OSError, ValueError):
+            return layout.LAYOUT_VERSION
+        return int(meta.get("attributes", {}).get("pipeline_store", layout.LAYOUT_VERSION))
+
+    def check_layout(self) -> None:
+        """Raise ``OldLayoutError`` (with the command that converts it) for a store of layout 3."""
+        version = self.layout_version()
+        if version < layout.LAYOUT_VERSION:
+            raise OldLayoutError(
+                f"store: {self.path} has layout {version} (one folder per entry, pipeline 0.2 and before); this "
+                f"version reads and writes layout {layout.LAYOUT_VERSION}: convert it once, losing nothing, with "
+                f"{sys.executable} -m pipeline.convert store={self.path}"
+            )
 
     def ensure_config(self, embed: EmbedConfig) -> str:
         """The config's group, created with its canonical config; the model's name is added to the names
@@ -49,6 +77,7 @@ class Store:
 
         cuid = embed.uid()
         group = zarr.open_group(str(self.path / cuid), mode="a", zarr_format=3)
+        share(self.path / cuid)
         names = list(tp.cast(list, group.attrs.get("model_names", [])))
         if "config" not in group.attrs:
             group.attrs.update({"config": embed.canonical(), "created": now()})
@@ -56,6 +85,7 @@ class Store:
             group.attrs["model_names"] = [*names, embed.model.name]
         if embed.model.default_num_frames is not None and "default_num_frames" not in group.attrs:
             group.attrs["default_num_frames"] = embed.model.default_num_frames
+        share(self.path / cuid / "zarr.json")
         return cuid
 
     def model_names(self, config_uid: str) -> list[str]:
@@ -108,34 +138,64 @@ class Store:
     def config(self, config_uid: str) -> dict[str, tp.Any]:
         return dict(self._group_attrs(config_uid).get("config", {}))
 
+    def catalog(self, config_uid: str) -> Catalog:
+        """The config's entries as its index and manifests say (kept: asking again reads only what is new)."""
+        if config_uid not in self._catalogs:
+            self._catalogs[config_uid] = Catalog(self.path / config_uid)
+        return self._catalogs[config_uid]
+
     def has(self, config_uid: str, video_hash: str) -> bool:
-        return (self.path / config_uid / video_hash / "zarr.json").exists()
+        return self.catalog(config_uid).has(video_hash)
 
     def done_hashes(self, config_uid: str) -> set[str]:
-        return index.done_hashes(self.path / config_uid)
+        return self.catalog(config_uid).hashes()
+
+    def compact(self, config_uid: str) -> int:
+        """Merge the config's manifests into its index (one rename); returns how many were merged."""
+        return self.catalog(config_uid).compact()
+
+    def remove_entries(self, config_uid: str, video_hashes: tp.Collection[str]) -> None:
+        """Take entries out of the index (their rows stay in their segments until ``gc`` drops segments
+        that no entry names)."""
+        self.catalog(config_uid).compact(drop=video_hashes)
 
     def leases(self, config_uid: str) -> Path:
         return self.path / config_uid / layout.LEASES
 
     # --- writing ----------------------------------------------------------------------------
     def write(self, config_uid: str, video_hash: str, data: np.ndarray, attrs: dict[str, tp.Any]) -> bool:
-        """Write an entry atomically; returns False if another writer completed it first. A success clears
-        the video's recorded failure."""
-        written = writer.write_entry(self.path, config_uid, video_hash, data, attrs)
-        if written:
-            records.clear_failure(self.path / config_uid, video_hash)
+        """Write one entry ``(*features, time)`` as a segment of its own, published at once; returns False
+        if the video was already stored. Workers pack many entries per segment (``writer``)."""
+        out = self.writer(config_uid)
+        out.add(video_hash, data, attrs)
+        return self.flush(out)[video_hash]
+
+    def writer(self, config_uid: str, **limits: tp.Any) -> SegmentWriter:
+        """A writer that packs entries into segments of its own (``SegmentWriter``; ``flush`` publishes)."""
+        return SegmentWriter(self.path, config_uid, self.catalog(config_uid), **limits)
+
+    def flush(self, out: SegmentWriter) -> dict[str, bool]:
+        """Publish what ``out`` holds; a video written clears its recorded failure."""
+        written = out.flush()
+        for video_hash, ok in written.items():
+            if ok:
+                records.clear_failure(self.path / out.config_uid, video_hash)
         return written
+
+    def write_queue(self, config_uid: str, launch_id: str, items: list[tuple[str, str]]) -> Path:
+        """Write a launch's queue of ``(video_path, video_hash)`` once; its tasks read it (``read_queue``)."""
+        return records.write_queue(self.path / config_uid, launch_id, items)
 
     def record_launch(
         self,
         config_uid: str,
         launch_id: str,
-        videos: dict[str, str],
+        n_videos: int,
         job_ids: list[str],
         executor: str = "",
         command: str = "",
     ) -> None:
-        records.record_launch(self.path / config_uid, launch_id, videos, job_ids, executor, command)
+        records.record_launch(self.path / config_uid, launch_id, n_videos, job_ids, executor, command)
 
     def mark_cancelled(self, config_uid: str, launch_id: str) -> None:
         records.mark_cancelled(self.path / config_uid, launch_id)
@@ -150,12 +210,11 @@ class Store:
         return records.failures(self.path / config_uid)
 
     # --- reading ----------------------------------------------------------------------------
-    def entries(self, config_uid: str | None = None) -> list[EntryInfo]:
-        """Every complete entry (of one config UID if given), from the per-config index."""
-        out: list[EntryInfo] = []
-        for cuid in [config_uid] if config_uid else self.config_uids():
-            out.extend(index.indexed_entries(self.path / cuid))
-        return out
+    def entries(self, config_uid: str | None = None) -> Entries:
+        """Every entry (of one config UID if given): a sequence of ``EntryInfo``, its columns in ``.table``."""
+        return Entries(
+            [(cuid, self.catalog(cuid).listing()) for cuid in ([config_uid] if config_uid else self.config_uids())]
+        )
 
     def resolve(
         self,
@@ -172,6 +231,15 @@ class Store:
         cuid = config if isinstance(config, str) else self.find_config(reader.embed_config(config))
         return f"{cuid}/{content_hash(video)}"
 
+    def locate(self, uid: str) -> dict[str, tp.Any]:
+        """Where entry ``<config_uid>/<video_hash>`` lies: its manifest row (segment, first row, rows,
+        attributes); a missing entry is a KeyError."""
+        config_uid, _, video_hash = uid.partition("/")
+        row = self.catalog(config_uid).row(video_hash) if config_uid and video_hash else None
+        if row is None:
+            raise KeyError(f"no entry {uid!r} in {self.path}")
+        return row
+
     def load_numpy(
         self,
         uid: str | None = None,
@@ -187,7 +255,7 @@ class Store:
         the attributes' ``times`` are cut to match. ``layers`` / ``layer_aggregation`` pick layers of a
         ``cache_n_layers`` entry (``pipeline.store.reader.select_layers``)."""
         entry = self.resolve(uid, **by)
-        data, attrs = reader.read_window(reader.open_array(self.path, entry), start, stop)
+        data, attrs = reader.read_window(self.path, entry.partition("/")[0], self.locate(entry), start, stop)
         return reader.select_layers(entry, data, attrs, by.get("config"), layers, layer_aggregation)
 
     def load(
@@ -205,4 +273,5 @@ def open(path: str | os.PathLike[str]) -> Store:  # noqa: A001 - the documented 
     store = Store(path)
     if not (store.path / "zarr.json").exists():
         raise FileNotFoundError(f"store: no pipeline store at {store.path}")
+    store.check_layout()
     return store

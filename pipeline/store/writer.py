@@ -1,85 +1,176 @@
-"""Writing one entry: a sharded zarr array staged aside, then made visible by one directory rename."""
+"""Writing entries: a writer packs the entries it computes into segments of its own, each written whole
+aside, renamed into place, then published by its manifest. Never two writers in one file: zarr's partial
+shard writes read, modify and rewrite a shard, which concurrent writers would corrupt."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
-import json
 import math
 import os
 import shutil
 import sys
+import time
 import typing as tp
 import uuid
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.store import layout
+from pipeline.common.files import make_shared_dirs, share_tree
+from pipeline.store import layout, manifest
+from pipeline.store.dims import output_dims
+from pipeline.store.index import COMPACT_AFTER, Catalog
 from pipeline.testing import faults
 
 TIME_CHUNK = 256
-"""Time steps per chunk inside an entry's one shard: reading a time window reads only its chunks."""
+"""Rows (time steps) per chunk: reading a time window reads only its chunks of the segment's shard."""
+SEGMENT_BYTES = 64 << 20
+"""A writer flushes its segment once this many bytes of numbers are waiting (each segment is one shard
+file per array: a million 20-step entries of 64 float32 features make about 80 segments)."""
+FLUSH_S = 120.0
+"""... or once its oldest waiting entry has waited this long: what a ``kill -9`` can cost a job."""
 
 
 class StoreError(OSError):
     """The store itself cannot take writes (full, read-only): no video is to blame, so the job stops."""
 
 
-_STORE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+_STORE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
-def _json_default(value: tp.Any) -> tp.Any:
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+@dataclasses.dataclass
+class Pending:
+    """An entry computed, not yet published: ``data`` is ``(*features, time)``."""
+
+    video_hash: str
+    data: np.ndarray
+    attrs: dict[str, tp.Any]
 
 
-def jsonable(value: tp.Any) -> tp.Any:
-    """``value`` as JSON would give it back (numpy scalars and arrays turned into numbers and lists)."""
-    return json.loads(json.dumps(value, default=_json_default))
+def segment_name() -> str:
+    """A name no other writer will take: milliseconds since the epoch, then random."""
+    return f"s{time.time_ns() // 1_000_000:013d}-{uuid.uuid4().hex[:12]}"
 
 
-def write_entry(store: Path, config_uid: str, video_hash: str, data: np.ndarray, attrs: dict[str, tp.Any]) -> bool:
-    """Write an entry atomically; returns False if another writer completed it first. Each entry is one
-    sharded array (``zarr.json`` and one shard file ``c/0/0``) however long the video."""
+def _sharded(group: tp.Any, name: str, values: np.ndarray, dims: list[str], **attrs: tp.Any) -> None:
+    """One array of the segment: chunks of ``TIME_CHUNK`` rows in one shard file, written in one go."""
+    rows = max(values.shape[0], 1)
+    chunk = (min(rows, TIME_CHUNK), *values.shape[1:])
+    array = group.create_array(
+        name,
+        shape=values.shape,
+        dtype=values.dtype if values.dtype.kind != "U" else str,
+        chunks=chunk,
+        shards=(chunk[0] * math.ceil(rows / chunk[0]), *values.shape[1:]),
+        dimension_names=dims,
+        chunk_key_encoding={"name": "default", "separator": "."},
+        attributes=attrs,
+    )
+    array[...] = values
+
+
+def write_segment(store: Path, config_uid: str, entries: list[Pending]) -> str:
+    """Write ``entries`` (one feature shape and dtype) as one segment of ``config_uid`` and publish its
+    manifest; returns the segment's name. Nothing is visible until the manifest is published."""
     import zarr
 
-    target = store / config_uid / video_hash
-    if target.exists():
-        return False
-    staging = layout.staging(store) / f"{config_uid}-{video_hash}-{uuid.uuid4().hex[:8]}"
-    staging.parent.mkdir(parents=True, exist_ok=True)
+    first = entries[0]
+    segment = segment_name()
+    staging = layout.staging(store) / f"{config_uid}-{segment}"
+    make_shared_dirs(staging.parent, store)
+    rows, starts = 0, []
+    for e in entries:
+        starts.append(rows)
+        rows += e.data.shape[-1]
     try:
-        chunks = (*data.shape[:-1], max(1, min(data.shape[-1], TIME_CHUNK)))
-        array = zarr.create_array(
-            store=str(staging),
-            shape=data.shape,
-            dtype=data.dtype,
-            chunks=chunks,
-            shards=(*chunks[:-1], chunks[-1] * math.ceil(max(data.shape[-1], 1) / chunks[-1])),
-            zarr_format=3,
-            attributes=jsonable(attrs),
+        config = first.attrs.get("config", {}) or {}
+        dims, coords = output_dims(
+            first.data.ndim,
+            list(first.attrs.get("layer_indices") or []),
+            str(first.attrs.get("layer_aggregation") or config.get("layer_aggregation", "")),
+            str(config.get("token_aggregation", "")),
         )
-        array[...] = data
+        group = zarr.open_group(str(staging), mode="w", zarr_format=3)
+        group.attrs.update({"config_uid": config_uid, "entries": len(entries), "pipeline_store": layout.LAYOUT_VERSION})
+        data = np.concatenate([np.moveaxis(e.data, -1, 0) for e in entries])
+        feature_dims = [layout.ROW, *dims[:-1]]
+        _sharded(group, layout.EMBEDDING, data, feature_dims, coordinates="time video")
+        times = np.concatenate([np.asarray(e.attrs.get("times", []), dtype=np.float64) for e in entries])
+        if times.shape != (rows,):
+            raise ValueError(f"store: entry times do not match their rows ({times.shape[0]} times, {rows} rows)")
+        _sharded(group, "time", times, [layout.ROW], units="s", long_name="time from the video's start")
+        videos = np.concatenate([np.full(e.data.shape[-1], e.video_hash) for e in entries])
+        _sharded(group, "video", videos, [layout.ROW], long_name="content hash of the video file")
+        for name, values in coords.items():
+            if name in feature_dims:
+                _sharded(group, name, np.asarray(values, dtype=np.int64), [name])
         faults.in_write()
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if (target / "zarr.json").exists():
-                return False
-            raise
+        share_tree(staging)
+        os.rename(staging, store / config_uid / segment)
+        rows_out = [
+            manifest.manifest_row(e.video_hash, segment, start, e.data.shape, str(e.data.dtype), e.attrs)
+            for e, start in zip(entries, starts)
+        ]
+        manifest.publish_manifest(store / config_uid, segment, rows_out)
     except OSError as e:
         if e.errno in _STORE_ERRNOS:
             raise StoreError(
                 e.errno,
-                f"store: {os.strerror(e.errno or 0).lower()} under {store} while writing entry "
-                f"{config_uid}/{video_hash} ({data.nbytes} bytes); it was not written and stored entries are "
-                f"intact: free space ({sys.executable} -m pipeline.gc store={store}) or move the store, then relaunch",
+                f"store: {os.strerror(e.errno or 0).lower()} under {store} while writing {len(entries)} entries "
+                f"of {config_uid} ({sum(p.data.nbytes for p in entries)} bytes); they were not written and stored "
+                f"entries are intact: free space ({sys.executable} -m pipeline.gc store={store}) or fix the "
+                "store's permissions, then relaunch",
             ) from e
         raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return True
+    return segment
+
+
+class SegmentWriter:
+    """The entries one worker computes, packed: ``add`` keeps them, ``flush`` writes what waits as
+    segments (one per feature shape) and publishes them. ``due()`` says when a flush is owed."""
+
+    def __init__(
+        self,
+        store: Path,
+        config_uid: str,
+        catalog: Catalog,
+        *,
+        flush_bytes: int = SEGMENT_BYTES,
+        flush_s: float = FLUSH_S,
+    ) -> None:
+        self.store, self.config_uid, self.catalog = store, config_uid, catalog
+        self.flush_bytes, self.flush_s = flush_bytes, flush_s
+        self.waiting: list[Pending] = []
+        self._since = 0.0
+
+    def add(self, video_hash: str, data: np.ndarray, attrs: dict[str, tp.Any]) -> None:
+        if not self.waiting:
+            self._since = time.monotonic()
+        self.waiting.append(Pending(video_hash, np.asarray(data), attrs))
+
+    def due(self) -> bool:
+        if not self.waiting:
+            return False
+        waiting = sum(p.data.nbytes for p in self.waiting)
+        return waiting >= self.flush_bytes or time.monotonic() - self._since >= self.flush_s
+
+    def flush(self) -> dict[str, bool]:
+        """Write what waits; returns video hash -> written (False: another writer had published it)."""
+        waiting, self.waiting = self.waiting, []
+        written: dict[str, bool] = {}
+        groups: dict[tuple[tp.Any, ...], list[Pending]] = {}
+        for p in waiting:
+            if p.video_hash in written or self.catalog.has(p.video_hash):
+                written.setdefault(p.video_hash, False)
+                continue
+            written[p.video_hash] = True
+            groups.setdefault((p.data.shape[:-1], p.data.dtype.str), []).append(p)
+        for entries in groups.values():
+            write_segment(self.store, self.config_uid, entries)
+        if len(self.catalog.manifest_names()) > COMPACT_AFTER:
+            self.catalog.compact()
+        return written

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 
-from pipeline.store import Store
+from pipeline.store import OldLayoutError, Store
 
 
 class UsageError(SystemExit):
@@ -41,10 +41,17 @@ def parse_args(
     return values, seen, words
 
 
-def open_store(values: dict[str, str]) -> Store:
+def open_store(values: dict[str, str], *, any_layout: bool = False) -> Store:
+    """The store named by ``store=``; one of an older layout is refused with the command that converts it
+    (unless ``any_layout``: the converter itself)."""
     store = Store(values.get("store", "embeddings.zarr"))
     if not (store.path / "zarr.json").exists():
         raise UsageError(f"no pipeline store at {store.path} (give store=PATH)")
+    if not any_layout:
+        try:
+            store.check_layout()
+        except OldLayoutError as e:
+            raise UsageError(str(e)) from None
     return store
 
 

@@ -6,7 +6,11 @@ What goes:
 - every config UID written by an older output format (``format_version`` below the current one): its
   numbers may differ from what this version computes, and a relaunch recomputes it under a new UID;
 - staging folders older than an hour (what a killed worker left mid-write; never visible as entries);
+- segments no entry names, older than an hour (rows of a video that another writer published first, of
+  entries removed, or of a writer killed between its segment and its manifest);
 - lease files of videos already stored, and lapsed leases older than a day.
+
+With ``--apply``, each kept config's manifests are first compacted into its index.
 
 Removal renames into ``<store>/_trash`` first, so readers never see a half-deleted entry, then deletes.
 Nothing is removed without ``--apply``.
@@ -22,6 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
+from pipeline.common.files import share
 from pipeline.common.text import folder_bytes, human_size
 from pipeline.config import format_version
 from pipeline.store import Store, layout
@@ -71,6 +76,14 @@ def find_removals(store: Store, keep: set[str] | None, *, now: float | None = No
     if trash.is_dir():
         out.extend(Removal(p, "left in trash", folder_bytes(p)) for p in sorted(trash.iterdir()))
     for cuid in kept:
+        named = store.catalog(cuid).rows_by_segment()
+        for folder in sorted((store.path / cuid).iterdir()):
+            if layout.is_reserved(folder.name) or not folder.is_dir() or folder.name in named:
+                continue
+            age = now - folder.stat().st_mtime
+            if age > STAGING_AGE_S:
+                out.append(Removal(folder, f"segment no entry names, {age / 3600:.1f} h old", folder_bytes(folder)))
+    for cuid in kept:
         done = store.done_hashes(cuid)
         leases = store.leases(cuid)
         for path in sorted(leases.glob("*.json")) if leases.is_dir() else []:
@@ -87,6 +100,7 @@ def apply(store: Store, removals: list[Removal]) -> int:
     """Remove what ``plan`` listed: rename into ``_trash`` (atomic), then delete. Returns bytes freed."""
     trash = store.path / _TRASH
     trash.mkdir(exist_ok=True)
+    share(trash)
     freed = 0
     for r in removals:
         if r.path.parent == trash:
@@ -116,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted((keep or set()) - set(store.config_uids()))
     if unknown:
         raise UsageError(f"keep: {', '.join(unknown)} not in {store.path} (configs: {', '.join(store.config_uids())})")
+    if "--apply" in flags:
+        for cuid in store.config_uids():
+            merged = store.compact(cuid)
+            if merged:
+                print(f"compacted {merged} manifest(s) of {cuid} into its index")
     removals = find_removals(store, keep)
     for r in removals:
         print(

@@ -12,8 +12,10 @@ import sys
 import typing as tp
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.common.text import folder_bytes
-from pipeline.store import Store, content_hash
+from pipeline.store import Store, content_hash, layout, manifest
 from pipeline.store.dims import output_dims
 from pipeline.tools.args import UsageError, open_store, parse_args
 
@@ -23,27 +25,35 @@ USAGE = "usage: python -m pipeline.inspect store=PATH <entry uid | config uid | 
 def entry_detail(store: Store, uid: str) -> dict[str, tp.Any]:
     import zarr
 
-    array = zarr.open_array(str(store.path / uid), mode="r", zarr_format=3)
-    attrs: dict[str, tp.Any] = dict(array.attrs)
-    times: list[float] = list(attrs.pop("times", []))
+    row = store.locate(uid)
+    segment = store.path / uid.split("/")[0] / row["segment"]
+    array = zarr.open_array(str(segment / layout.EMBEDDING), mode="r", zarr_format=3)
+    attrs = manifest.entry_attrs(row)
+    times = np.asarray(
+        zarr.open_array(str(segment / "time"), mode="r")[row["first_row"] : row["first_row"] + row["rows"]]
+    )
+    attrs.pop("times", None)
     attrs.pop("run_config", None)
     config = attrs.get("config", {})
+    shape = [*json.loads(row["features"]), row["rows"]]
     dims, _ = output_dims(
-        array.ndim,
+        len(shape),
         list(attrs.get("layer_indices") or []),
         "none" if config.get("cache_n_layers") is not None else str(config.get("layer_aggregation", "")),
         str(config.get("token_aggregation", "")),
     )
+    share = row["rows"] / max(array.shape[0], 1)
     return {
         "uid": uid,
-        "shape": list(array.shape),
+        "shape": shape,
         "dims": dims,
         "dtype": str(array.dtype),
+        "segment": f"{row['segment']} (rows {row['first_row']} to {row['first_row'] + row['rows'] - 1} of {array.shape[0]})",
         "chunks": list(array.chunks),
         "shards": list(array.shards) if array.shards else None,
         "n_times": len(times),
-        "time_range_s": [times[0], times[-1]] if times else None,
-        "bytes": folder_bytes(store.path / uid),
+        "time_range_s": [float(times[0]), float(times[-1])] if len(times) else None,
+        "bytes": round(folder_bytes(segment / layout.EMBEDDING) * share),
         **attrs,
     }
 

@@ -80,7 +80,8 @@ def test_status_counts_videos_a_running_launch_asked_for_as_pending(
     store.ensure()
     cuid = store.ensure_config(run.embed)
     videos = {content_hash(p): str(p) for p in sorted(sample_dir.glob("*.mp4"))}
-    store.record_launch(cuid, "launch-1", videos, ["DEBUG_1"], executor="debug")  # its launcher: this process
+    store.write_queue(cuid, "launch-1", [(p, h) for h, p in videos.items()])
+    store.record_launch(cuid, "launch-1", len(videos), ["DEBUG_1"], executor="debug")  # its launcher: this process
     row = status.config_status(store, cuid, videos=True)
     assert (row["total"], row["done"], row["pending"], row["stopped"]) == (3, 0, 3, 0)
     assert {v["state"] for v in row["videos"]} == {"pending"}
@@ -217,41 +218,58 @@ def test_gc_removes_leases_of_stored_videos_and_old_lapsed_ones(built: tp.Any) -
     assert removed == {f"{done[0]}.json", f"{'f' * 32}.json"}
 
 
-def test_index_follows_writes_removals_and_survives_corruption(tmp_path: Path, make_run: tp.Any) -> None:
+def test_index_follows_writes_compactions_and_removals(tmp_path: Path, make_run: tp.Any) -> None:
     store = Store(tmp_path / "s.zarr")
     store.ensure()
     cuid = store.ensure_config(make_run().embed)
     rng = np.random.default_rng(0)
+    written: dict[int, np.ndarray] = {}
 
     def put(i: int) -> None:
         attrs = {"times": [0.5, 1.0], "model": "m", "video_path": f"/v/{i}.mp4", "frequency": 2.0, "duration": 1.0}
-        assert store.write(cuid, f"{i:032x}", rng.standard_normal((4, 2), dtype=np.float32), attrs)
+        written[i] = rng.standard_normal((4, 2), dtype=np.float32)
+        assert store.write(cuid, f"{i:032x}", written[i], attrs)
 
     for i in range(5):
         put(i)
-    index = store.path / cuid / "_index.json"
-    assert not index.exists()
+    index, manifests = store.path / cuid / "_index.parquet", store.path / cuid / "_manifests"
+    assert not index.exists() and len(list(manifests.glob("*.parquet"))) == 5
     first = store.entries(cuid)
-    assert [e.video_hash for e in first] == [f"{i:032x}" for i in range(5)] and index.exists()
+    assert [e.video_hash for e in first] == [f"{i:032x}" for i in range(5)]
     assert first[0].shape == (4, 2) and first[0].video_path == "/v/0.mp4"
-    assert store.entries(cuid) == first
+    assert list(store.entries(cuid)) == list(first)
+    assert store.compact(cuid) == 5 and index.exists() and not list(manifests.glob("*.parquet"))
+    assert list(Store(store.path).entries(cuid)) == list(first)  # a fresh reader: the index alone
     put(5)
-    assert len(store.entries(cuid)) == 6
-    assert len(json.loads(index.read_text())["rows"]) == 6
-    shutil.rmtree(store.path / cuid / f"{2:032x}")
-    assert [e.video_hash for e in store.entries(cuid)] == [f"{i:032x}" for i in (0, 1, 3, 4, 5)]
-    index.write_text("{ torn")
-    assert len(store.entries(cuid)) == 5
-    assert json.loads(index.read_text())["fields"][0] == "video_path"
+    assert len(store.entries(cuid)) == 6 and len(list(manifests.glob("*.parquet"))) == 1  # index + 1 manifest
+    store.remove_entries(cuid, [f"{2:032x}"])
+    assert [e.video_hash for e in Store(store.path).entries(cuid)] == [f"{i:032x}" for i in (0, 1, 3, 4, 5)]
+    assert not list(manifests.glob("*.parquet"))
+    for i in (0, 1, 3, 4, 5):
+        np.testing.assert_array_equal(Store(store.path).load_numpy(f"{cuid}/{i:032x}")[0], written[i])
+    with pytest.raises(KeyError, match="no entry"):
+        store.load_numpy(f"{cuid}/{2:032x}")
 
 
-def test_entries_are_sharded_into_a_few_files(built: tp.Any) -> None:
+def test_entries_are_packed_into_segments_of_a_few_files(built: tp.Any) -> None:
     store, uid_a, _, _ = built
-    for entry in store.entries(uid_a):
-        files = sorted(
-            str(p.relative_to(store.path / entry.uid)) for p in (store.path / entry.uid).rglob("*") if p.is_file()
-        )
-        assert files == ["c/0/0", "zarr.json"], files
+    segments = {e["segment"] for e in (store.locate(entry.uid) for entry in store.entries(uid_a))}
+    assert len(segments) == 1  # one job: its three videos in one segment
+    [segment] = segments
+    files = sorted(
+        str(p.relative_to(store.path / uid_a / segment))
+        for p in (store.path / uid_a / segment).rglob("*")
+        if p.is_file()
+    )
+    assert files == [
+        "embedding/c.0.0",
+        "embedding/zarr.json",
+        "time/c.0",
+        "time/zarr.json",
+        "video/c.0",
+        "video/zarr.json",
+        "zarr.json",
+    ], files
 
 
 @pytest.mark.slow

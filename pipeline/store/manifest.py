@@ -1,0 +1,130 @@
+"""The manifest of a segment: one Parquet row per entry (where its rows are, and its attributes). An entry
+exists exactly when a published manifest (or the index compacted from manifests) names it."""
+
+from __future__ import annotations
+
+import json
+import time
+import typing as tp
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.common.files import make_shared_dirs, publish
+from pipeline.store import layout
+
+if tp.TYPE_CHECKING:
+    import pyarrow as pa
+
+PER_ENTRY = {
+    "video_path": "string",
+    "model": "string",
+    "frequency": "float64",
+    "start": "float64",
+    "duration": "float64",
+    "seconds": "float64",
+    "created": "string",
+    "job_id": "string",
+}
+"""Attributes that get a column of their own (listing reads them); every other attribute but ``times``
+(the segment's ``time`` array) is kept in the ``attrs`` column as JSON, the same text for a job's entries,
+which Parquet's dictionary encoding stores once."""
+
+LISTING = [
+    "video_hash",
+    "video_path",
+    "model",
+    "features",
+    "rows",
+    "frequency",
+    "duration",
+    "created",
+    "seconds",
+    "job_id",
+]
+"""The columns ``Store.entries()`` reads."""
+
+
+def schema() -> pa.Schema:
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "float64": pa.float64()}
+    return pa.schema(
+        [
+            ("video_hash", pa.string()),
+            ("segment", pa.string()),
+            ("first_row", pa.int64()),
+            ("rows", pa.int64()),
+            ("features", pa.string()),
+            ("dtype", pa.string()),
+            *[(name, types[kind]) for name, kind in PER_ENTRY.items()],
+            ("attrs", pa.string()),
+        ]
+    )
+
+
+def _json_default(value: tp.Any) -> tp.Any:
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def jsonable(value: tp.Any) -> tp.Any:
+    """``value`` as JSON would give it back (numpy scalars and arrays turned into numbers and lists)."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def manifest_row(
+    video_hash: str, segment: str, first_row: int, shape: tuple[int, ...], dtype: str, attrs: dict[str, tp.Any]
+) -> dict[str, tp.Any]:
+    """The manifest row of an entry of ``shape`` (features..., time) at ``first_row`` of ``segment``."""
+    rest = {k: v for k, v in jsonable(attrs).items() if k not in PER_ENTRY and k not in ("times", "video_hash")}
+    row: dict[str, tp.Any] = {
+        "video_hash": video_hash,
+        "segment": segment,
+        "first_row": first_row,
+        "rows": int(shape[-1]),
+        "features": json.dumps(list(shape[:-1])),
+        "dtype": dtype,
+        "attrs": json.dumps(rest, sort_keys=True, separators=(",", ":")),
+    }
+    for name, kind in PER_ENTRY.items():
+        value = attrs.get(name)
+        row[name] = None if value is None else (float(value) if kind == "float64" else str(value))
+    return row
+
+
+def entry_attrs(row: tp.Mapping[str, tp.Any]) -> dict[str, tp.Any]:
+    """An entry's attributes (all but ``times``) from its manifest row, as they were given to the writer."""
+    attrs: dict[str, tp.Any] = json.loads(row["attrs"]) if row.get("attrs") else {}
+    attrs.update({k: row[k] for k in PER_ENTRY if row.get(k) is not None})
+    attrs["video_hash"] = row["video_hash"]
+    return attrs
+
+
+def to_table(rows: list[dict[str, tp.Any]]) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.Table.from_pylist(rows, schema=schema())
+
+
+def write_table(table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
+    """``table`` as a Parquet file at ``path`` (not atomic: the callers write aside and publish)."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, path, compression="zstd", row_group_size=row_group_size)
+
+
+def publish_manifest(config_dir: Path, segment: str, rows: list[dict[str, tp.Any]]) -> Path:
+    """Write the manifest aside, then make it visible under a name that sorts in publishing order."""
+    folder = config_dir / layout.MANIFESTS
+    make_shared_dirs(folder, config_dir)
+    tmp = folder / f".{segment}.{uuid.uuid4().hex[:8]}.tmp"
+    write_table(to_table(rows), tmp)
+    path = folder / f"{time.time_ns():020d}-{segment}.parquet"
+    if not publish(tmp, path):  # segment names are unique: only a copied store could collide
+        raise FileExistsError(f"store: manifest {path} already exists")
+    return path
