@@ -115,12 +115,17 @@ def write_segment(store: Path, config_uid: str, entries: list[Pending]) -> str:
         manifest.publish_manifest(store / config_uid, segment, rows_out)
     except OSError as e:
         if e.errno in _STORE_ERRNOS:
+            what = (
+                f"entry {config_uid}/{first.video_hash}"
+                if len(entries) == 1
+                else f"{len(entries)} entries of {config_uid} ({first.video_hash}, ...)"
+            )
             raise StoreError(
                 e.errno,
-                f"store: {os.strerror(e.errno or 0).lower()} under {store} while writing {len(entries)} entries "
-                f"of {config_uid} ({sum(p.data.nbytes for p in entries)} bytes); they were not written and stored "
-                f"entries are intact: free space ({sys.executable} -m pipeline.gc store={store}) or fix the "
-                "store's permissions, then relaunch",
+                f"store: {os.strerror(e.errno or 0).lower()} under {store} while writing {what} "
+                f"({sum(p.data.nbytes for p in entries)} bytes); {'it was' if len(entries) == 1 else 'they were'} "
+                f"not written and stored entries are intact: free space ({sys.executable} -m pipeline.gc "
+                f"store={store}) or fix the store's permissions, then relaunch",
             ) from e
         raise
     finally:
