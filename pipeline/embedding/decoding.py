@@ -136,8 +136,13 @@ def _rgb(frame: tp.Any) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
-def iter_frames(path: str | Path, indices: tp.Iterable[int]) -> tp.Iterator[tuple[int, np.ndarray]]:
+def iter_frames(
+    path: str | Path, indices: tp.Iterable[int], *, threaded: bool = True
+) -> tp.Iterator[tuple[int, np.ndarray]]:
     """Yield ``(index, rgb24 frame)`` for the sorted unique ``indices``, decoding the file once.
+
+    ``threaded``: FFmpeg's own decoding threads (less wall time, more CPU time in all); off, one thread
+    (the same frames), for processes that already keep every core busy.
 
     Index ``k`` is the frame on screen at ``k / fps`` (``fps`` the stream's average rate): the last frame
     whose presentation time, counted from the first frame's, rounds to at most ``k``. For a constant
@@ -155,7 +160,10 @@ def iter_frames(path: str | Path, indices: tp.Iterable[int]) -> tp.Iterator[tupl
     last_slot = -1
     with _open(path) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if threaded:
+            stream.thread_type = "AUTO"
+        else:
+            stream.codec_context.thread_count = 1
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 0.0
         start: float | None = None

@@ -90,8 +90,9 @@ def decoder_main(spec: DecoderSpec, tasks: tp.Any, out: tp.Any, allowance: tp.An
 
 
 def decoded_frames(path: str, steps: VideoSteps, embed: EmbedConfig) -> tp.Iterator[tuple[int, np.ndarray]]:
-    """``(frame number, rgb24 frame)`` for every frame the steps need, as a decoding process decodes them."""
-    return step_frames(path, steps, embed)
+    """``(frame number, rgb24 frame)`` for every frame the steps need, as a decoding process decodes them:
+    on one thread (the worker runs a decoding process per core; FFmpeg's threads would only add CPU time)."""
+    return step_frames(path, steps, embed, threaded=False)
 
 
 def video_chunks(
