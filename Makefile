@@ -54,6 +54,7 @@ clean:
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/decode_cost.py
 	$(PY) benchmarks/store_listing.py
 	$(PY) benchmarks/balance.py
 	$(PY) benchmarks/startup.py

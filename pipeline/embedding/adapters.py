@@ -29,6 +29,28 @@ def fix_pixel_values(inputs: tp.MutableMapping[str, tp.Any]) -> None:
 
 _PIXEL_PARTS = ("image_processor", "video_processor")
 
+PRESIZED = frozenset(
+    {"VideoMAEImageProcessor", "VJEPA2VideoProcessor", "ViTImageProcessor", "CLIPImageProcessor", "BitImageProcessor"}
+)
+"""Processors that resize each image first, on its own, with their ``resize`` (``size``, ``resample``),
+then crop and normalise: frames may be resized before the rest runs (``Adapter.preprocess_frames``).
+Each is checked against its own per-frame call, bit for bit (``tests/embedding/test_presize.py``)."""
+
+
+def presizing_part(processor: tp.Any) -> tp.Any | None:
+    """The processor's one pixel part when it is in ``PRESIZED`` and resizes, else None (X-CLIP's names
+    its one part twice)."""
+    parts = list({id(part): part for part in _pixel_processors(processor)}.values())
+    if len(parts) != 1 or type(parts[0]).__name__ not in PRESIZED or not getattr(parts[0], "do_resize", False):
+        return None
+    return parts[0]
+
+
+def frame_tensor(frame: np.ndarray) -> torch.Tensor:
+    """An ``(H, W, C)`` uint8 frame as a ``(C, H, W)`` tensor viewing it (a read-only frame, a view of a
+    decoder's buffer, is copied: torch warns about sharing one)."""
+    return torch.from_numpy(np.require(frame, requirements="W")).permute(2, 0, 1)
+
 
 def _pixel_processors(processor: tp.Any) -> list[tp.Any]:
     """The parts of a processor that turn pixels into tensors (itself, for a bare image processor)."""
@@ -160,10 +182,12 @@ class Adapter:
     def preprocess_frames(self, frames: list[np.ndarray], device: str | None = None) -> torch.Tensor:
         """Pixel values of single frames, ``(n, channels, height, width)``, exactly as within a clip;
         ``device`` runs the processor there (``preprocess_device``)."""
+        part = presizing_part(self.processor) if device is None else None
+        if part is not None:
+            return self._presized(part, frames)
         items: list[tp.Any] = list(frames)
         if self.feeds_tensors:
-            # a read-only frame (a view of a decoder's buffer) is copied: torch warns about sharing one
-            items = [torch.from_numpy(np.require(f, requirements="W")).permute(2, 0, 1) for f in frames]
+            items = [frame_tensor(f) for f in frames]
         if device is not None:
             items = [torch.as_tensor(f).to(device, non_blocking=True) for f in items]
         kwargs = self.processor_inputs([[f] for f in items], None)
@@ -171,6 +195,21 @@ class Adapter:
             kwargs["device"] = device
         pixels = pixel_values(self.processor(**kwargs))
         return pixels[:, 0] if pixels.ndim == 5 else pixels
+
+    def _presized(self, part: tp.Any, frames: list[np.ndarray]) -> torch.Tensor:
+        """Each frame resized by the processor's own ``resize`` straight from the decoder's buffer (a
+        channels-last view: no copy, no per-frame layout change), then the rest of the processor on the
+        small frames at once (``do_resize=False``; image processors told to group them into one batch, as
+        video processors do)."""
+        small = [part.resize(self.frame_input(f)[None], size=part.size, resample=part.resample)[0] for f in frames]
+        batch: list[tp.Any] = [[f] for f in small] if self.is_video else small
+        grouped = {"disable_grouping": False} if "disable_grouping" in part._valid_kwargs_names else {}
+        pixels = pixel_values(part(batch, do_resize=False, return_tensors="pt", **grouped))
+        return pixels[:, 0] if pixels.ndim == 5 else pixels
+
+    def frame_input(self, frame: np.ndarray) -> torch.Tensor:
+        """A decoded frame as the processor takes it, ``(C, H, W)``: uint8, a view of the frame."""
+        return frame_tensor(frame)
 
     def static_inputs(self) -> dict[str, tp.Any]:
         """Inputs that are the same for every batch (X-CLIP's empty text)."""
@@ -374,6 +413,10 @@ class ImageAdapter(Adapter):
     def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
         images = [torch.as_tensor(c[0]).permute(2, 0, 1).contiguous().float().div(255) for c in clips]
         return {"images": images, "return_tensors": "pt"}
+
+    def frame_input(self, frame: np.ndarray) -> torch.Tensor:
+        """Float in [0, 1] (the reference's ``do_rescale=False`` input), channels-last as decoded."""
+        return frame_tensor(frame).float().div(255)
 
 
 class CLIPAdapter(ImageAdapter):

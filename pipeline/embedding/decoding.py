@@ -128,16 +128,23 @@ def _quarter_turns(frame: tp.Any) -> int:
     return int(round(float(getattr(frame, "rotation", 0) or 0) / 90)) % 4
 
 
-def _rgb(frame: tp.Any) -> np.ndarray:
+def _rgb(frame: tp.Any, reformatter: tp.Any) -> np.ndarray:
     """The frame as displayed, rgb24: 10-bit, 4:4:4, grey and full-range inputs are converted by
-    FFmpeg's scaler; a rotation in the stream's display matrix is applied (as FFmpeg's player does)."""
-    rgb = frame.to_ndarray(format="rgb24")
+    FFmpeg's scaler (``reformatter``: one per pass, so that the scaler is set up once, not per frame as
+    ``VideoFrame.to_ndarray`` does; the same pixels); a rotation in the stream's display matrix is applied
+    (as FFmpeg's player does)."""
+    rgb = reformatter.reformat(frame, format="rgb24").to_ndarray()
     turns = _quarter_turns(frame)
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
-def iter_frames(path: str | Path, indices: tp.Iterable[int]) -> tp.Iterator[tuple[int, np.ndarray]]:
+def iter_frames(
+    path: str | Path, indices: tp.Iterable[int], *, threaded: bool = True
+) -> tp.Iterator[tuple[int, np.ndarray]]:
     """Yield ``(index, rgb24 frame)`` for the sorted unique ``indices``, decoding the file once.
+
+    ``threaded``: FFmpeg's own decoding threads (less wall time, more CPU time in all); off, one thread
+    (the same frames), for processes that already keep every core busy.
 
     Index ``k`` is the frame on screen at ``k / fps`` (``fps`` the stream's average rate): the last frame
     whose presentation time, counted from the first frame's, rounds to at most ``k``. For a constant
@@ -145,6 +152,8 @@ def iter_frames(path: str | Path, indices: tp.Iterable[int]) -> tp.Iterator[tupl
     that are yielded are converted to RGB. An index past the end gets the last frame, as reading past
     the end of a stream does in the reference.
     """
+    from av.video.reformatter import VideoReformatter
+
     wanted = sorted(set(int(i) for i in indices))
     if not wanted:
         return
@@ -153,9 +162,13 @@ def iter_frames(path: str | Path, indices: tp.Iterable[int]) -> tp.Iterator[tupl
     last: tp.Any = None
     last_rgb: np.ndarray | None = None
     last_slot = -1
+    reformatter = VideoReformatter()
     with _open(path) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if threaded:
+            stream.thread_type = "AUTO"
+        else:
+            stream.codec_context.thread_count = 1
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 0.0
         start: float | None = None
@@ -167,7 +180,7 @@ def iter_frames(path: str | Path, indices: tp.Iterable[int]) -> tp.Iterator[tupl
                 else:
                     slot = last_slot + 1
                 while last is not None and pos < len(wanted) and wanted[pos] < slot:
-                    last_rgb = _rgb(last) if last_rgb is None else last_rgb
+                    last_rgb = _rgb(last, reformatter) if last_rgb is None else last_rgb
                     yield wanted[pos], last_rgb
                     pos += 1
                 if pos == len(wanted):
@@ -185,7 +198,7 @@ def iter_frames(path: str | Path, indices: tp.Iterable[int]) -> tp.Iterator[tupl
         raise VideoError(
             f"{path}: truncated or damaged: the stream ends after {count} of the {stated} frames it states"
         )
-    final = _rgb(last) if last_rgb is None else last_rgb
+    final = _rgb(last, reformatter) if last_rgb is None else last_rgb
     for index in wanted[pos:]:
         yield index, final
 

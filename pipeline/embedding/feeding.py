@@ -10,6 +10,7 @@ alone: the process (restarted if it died) goes on with the next video.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import pickle
 import queue
@@ -19,7 +20,10 @@ import numpy as np
 import torch
 
 from pipeline.config import EmbedConfig
-from pipeline.embedding.steps import PREPROCESS_CHUNK
+from pipeline.embedding.steps import PREPROCESS_CHUNK, VideoSteps, step_frames
+
+if tp.TYPE_CHECKING:
+    from pipeline.embedding.adapters import Adapter
 
 QUEUE_CHUNKS = 8
 """Frames messages in flight per decoding process at most: memory stays flat however far decoding runs ahead."""
@@ -57,7 +61,7 @@ def decoder_main(spec: DecoderSpec, tasks: tp.Any, out: tp.Any, allowance: tp.An
     read the message."""
     from pipeline.common.quiet import silence_libraries
     from pipeline.embedding.adapters import adapter_class
-    from pipeline.embedding.steps import plan_steps, step_frames
+    from pipeline.embedding.steps import plan_steps
     from pipeline.testing import faults
 
     _die_with_parent(parent)
@@ -71,34 +75,36 @@ def decoder_main(spec: DecoderSpec, tasks: tp.Any, out: tp.Any, allowance: tp.An
         revision=embed.model.hub_revision(),
         with_model=False,
     )
-
-    def send(key: str, chunk: list[tuple[int, np.ndarray]]) -> None:
-        if not chunk:
-            return
-        numbers = [i for i, _ in chunk]
-        frames = [f for _, f in chunk]
-        pixels = (
-            adapter.preprocess_frames(frames) if spec.preprocess_device is None else torch.from_numpy(np.stack(frames))
-        )
-        allowance.acquire()
-        out.send(("frames", key, (numbers, pixels)))
-        chunk.clear()
-
     while (task := _next_task(tasks)) is not None:
         key, path = task
         faults.in_decoding(path)
         try:
             steps = plan_steps(path, embed, spec.num_frames)
             out.send(("plan", key, steps))
-            chunk: list[tuple[int, np.ndarray]] = []
-            for i, frame in step_frames(path, steps, embed):
-                chunk.append((i, frame))
-                if len(chunk) == PREPROCESS_CHUNK:
-                    send(key, chunk)
-            send(key, chunk)
+            for numbers, pixels in video_chunks(path, steps, embed, adapter, spec.preprocess_device):
+                allowance.acquire()
+                out.send(("frames", key, (numbers, pixels)))
             out.send(("done", key, None))
         except Exception as e:  # noqa: BLE001 - the video fails, the process goes on
             out.send(("error", key, _portable(e)))
+
+
+def decoded_frames(path: str, steps: VideoSteps, embed: EmbedConfig) -> tp.Iterator[tuple[int, np.ndarray]]:
+    """``(frame number, rgb24 frame)`` for every frame the steps need, as a decoding process decodes them:
+    on one thread (the worker runs a decoding process per core; FFmpeg's threads would only add CPU time)."""
+    return step_frames(path, steps, embed, threaded=False)
+
+
+def video_chunks(
+    path: str, steps: VideoSteps, embed: EmbedConfig, adapter: Adapter, preprocess_device: str | None
+) -> tp.Iterator[tuple[list[int], torch.Tensor]]:
+    """A decoding process's work on one planned video: the frame numbers and pixels of every frame the
+    steps need, ``PREPROCESS_CHUNK`` frames at a time (uint8 frames, unprocessed, with ``preprocess_device``)."""
+    frames = decoded_frames(path, steps, embed)
+    while chunk := list(itertools.islice(frames, PREPROCESS_CHUNK)):
+        images = [f for _, f in chunk]
+        pixels = adapter.preprocess_frames(images) if preprocess_device is None else torch.from_numpy(np.stack(images))
+        yield [i for i, _ in chunk], pixels
 
 
 def _die_with_parent(parent: int) -> None:

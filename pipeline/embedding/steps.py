@@ -108,10 +108,12 @@ def frames_for(times: np.ndarray, timing: Timing, past_end: str = "reference") -
     return reference_reader.frames_returned(index.ravel(), timing.n_frames).reshape(index.shape)
 
 
-def step_frames(path: str, steps: VideoSteps, embed: EmbedConfig) -> tp.Iterator[tuple[int, np.ndarray]]:
-    """``(frame number, rgb24 frame)`` for every frame the steps need, decoding the file once; video models
-    shrink each frame to ``max_imsize`` (as the reference does)."""
-    frames = decoding.iter_frames(path, np.unique(steps.index))
+def step_frames(
+    path: str, steps: VideoSteps, embed: EmbedConfig, *, threaded: bool = True
+) -> tp.Iterator[tuple[int, np.ndarray]]:
+    """``(frame number, rgb24 frame)`` for every frame the steps need, decoding the file once (``threaded``:
+    see ``decoding.iter_frames``); video models shrink each frame to ``max_imsize`` (as the reference does)."""
+    frames = decoding.iter_frames(path, np.unique(steps.index), threaded=threaded)
     if not family(embed.model.family).is_video or embed.max_imsize is None:
         return frames
     size = embed.max_imsize
