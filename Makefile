@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test lint sample models clean bench bench-gpu slurm-up slurm-down status faults
+.PHONY: install run test lint sample models clean bench bench-store bench-gpu slurm-up slurm-down status faults
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -52,10 +52,15 @@ status: $(STAMP)
 clean:
 	rm -rf embeddings.zarr sample_videos models .hydra .pytest_cache
 
+# The store at 1,000 / 100,000 / 1,000,000 entries (16 writer processes) and a dry run over 100,000 tiny
+# videos: files, index bytes, write, list and load times, entries lost (must be 0). About 20 GB of disk.
+bench-store: $(STAMP)
+	$(PY) benchmarks/store_scale.py $(ARGS)
+
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/decode_cost.py
-	$(PY) benchmarks/store_listing.py
+	$(PY) benchmarks/store_scale.py --sizes 1000,10000 --corpus 1000
 	$(PY) benchmarks/balance.py
 	$(PY) benchmarks/startup.py
 

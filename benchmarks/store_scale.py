@@ -119,6 +119,9 @@ def bench_size(size: int, folder: Path, writers: int) -> dict[str, object]:
     for p in procs:
         p.join()
     write_s = time.perf_counter() - began
+    died = [p.exitcode for p in procs if p.exitcode]
+    if died:  # a writer killed (out of memory, say): what it had not published is counted as lost
+        print(f"  {len(died)} writer(s) died: exit codes {died}", flush=True)
     compact_s = 0.0
     if hasattr(store, "compact"):
         began = time.perf_counter()
@@ -254,6 +257,8 @@ def main() -> None:
             stages.pop("videos")
             for name, seconds in stages.items():
                 print(f"  {name:<24} {seconds:8.2f} s")
+        if not hasattr(Store, "write_queue"):
+            return  # 0.2 had no queue file
         print("\none task's submission (pickled):")
         for n in (1_000, 100_000):
             now, before = submission_bytes(folder, n)

@@ -74,6 +74,10 @@ class RunConfig(pydantic.BaseModel):
     """A video whose worker died (killed, out of memory) this many times is recorded as failed."""
     lease_ttl_s: float = 120.0
     """A worker's claim on a video lapses this long after its last heartbeat."""
+    flush_s: float = pydantic.Field(default=120.0, ge=0)
+    """A computed video waits at most this long in its job's segment before the segment is published (it is
+    published anyway every 64 MiB, at the job's end and when the job is pre-empted or times out): what a
+    ``kill -9`` can cost, against fewer, larger files. 0: each video published as soon as it is done."""
     verbose: bool = False
     """Let the libraries' own warnings and progress bars through (transformers, huggingface_hub)."""
     decoders: int | None = pydantic.Field(default=None, ge=0)

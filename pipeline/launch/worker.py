@@ -1,5 +1,5 @@
 """A job's work: load the model once, walk the launch's queue, and pack the videos it computes into segments
-of its own, published every ``SEGMENT_BYTES`` or ``FLUSH_S`` (``pipeline.store.writer``) and at the end."""
+of its own, published every ``SEGMENT_BYTES`` or ``flush_s`` (``pipeline.store.writer``) and at the end."""
 
 from __future__ import annotations
 
@@ -85,6 +85,7 @@ def work_queue(
     items: list[tuple[str, str]],
     results: list[VideoResult] | None = None,
     launch: str = "",
+    job: QueueJob | None = None,
 ) -> list[VideoResult]:
     """Walk the launch's queue of ``(video_path, content_hash)``, longest first, embedding each video that
     is neither stored nor claimed by another worker (its lease): every job of a launch walks the same queue,
@@ -112,7 +113,9 @@ def work_queue(
     _set_threads()
     embedder = Embedder(run.embed, run.model_source(), device=run.resolved_device(), batch_size=run.batch_size)
     heartbeat = Heartbeat(run.lease_ttl_s)
-    committer = Committer(store, store.writer(cuid), heartbeat, results)
+    committer = Committer(store, store.writer(cuid, flush_s=run.flush_s), heartbeat, results)
+    if job is not None:
+        job.committer = committer  # for checkpoint: a pre-empted job publishes what it computed
     try:
         with tqdm(total=len(pending), desc=f"embedding ({cuid})", unit="video", mininterval=2) as bar:
             n = n_decoders(run.decoders)
@@ -143,14 +146,20 @@ class Committer:
     def __init__(self, store: Store, out: SegmentWriter, heartbeat: Heartbeat, results: list[VideoResult]) -> None:
         self.store, self.out, self.heartbeat, self.results = store, out, heartbeat, results
         self.waiting: list[tuple[VideoResult, Lease]] = []
+        self.busy = False
 
     def add(self, result: VideoResult, claim: Lease, data: tp.Any, attrs: dict[str, tp.Any]) -> None:
-        self.out.add(result.video_hash, data, attrs)
-        self.waiting.append((result, claim))
+        self.busy = True
+        try:
+            self.out.add(result.video_hash, data, attrs)
+            self.waiting.append((result, claim))
+        finally:
+            self.busy = False
         if self.out.due():
             self.flush()
 
     def flush(self) -> None:
+        self.busy = True
         try:
             written = self.store.flush(self.out) if self.waiting else {}
             for result, _ in self.waiting:
@@ -158,6 +167,13 @@ class Committer:
                 self.results.append(result)
         finally:
             self.abandon()
+            self.busy = False
+
+    def flush_on_signal(self) -> None:
+        """Publish what waits, from a signal handler (pre-emption, time-out), unless the signal came in the
+        middle of this committer's own work: then what waits is computed again after the requeue."""
+        if not self.busy:
+            self.flush_quietly()
 
     def flush_quietly(self) -> None:
         try:
@@ -318,16 +334,26 @@ class QueueJob:
 
     def __init__(self, done: list[VideoResult] | None = None) -> None:
         self.results: list[VideoResult] = list(done or [])
+        self.committer: Committer | None = None
+
+    def __getstate__(self) -> dict[str, tp.Any]:
+        return {"results": self.results}
+
+    def __setstate__(self, state: dict[str, tp.Any]) -> None:
+        self.results, self.committer = state.get("results", []), None
 
     def __call__(
         self, run_dict: dict[str, tp.Any], items: list[tuple[str, str]] | str, launch: str = ""
     ) -> list[VideoResult]:
         """``items``: the path of the launch's queue file (a list of ``(path, hash)`` before 0.3)."""
         queue = read_queue(items) if isinstance(items, str) else items
-        return work_queue(run_dict, queue, self.results, launch)
+        return work_queue(run_dict, queue, self.results, launch, job=self)
 
     def checkpoint(self, run_dict: dict[str, tp.Any], items: list[tuple[str, str]] | str, launch: str = "") -> tp.Any:
         import submitit
+
+        if self.committer is not None:
+            self.committer.flush_on_signal()  # published now: the requeued job finds them stored
 
         return submitit.helpers.DelayedSubmission(QueueJob(self.results), run_dict, items, launch)
 

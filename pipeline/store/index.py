@@ -9,6 +9,7 @@ rename, under a claim so that two compactions never race.
 
 from __future__ import annotations
 
+import collections
 import collections.abc
 import dataclasses
 import json
@@ -144,7 +145,8 @@ def _stat_key(path: Path) -> tuple[int, int, int] | None:
 
 class Catalog:
     """One config's entries as its index and manifests say, cached: the index is read again only when it
-    was replaced, a manifest once (published manifests never change)."""
+    was replaced, a manifest's hashes once (published manifests never change): a writer that sees a million
+    entries go by holds their hashes, not their attributes."""
 
     def __init__(self, config_dir: Path) -> None:
         self.config_dir = config_dir
@@ -152,8 +154,11 @@ class Catalog:
         self._index_key: tuple[int, int, int] | None = None
         self._index_hashes: set[str] | None = None
         self._index_listing: pa.Table | None = None
-        self._manifests: dict[str, list[dict[str, tp.Any]]] = {}
-        self._pending: dict[str, dict[str, tp.Any]] = {}
+        self._manifests: dict[str, list[str]] = {}
+        """Manifest name -> the video hashes it names (the rest is read when asked for)."""
+        self._pending: dict[str, tuple[str, int]] = {}
+        """Video hash -> (manifest, row) of the first published manifest naming it."""
+        self._names: list[str] = []
 
     # --- reading ----------------------------------------------------------------------------
     def manifest_names(self) -> list[str]:
@@ -173,20 +178,25 @@ class Catalog:
             try:
                 for name in names:
                     if name not in self._manifests:
-                        table = pq.read_table(self.config_dir / layout.MANIFESTS / name)
-                        self._manifests[name] = table.to_pylist()
+                        table = pq.read_table(self.config_dir / layout.MANIFESTS / name, columns=["video_hash"])
+                        self._manifests[name] = table.column(0).to_pylist()
             except FileNotFoundError:
                 continue  # merged into a newer index meanwhile: look again
             break
         if key != self._index_key:
             self._index_key, self._index_hashes, self._index_listing = key, None, None
-        listed = set(names)
-        self._manifests = {n: rows for n, rows in self._manifests.items() if n in listed}
-        pending: dict[str, dict[str, tp.Any]] = {}
-        for name in names:
-            for row in self._manifests[name]:
-                pending.setdefault(row["video_hash"], row)  # the first published wins
-        self._pending = pending
+        if names == self._names:
+            return
+        if names[: len(self._names)] == self._names:  # only newer manifests: add them
+            pending, new = self._pending, names[len(self._names) :]
+        else:  # some were compacted (or one sorted before another): start again
+            listed = set(names)
+            self._manifests = {n: t for n, t in self._manifests.items() if n in listed}
+            pending, new = {}, names
+        for name in new:
+            for k, vhash in enumerate(self._manifests[name]):
+                pending.setdefault(vhash, (name, k))  # the first published wins
+        self._pending, self._names = pending, names
 
     def index_hashes(self) -> set[str]:
         import pyarrow.parquet as pq
@@ -198,59 +208,90 @@ class Catalog:
                 self._index_hashes = set(pq.read_table(self.index_path, columns=["video_hash"]).column(0).to_pylist())
         return self._index_hashes
 
+    def contains(self, video_hash: str) -> bool:
+        """Whether the entry was there at the last ``refresh``."""
+        return video_hash in self._pending or video_hash in self.index_hashes()
+
     def has(self, video_hash: str) -> bool:
         self.refresh()
-        return video_hash in self._pending or video_hash in self.index_hashes()
+        return self.contains(video_hash)
 
     def hashes(self) -> set[str]:
         self.refresh()
         return self.index_hashes() | set(self._pending)
 
+    def _manifest(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        """A published manifest's columns (FileNotFoundError: compacted since ``refresh``)."""
+        return manifest.read(self.config_dir / layout.MANIFESTS / name, columns)
+
     def row(self, video_hash: str) -> dict[str, tp.Any] | None:
         """The entry's manifest row (where its rows are, its attributes), or None."""
+        for _ in range(20):
+            self.refresh()
+            if self._index_key is not None:
+                found = _index_row(self.index_path, video_hash)
+                if found is not None:
+                    return found
+            where = self._pending.get(video_hash)
+            if where is None:
+                return None
+            try:
+                return dict(self._manifest(where[0]).slice(where[1], 1).to_pylist()[0])
+            except FileNotFoundError:
+                continue  # compacted into the index meanwhile: look there
+        raise RuntimeError(f"store: {self.config_dir} keeps changing under this reader; try again")
 
-        self.refresh()
-        if self._index_key is not None:
-            found = _index_row(self.index_path, video_hash)
-            if found is not None:
-                return found
-        return self._pending.get(video_hash)
+    def _fresh(self, columns: list[str] | None = None) -> pa.Table | None:
+        """The manifests' winning rows whose video is not in the index yet (None when there are none)."""
+        import pyarrow as pa
+
+        index = self.index_hashes()
+        take: dict[str, list[int]] = {}
+        for vhash, (name, k) in self._pending.items():
+            if vhash not in index:
+                take.setdefault(name, []).append(k)
+        if not take:
+            return None
+        return pa.concat_tables([self._manifest(name, columns).take(pa.array(rows)) for name, rows in take.items()])
 
     def listing(self) -> pa.Table:
-        """The listing columns of every entry, index first, then the manifests' winners not in it."""
+        """The listing columns of every entry, sorted by video hash: the index, and the manifests' winners
+        not in it."""
         import pyarrow as pa
-        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        self.refresh()
-        if self._index_listing is None:
-            self._index_listing = (
-                pq.read_table(self.index_path, columns=manifest.LISTING)
-                if self._index_key is not None
-                else manifest.to_table([]).select(manifest.LISTING)
-            )
-        if not self._pending:
-            return self._index_listing
-        fresh = manifest.to_table(list(self._pending.values())).select(manifest.LISTING)
-        if self._index_listing.num_rows:
-            known = pc.is_in(fresh.column("video_hash"), value_set=self._index_listing.column("video_hash"))
-            fresh = fresh.filter(pc.invert(known))
-        return pa.concat_tables([self._index_listing, fresh]).sort_by("video_hash")
+        for _ in range(20):
+            self.refresh()
+            if self._index_listing is None:
+                self._index_listing = (
+                    pq.read_table(self.index_path, columns=manifest.LISTING)
+                    if self._index_key is not None
+                    else manifest.to_table([]).select(manifest.LISTING)
+                )
+            try:
+                fresh = self._fresh(manifest.LISTING) if self._pending else None
+            except FileNotFoundError:
+                continue  # compacted meanwhile: the index has them now
+            if fresh is None:
+                return self._index_listing
+            return pa.concat_tables([self._index_listing, fresh]).sort_by("video_hash")
+        raise RuntimeError(f"store: {self.config_dir} keeps changing under this reader; try again")
 
     def rows_by_segment(self) -> dict[str, int]:
         """Segment -> how many entries' rows it holds (for ``gc``: a segment no entry names is garbage)."""
         import pyarrow.parquet as pq
 
-        self.refresh()
-        counts: dict[str, int] = {}
-        if self._index_key is not None:
-            for segment in pq.read_table(self.index_path, columns=["segment"]).column(0).to_pylist():
-                counts[segment] = counts.get(segment, 0) + 1
-        index = self.index_hashes()
-        for row in self._pending.values():
-            if row["video_hash"] not in index:
-                counts[row["segment"]] = counts.get(row["segment"], 0) + 1
-        return counts
+        for _ in range(20):
+            self.refresh()
+            try:
+                fresh = self._fresh(["segment"])
+            except FileNotFoundError:
+                continue  # compacted meanwhile: the index has them now
+            segments = fresh.column(0).to_pylist() if fresh is not None else []
+            if self._index_key is not None:
+                segments += pq.read_table(self.index_path, columns=["segment"]).column(0).to_pylist()
+            return dict(collections.Counter(segments))
+        raise RuntimeError(f"store: {self.config_dir} keeps changing under this reader; try again")
 
     # --- compaction -------------------------------------------------------------------------
     def compact(self, drop: tp.Collection[str] = ()) -> int:
@@ -267,17 +308,15 @@ class Catalog:
     def _compact(self, drop: set[str]) -> int:
         import pyarrow as pa
         import pyarrow.compute as pc
-        import pyarrow.parquet as pq
 
         self.refresh()
         names = list(self._manifests)
         if not names and not drop:
             return 0
-        parts = [pq.read_table(self.index_path)] if self._index_key is not None else []
-        index = self.index_hashes()
-        fresh = [row for h, row in self._pending.items() if h not in index]
-        if fresh:
-            parts.append(manifest.to_table(fresh))
+        parts = [manifest.read(self.index_path)] if self._index_key is not None else []
+        fresh = self._fresh()
+        if fresh is not None:
+            parts.append(fresh)
         table = pa.concat_tables(parts) if parts else manifest.to_table([])
         if drop:
             table = table.filter(pc.invert(pc.is_in(table.column("video_hash"), value_set=pa.array(sorted(drop)))))
@@ -288,6 +327,5 @@ class Catalog:
         os.replace(tmp, self.index_path)
         for name in names:
             (self.config_dir / layout.MANIFESTS / name).unlink(missing_ok=True)
-        self._manifests = {}
         self.refresh()
         return len(names)

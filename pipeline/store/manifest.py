@@ -81,7 +81,7 @@ def manifest_row(
     video_hash: str, segment: str, first_row: int, shape: tuple[int, ...], dtype: str, attrs: dict[str, tp.Any]
 ) -> dict[str, tp.Any]:
     """The manifest row of an entry of ``shape`` (features..., time) at ``first_row`` of ``segment``."""
-    rest = {k: v for k, v in jsonable(attrs).items() if k not in PER_ENTRY and k not in ("times", "video_hash")}
+    rest = {k: v for k, v in attrs.items() if k not in PER_ENTRY and k not in ("times", "video_hash")}
     row: dict[str, tp.Any] = {
         "video_hash": video_hash,
         "segment": segment,
@@ -89,7 +89,7 @@ def manifest_row(
         "rows": int(shape[-1]),
         "features": json.dumps(list(shape[:-1])),
         "dtype": dtype,
-        "attrs": json.dumps(rest, sort_keys=True, separators=(",", ":")),
+        "attrs": json.dumps(rest, sort_keys=True, separators=(",", ":"), default=_json_default),
     }
     for name, kind in PER_ENTRY.items():
         value = attrs.get(name)
@@ -109,6 +109,15 @@ def to_table(rows: list[dict[str, tp.Any]]) -> pa.Table:
     import pyarrow as pa
 
     return pa.Table.from_pylist(rows, schema=schema())
+
+
+def read(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A manifest or index, ``attrs`` kept dictionary-encoded: a job's entries share one text, and
+    decoding it per row would hold a copy per entry in memory."""
+    import pyarrow.parquet as pq
+
+    wanted = schema().names if columns is None else columns
+    return pq.read_table(path, columns=wanted, read_dictionary=["attrs"] if "attrs" in wanted else None)
 
 
 def write_table(table: pa.Table, path: Path, row_group_size: int | None = None) -> None:

@@ -27,9 +27,8 @@ TIME_CHUNK = 256
 """Rows (time steps) per chunk: reading a time window reads only its chunks of the segment's shard."""
 SEGMENT_BYTES = 64 << 20
 """A writer flushes its segment once this many bytes of numbers are waiting (each segment is one shard
-file per array: a million 20-step entries of 64 float32 features make about 80 segments)."""
-FLUSH_S = 120.0
-"""... or once its oldest waiting entry has waited this long: what a ``kill -9`` can cost a job."""
+file per array: a million 20-step entries of 64 float32 features make about 80 segments); the worker also
+flushes once its oldest waiting entry has waited ``RunConfig.flush_s``."""
 
 
 class StoreError(OSError):
@@ -107,6 +106,10 @@ def write_segment(store: Path, config_uid: str, entries: list[Pending]) -> str:
                 _sharded(group, name, np.asarray(values, dtype=np.int64), [name])
         faults.in_write()
         share_tree(staging)
+        if not (store / config_uid / "zarr.json").exists():  # a bare writer: the config's group, plain
+            make_shared_dirs(store / config_uid, store)
+            zarr.open_group(str(store / config_uid), mode="a", zarr_format=3)
+            share_tree(store / config_uid / "zarr.json")
         os.rename(staging, store / config_uid / segment)
         rows_out = [
             manifest.manifest_row(e.video_hash, segment, start, e.data.shape, str(e.data.dtype), e.attrs)
@@ -145,31 +148,35 @@ class SegmentWriter:
         catalog: Catalog,
         *,
         flush_bytes: int = SEGMENT_BYTES,
-        flush_s: float = FLUSH_S,
+        flush_s: float | None = None,
     ) -> None:
         self.store, self.config_uid, self.catalog = store, config_uid, catalog
         self.flush_bytes, self.flush_s = flush_bytes, flush_s
         self.waiting: list[Pending] = []
         self._since = 0.0
+        self._bytes = 0
 
     def add(self, video_hash: str, data: np.ndarray, attrs: dict[str, tp.Any]) -> None:
         if not self.waiting:
-            self._since = time.monotonic()
+            self._since, self._bytes = time.monotonic(), 0
         self.waiting.append(Pending(video_hash, np.asarray(data), attrs))
+        self._bytes += self.waiting[-1].data.nbytes
 
     def due(self) -> bool:
         if not self.waiting:
             return False
-        waiting = sum(p.data.nbytes for p in self.waiting)
-        return waiting >= self.flush_bytes or time.monotonic() - self._since >= self.flush_s
+        if self._bytes >= self.flush_bytes:
+            return True
+        return self.flush_s is not None and time.monotonic() - self._since >= self.flush_s
 
     def flush(self) -> dict[str, bool]:
         """Write what waits; returns video hash -> written (False: another writer had published it)."""
         waiting, self.waiting = self.waiting, []
         written: dict[str, bool] = {}
         groups: dict[tuple[tp.Any, ...], list[Pending]] = {}
+        self.catalog.refresh()
         for p in waiting:
-            if p.video_hash in written or self.catalog.has(p.video_hash):
+            if p.video_hash in written or self.catalog.contains(p.video_hash):
                 written.setdefault(p.video_hash, False)
                 continue
             written[p.video_hash] = True

@@ -63,38 +63,39 @@ def test_a_writer_packs_entries_into_one_segment_read_by_window(tmp_path: Path) 
     assert da.dims == ("layer", "feature", "time") and da.coords["layer"].values.tolist() == [3, 7]
 
 
-def test_first_published_wins_and_gc_drops_the_losers_rows(tmp_path: Path) -> None:
+def test_first_published_wins_and_gc_drops_the_losers_rows(tmp_path: Path, make_run: tp.Any) -> None:
     store = Store(tmp_path / "s.zarr")
     store.ensure()
-    first, second = store.writer("cfg"), store.writer("cfg")
+    cfg = store.ensure_config(make_run().embed)
+    first, second = store.writer(cfg), store.writer(cfg)
     first.add("a" * 32, np.ones((3, 4), np.float32), _attrs(0, 4))
     second.add("a" * 32, np.zeros((3, 4), np.float32), _attrs(0, 4))
     second.add("b" * 32, np.zeros((3, 4), np.float32), _attrs(1, 4))
     assert store.flush(first) == {"a" * 32: True}
     # the second writer sees the entry already published and keeps only what is new
     assert store.flush(second) == {"a" * 32: False, "b" * 32: True}
-    np.testing.assert_array_equal(store.load_numpy("cfg/" + "a" * 32)[0], np.ones((3, 4)))
+    np.testing.assert_array_equal(store.load_numpy(f"{cfg}/" + "a" * 32)[0], np.ones((3, 4)))
     # two writers that both publish (a lapsed lease taken over at the same instant): the first manifest wins
-    late = store.writer("cfg")
+    late = store.writer(cfg)
     late.catalog = type(late.catalog)(late.catalog.config_dir)
-    late.catalog.has = lambda h: False  # type: ignore[method-assign]  # it did not see the other's manifest
+    late.catalog.contains = lambda h: False  # type: ignore[method-assign]  # it did not see the other manifest
     late.add("a" * 32, np.full((3, 4), 5, np.float32), _attrs(0, 4))
     late.flush()
-    newest = sorted((store.path / "cfg" / "_manifests").glob("*.parquet"))[-1]
+    newest = sorted((store.path / cfg / "_manifests").glob("*.parquet"))[-1]
     late_segment = newest.stem.split("-", 1)[1]
     for reader in (store, Store(store.path)):
-        np.testing.assert_array_equal(reader.load_numpy("cfg/" + "a" * 32)[0], np.ones((3, 4)))
-    assert store.compact("cfg") == 3
-    np.testing.assert_array_equal(Store(store.path).load_numpy("cfg/" + "a" * 32)[0], np.ones((3, 4)))
-    segments = [p for p in (store.path / "cfg").iterdir() if not p.name.startswith("_") and p.is_dir()]
+        np.testing.assert_array_equal(reader.load_numpy(f"{cfg}/" + "a" * 32)[0], np.ones((3, 4)))
+    assert store.compact(cfg) == 3
+    np.testing.assert_array_equal(Store(store.path).load_numpy(f"{cfg}/" + "a" * 32)[0], np.ones((3, 4)))
+    segments = [p for p in (store.path / cfg).iterdir() if not p.name.startswith("_") and p.is_dir()]
     assert len(segments) == 3
     removals = collect.find_removals(store, None, now=time.time() + 2 * collect.STAGING_AGE_S)
     garbage = [r.path for r in removals if "segment no entry names" in r.reason]
     assert [p.name for p in garbage] == [late_segment]
     collect.apply(store, removals)
-    assert len(Store(store.path).entries("cfg")) == 2
+    assert len(Store(store.path).entries(cfg)) == 2
     for h, value in (("a", 1), ("b", 0)):
-        np.testing.assert_array_equal(Store(store.path).load_numpy(f"cfg/{h * 32}")[0], np.full((3, 4), value))
+        np.testing.assert_array_equal(Store(store.path).load_numpy(f"{cfg}/{h * 32}")[0], np.full((3, 4), value))
 
 
 def test_a_killed_writer_leaves_nothing_visible(tmp_path: Path) -> None:
