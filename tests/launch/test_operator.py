@@ -206,7 +206,7 @@ def test_the_queue_runs_longest_first(make_run: tp.Any, sample_dir: Path, tmp_pa
     plan = make_plan(run, store)
     names = [Path(p).name for p, _ in plan.to_compute]
     assert names == ["orbit_30fps_audio.mp4", "drift_25fps.mp4", "bars_12fps.mp4"]  # 4 s, 3 s, 2.5 s
-    assert (store.path / "_index" / "durations.json").is_file()
+    assert (store.path / "_caches" / "durations.parquet").is_file()
 
 
 def test_two_jobs_share_one_queue_and_compute_each_video_once(

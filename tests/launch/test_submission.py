@@ -11,6 +11,7 @@ from pipeline.embedding.decoding import container_seconds
 from pipeline.launch.submission import submit
 from pipeline.launch.worker import QueueJob
 from pipeline.store import Store
+from pipeline.store.records import read_queue
 
 
 def test_a_launch_submits_one_array_whose_jobs_share_the_queue(make_run: tp.Any, sample_dir: Path) -> None:
@@ -30,7 +31,9 @@ def test_a_launch_submits_one_array_whose_jobs_share_the_queue(make_run: tp.Any,
     assert not store.done_hashes(cuid)  # nothing runs before a job does
     first, second = handle.jobs
     assert isinstance(first.submission().function, QueueJob)
-    assert first.submission().args[1] == second.submission().args[1] == handle.plan.to_compute
+    queue = first.submission().args[1]  # the queue file, written once, named by every job's submission
+    assert queue == second.submission().args[1] and queue.endswith(".queue.parquet")
+    assert read_queue(queue) == handle.plan.to_compute
     results = first.result()  # the debug executor runs the job here: it walks the whole queue
     assert {r.status for r in results} == {"computed"} and len(results) == len(handle.plan.to_compute)
     assert {r.status for r in second.result()} == {"cached"}
