@@ -34,13 +34,16 @@ def share_tree(root: Path) -> None:
             share(Path(folder) / name)
 
 
-def make_shared_dirs(path: Path, top: Path) -> None:
-    """``mkdir -p path``, each folder created below ``top`` shared."""
+def make_shared_dirs(path: Path, top: Path | None = None) -> None:
+    """``mkdir -p path``, each folder it creates shared (``top``, where given, is where the walk up for a
+    folder that exists may stop early: a store's root, which exists)."""
     missing = []
     probe = path
     while not probe.is_dir() and probe != top and probe != probe.parent:
         missing.append(probe)
         probe = probe.parent
+    if top is not None and probe == top and not top.is_dir():
+        missing.append(top)
     for folder in reversed(missing):
         with contextlib.suppress(FileExistsError):
             folder.mkdir()

@@ -153,6 +153,7 @@ class Committer:
         try:
             self.out.add(result.video_hash, data, attrs)
             self.waiting.append((result, claim))
+            claim.mark_computed()
         finally:
             self.busy = False
         if self.out.due():
@@ -160,14 +161,42 @@ class Committer:
 
     def flush(self) -> None:
         self.busy = True
+        pending = list(self.out.waiting)
+        failed: dict[str, Exception] = {}
         try:
-            written = self.store.flush(self.out) if self.waiting else {}
+            try:
+                written = self.store.flush(self.out) if self.waiting else {}
+            except StoreError:
+                raise
+            except Exception:  # noqa: BLE001 - an entry the store cannot take: one by one, to name it
+                written, failed = self._one_by_one(pending)
             for result, _ in self.waiting:
-                result.status = "computed" if written.get(result.video_hash) else "discarded"
+                error = failed.get(result.video_hash)
+                if error is not None:
+                    self.store.record_failure(self.out.config_uid, result.video_hash, result.video_path, error)
+                    result.status, result.error = "failed", f"{type(error).__name__}: {error}"
+                else:
+                    result.status = "computed" if written.get(result.video_hash) else "discarded"
                 self.results.append(result)
         finally:
             self.abandon()
             self.busy = False
+
+    def _one_by_one(self, pending: list[tp.Any]) -> tuple[dict[str, bool], dict[str, Exception]]:
+        """Publish each waiting entry alone (those of the segment that failed): the one the store refuses
+        fails alone, as a video that raised while computing would."""
+        written: dict[str, bool] = {}
+        failed: dict[str, Exception] = {}
+        for p in pending:
+            try:
+                cuid = self.out.config_uid
+                # already stored: by the part of the segment write that went through, most likely
+                written[p.video_hash] = self.store.write(cuid, p.video_hash, p.data, p.attrs) or True
+            except StoreError:
+                raise
+            except Exception as e:  # noqa: BLE001 - recorded as this video's failure
+                failed[p.video_hash] = e
+        return written, failed
 
     def flush_on_signal(self) -> None:
         """Publish what waits, from a signal handler (pre-emption, time-out), unless the signal came in the
@@ -265,7 +294,13 @@ def _one_video(
         heartbeat.drop(claim)
         claim.release()
         raise
-    _commit(run, committer, embedder, emb, path, vhash, started, claim)
+    try:
+        _commit(run, committer, embedder, emb, path, vhash, started, claim)
+    except BaseException:
+        if not any(c is claim for _, c in committer.waiting):
+            heartbeat.drop(claim)
+            claim.release()
+        raise
     return None
 
 

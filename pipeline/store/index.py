@@ -241,11 +241,12 @@ class Catalog:
                 continue  # compacted into the index meanwhile: look there
         raise RuntimeError(f"store: {self.config_dir} keeps changing under this reader; try again")
 
-    def _fresh(self, columns: list[str] | None = None) -> pa.Table | None:
-        """The manifests' winning rows whose video is not in the index yet (None when there are none)."""
+    def _fresh(self, columns: list[str] | None = None, index: tp.Container[str] | None = None) -> pa.Table | None:
+        """The manifests' winning rows whose video is not in the index yet (None when there are none);
+        ``index``: the hashes of the index as the caller read it (by default, ``index_hashes()``)."""
         import pyarrow as pa
 
-        index = self.index_hashes()
+        index = self.index_hashes() if index is None else index
         take: dict[str, list[int]] = {}
         for vhash, (name, k) in self._pending.items():
             if vhash not in index:
@@ -269,7 +270,10 @@ class Catalog:
                     else manifest.to_table([]).select(manifest.LISTING)
                 )
             try:
-                fresh = self._fresh(manifest.LISTING) if self._pending else None
+                # the pending rows are judged against this very listing: an index replaced meanwhile (a
+                # compaction) must not hide rows that the listing read before it lacks, nor count them twice
+                known = set(self._index_listing.column("video_hash").to_pylist()) if self._pending else set()
+                fresh = self._fresh(manifest.LISTING, known) if self._pending else None
             except FileNotFoundError:
                 continue  # compacted meanwhile: the index has them now
             if fresh is None:
@@ -310,6 +314,7 @@ class Catalog:
         import pyarrow.compute as pc
 
         self.refresh()
+        read_key = self._index_key
         names = list(self._manifests)
         if not names and not drop:
             return 0
@@ -324,6 +329,9 @@ class Catalog:
         tmp = self.config_dir / f".{layout.INDEX}.{uuid.uuid4().hex[:8]}"
         manifest.write_table(table, tmp, row_group_size=INDEX_ROW_GROUP)
         share(tmp)
+        if _stat_key(self.index_path) != read_key:  # another compaction took over a claim this one held too long
+            tmp.unlink(missing_ok=True)
+            return 0
         os.replace(tmp, self.index_path)
         for name in names:
             (self.config_dir / layout.MANIFESTS / name).unlink(missing_ok=True)

@@ -56,6 +56,8 @@ class LeaseState:
     attempt: int
     age_s: float
     live: bool
+    computed: bool = False
+    """Its holder had computed the video and was waiting to publish it: a death then is not the video's."""
 
 
 def read_lease(path: Path, ttl: float) -> LeaseState | None:
@@ -71,7 +73,7 @@ def read_lease(path: Path, ttl: float) -> LeaseState | None:
     live = age < ttl
     if live and owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
         live = _pid_alive(owner["pid"])
-    return LeaseState(owner, int(record.get("attempt", 1)), age, live)
+    return LeaseState(owner, int(record.get("attempt", 1)), age, live, bool(record.get("computed", False)))
 
 
 class Lease:
@@ -87,6 +89,14 @@ class Lease:
     def renew(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.utime(self.path)
+
+    def mark_computed(self) -> None:
+        """Say in the lease that the video is computed, waiting to be published: if this worker dies now,
+        whoever takes the lease over does not count the death against the video."""
+        with contextlib.suppress(OSError, ValueError):
+            record = json.loads(self.path.read_text())
+            if record.get("owner", {}).get("token") == self.owner["token"]:
+                write_atomic(self.path, json.dumps({**record, "computed": True}))
 
     def release(self) -> None:
         """Remove the lease if it is still ours."""
@@ -129,7 +139,7 @@ def acquire(folder: Path, video_hash: str, ttl: float, launch: str = "") -> Leas
         return state
     if launch and state.owner.get("launch") == launch and state.owner.get("job_id") != owner["job_id"]:
         return state
-    attempt = state.attempt + 1
+    attempt = state.attempt if state.computed else state.attempt + 1
     _write(path, {"owner": owner, "attempt": attempt, "previous": state.owner}, exclusive=False)
     time.sleep(0.05)
     mine = read_lease(path, ttl)

@@ -111,6 +111,7 @@ def write_segment(store: Path, config_uid: str, entries: list[Pending]) -> str:
             zarr.open_group(str(store / config_uid), mode="a", zarr_format=3)
             share_tree(store / config_uid / "zarr.json")
         os.rename(staging, store / config_uid / segment)
+        os.utime(store / config_uid / segment)  # gc ages unnamed segments from here, not from staging
         rows_out = [
             manifest.manifest_row(e.video_hash, segment, start, e.data.shape, str(e.data.dtype), e.attrs)
             for e, start in zip(entries, starts)

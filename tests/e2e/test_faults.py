@@ -238,7 +238,8 @@ def test_a_reader_never_sees_a_partial_entry_while_16_writers_race(tmp_path: Pat
         compactions += store.compact("c") > 0
     assert all(w.returncode == 0 for w in writers)
     store.compact("c")
-    assert len(Store(store.path).entries("c")) == n and reads > n and compactions > 0
+    assert len(Store(store.path).entries("c")) == n and reads > 0 and compactions > 0  # (how many reads overlap
+    # the writes depends on the machine: the test asserts what every read saw, not how many there were)
     assert not list((store.path / "c" / "_manifests").glob("*.parquet"))
     before = entry_digests(store.path)
     from pipeline.tools import collect

@@ -35,6 +35,25 @@ def test_a_live_lease_blocks_and_a_dead_holders_lease_is_taken_over(tmp_path: Pa
     assert not mine.path.exists()
 
 
+def test_a_worker_dying_after_computing_a_video_is_not_counted_against_it(tmp_path: Path) -> None:
+    """A computed video waits in its job's segment, its lease marked: a death then (another video's fault,
+    say) does not bring it closer to being recorded as failed."""
+    folder = tmp_path / "_leases"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for computed, attempt in ((True, 1), (False, 2)):
+        held = lease.acquire(folder, "v", ttl=60)
+        assert isinstance(held, lease.Lease) and held.attempt == 1
+        if computed:
+            held.mark_computed()
+        record = json.loads(held.path.read_text())
+        assert record.get("computed", False) is computed
+        record["owner"]["pid"] = int(dead.stdout)  # its worker is gone
+        held.path.write_text(json.dumps(record))
+        taken = lease.acquire(folder, "v", ttl=60)
+        assert isinstance(taken, lease.Lease) and taken.attempt == attempt, (computed, taken)
+        taken.release()
+
+
 def test_a_dead_siblings_lease_is_left_for_a_relaunch_but_a_requeued_job_takes_its_own_back(
     tmp_path: Path, monkeypatch: tp.Any
 ) -> None:
