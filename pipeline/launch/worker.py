@@ -189,9 +189,9 @@ class Committer:
         failed: dict[str, Exception] = {}
         for p in pending:
             try:
-                cuid = self.out.config_uid
-                # already stored: by the part of the segment write that went through, most likely
-                written[p.video_hash] = self.store.write(cuid, p.video_hash, p.data, p.attrs) or True
+                # found stored, it is most likely by the part of the segment write that went through
+                self.store.write(self.out.config_uid, p.video_hash, p.data, p.attrs)
+                written[p.video_hash] = True
             except StoreError:
                 raise
             except Exception as e:  # noqa: BLE001 - recorded as this video's failure

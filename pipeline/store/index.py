@@ -15,11 +15,10 @@ import dataclasses
 import json
 import os
 import typing as tp
-import uuid
 from pathlib import Path
 
-from pipeline.common.files import share
-from pipeline.store import layout, manifest
+from pipeline.common.files import write_atomic
+from pipeline.store import layout, manifest, tables
 from pipeline.store.leases import Lease, acquire
 
 if tp.TYPE_CHECKING:
@@ -31,6 +30,10 @@ by bisecting the groups' first hashes (a million entries: 245 groups)."""
 COMPACT_AFTER = 256
 """Manifests a writer lets pile up before it compacts them (a launch's end and ``gc`` compact anyway)."""
 COMPACTION_TTL_S = 600.0
+ATTEMPTS = 20
+"""Looks a reader takes while compactions remove the manifests it listed, before it gives up."""
+
+T = tp.TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +55,7 @@ class EntryInfo:
 
 class Entries(collections.abc.Sequence[EntryInfo]):
     """Entries as a sequence of ``EntryInfo``, built on demand from Parquet columns (a million entries list
-    in well under a second); ``table`` has the columns themselves, ``hashes()`` the video hashes."""
+    in well under a second); ``parts`` holds each config UID with its listing columns as an Arrow table."""
 
     def __init__(self, parts: list[tuple[str, pa.Table]] | None = None) -> None:
         self.parts = [(cuid, table) for cuid, table in parts or [] if table.num_rows]
@@ -105,9 +108,6 @@ class Entries(collections.abc.Sequence[EntryInfo]):
             seconds=c["seconds"][k] or 0.0,
             job_id=c["job_id"][k] or "",
         )
-
-    def hashes(self) -> list[str]:
-        return [h for _, table in self.parts for h in table.column("video_hash").to_pylist()]
 
     def __repr__(self) -> str:
         return f"Entries({len(self)} entries)"
@@ -172,7 +172,7 @@ class Catalog:
         """See what was published or compacted since the last look."""
         import pyarrow.parquet as pq
 
-        for _ in range(20):
+        for _ in range(ATTEMPTS):
             names = self.manifest_names()
             key = _stat_key(self.index_path)
             try:
@@ -183,6 +183,8 @@ class Catalog:
             except FileNotFoundError:
                 continue  # merged into a newer index meanwhile: look again
             break
+        else:
+            raise self._unsettled()
         if key != self._index_key:
             self._index_key, self._index_hashes, self._index_listing = key, None, None
         if names == self._names:
@@ -224,22 +226,31 @@ class Catalog:
         """A published manifest's columns (FileNotFoundError: compacted since ``refresh``)."""
         return manifest.read(self.config_dir / layout.MANIFESTS / name, columns)
 
+    def _unsettled(self) -> RuntimeError:
+        return RuntimeError(f"store: {self.config_dir} keeps changing under this reader; try again")
+
+    def _settled(self, read: tp.Callable[[], T]) -> T:
+        """``read()`` after a ``refresh``, again while compactions remove the manifests it reads."""
+        for _ in range(ATTEMPTS):
+            self.refresh()
+            try:
+                return read()
+            except FileNotFoundError:
+                continue  # compacted into the index meanwhile: look there
+        raise self._unsettled()
+
     def row(self, video_hash: str) -> dict[str, tp.Any] | None:
         """The entry's manifest row (where its rows are, its attributes), or None."""
-        for _ in range(20):
-            self.refresh()
+
+        def read() -> dict[str, tp.Any] | None:
             if self._index_key is not None:
                 found = _index_row(self.index_path, video_hash)
                 if found is not None:
                     return found
             where = self._pending.get(video_hash)
-            if where is None:
-                return None
-            try:
-                return dict(self._manifest(where[0]).slice(where[1], 1).to_pylist()[0])
-            except FileNotFoundError:
-                continue  # compacted into the index meanwhile: look there
-        raise RuntimeError(f"store: {self.config_dir} keeps changing under this reader; try again")
+            return None if where is None else dict(self._manifest(where[0]).slice(where[1], 1).to_pylist()[0])
+
+        return self._settled(read)
 
     def _fresh(self, columns: list[str] | None = None, index: tp.Container[str] | None = None) -> pa.Table | None:
         """The manifests' winning rows whose video is not in the index yet (None when there are none);
@@ -259,43 +270,38 @@ class Catalog:
         """The listing columns of every entry, sorted by video hash: the index, and the manifests' winners
         not in it."""
         import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        for _ in range(20):
-            self.refresh()
+        def read() -> pa.Table:
             if self._index_listing is None:
                 self._index_listing = (
                     pq.read_table(self.index_path, columns=manifest.LISTING)
                     if self._index_key is not None
                     else manifest.to_table([]).select(manifest.LISTING)
                 )
-            try:
-                # the pending rows are judged against this very listing: an index replaced meanwhile (a
-                # compaction) must not hide rows that the listing read before it lacks, nor count them twice
-                known = set(self._index_listing.column("video_hash").to_pylist()) if self._pending else set()
-                fresh = self._fresh(manifest.LISTING, known) if self._pending else None
-            except FileNotFoundError:
-                continue  # compacted meanwhile: the index has them now
+            fresh = self._fresh(manifest.LISTING, index=()) if self._pending else None
             if fresh is None:
                 return self._index_listing
-            return pa.concat_tables([self._index_listing, fresh]).sort_by("video_hash")
-        raise RuntimeError(f"store: {self.config_dir} keeps changing under this reader; try again")
+            # judged against this very listing: an index replaced meanwhile (a compaction) must neither hide
+            # rows that the listing read before it lacks nor count them twice
+            known = pc.is_in(fresh.column("video_hash"), value_set=self._index_listing.column("video_hash"))
+            return pa.concat_tables([self._index_listing, fresh.filter(pc.invert(known))]).sort_by("video_hash")
+
+        return self._settled(read)
 
     def rows_by_segment(self) -> dict[str, int]:
         """Segment -> how many entries' rows it holds (for ``gc``: a segment no entry names is garbage)."""
         import pyarrow.parquet as pq
 
-        for _ in range(20):
-            self.refresh()
-            try:
-                fresh = self._fresh(["segment"])
-            except FileNotFoundError:
-                continue  # compacted meanwhile: the index has them now
+        def read() -> dict[str, int]:
+            fresh = self._fresh(["segment"])
             segments = fresh.column(0).to_pylist() if fresh is not None else []
-            if self._index_key is not None:
+            if self._index_key is not None:  # read after the manifests: it holds at least what they lacked
                 segments += pq.read_table(self.index_path, columns=["segment"]).column(0).to_pylist()
             return dict(collections.Counter(segments))
-        raise RuntimeError(f"store: {self.config_dir} keeps changing under this reader; try again")
+
+        return self._settled(read)
 
     # --- compaction -------------------------------------------------------------------------
     def compact(self, drop: tp.Collection[str] = ()) -> int:
@@ -325,14 +331,10 @@ class Catalog:
         table = pa.concat_tables(parts) if parts else manifest.to_table([])
         if drop:
             table = table.filter(pc.invert(pc.is_in(table.column("video_hash"), value_set=pa.array(sorted(drop)))))
-        table = table.sort_by("video_hash")
-        tmp = self.config_dir / f".{layout.INDEX}.{uuid.uuid4().hex[:8]}"
-        manifest.write_table(table, tmp, row_group_size=INDEX_ROW_GROUP)
-        share(tmp)
+        data = tables.parquet_bytes(table.sort_by("video_hash"), row_group_size=INDEX_ROW_GROUP)
         if _stat_key(self.index_path) != read_key:  # another compaction took over a claim this one held too long
-            tmp.unlink(missing_ok=True)
             return 0
-        os.replace(tmp, self.index_path)
+        write_atomic(self.index_path, data)
         for name in names:
             (self.config_dir / layout.MANIFESTS / name).unlink(missing_ok=True)
         self.refresh()

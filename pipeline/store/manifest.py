@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.common.files import make_shared_dirs, publish
-from pipeline.store import layout
+from pipeline.store import layout, tables
 
 if tp.TYPE_CHECKING:
     import pyarrow as pa
@@ -120,19 +120,12 @@ def read(path: Path, columns: list[str] | None = None) -> pa.Table:
     return pq.read_table(path, columns=wanted, read_dictionary=["attrs"] if "attrs" in wanted else None)
 
 
-def write_table(table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
-    """``table`` as a Parquet file at ``path`` (not atomic: the callers write aside and publish)."""
-    import pyarrow.parquet as pq
-
-    pq.write_table(table, path, compression="zstd", row_group_size=row_group_size)
-
-
 def publish_manifest(config_dir: Path, segment: str, rows: list[dict[str, tp.Any]]) -> Path:
     """Write the manifest aside, then make it visible under a name that sorts in publishing order."""
     folder = config_dir / layout.MANIFESTS
     make_shared_dirs(folder, config_dir)
     tmp = folder / f".{segment}.{uuid.uuid4().hex[:8]}.tmp"
-    write_table(to_table(rows), tmp)
+    tmp.write_bytes(tables.parquet_bytes(to_table(rows)))
     path = folder / f"{time.time_ns():020d}-{segment}.parquet"
     if not publish(tmp, path):  # segment names are unique: only a copied store could collide
         raise FileExistsError(f"store: manifest {path} already exists")

@@ -4,10 +4,22 @@ and renamed into place, shared with the store's group."""
 from __future__ import annotations
 
 import typing as tp
-import uuid
 from pathlib import Path
 
-from pipeline.common.files import make_shared_dirs, share
+from pipeline.common.files import make_shared_dirs, write_atomic
+
+if tp.TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def parquet_bytes(table: pa.Table, row_group_size: int | None = None) -> bytes:
+    """``table`` as the bytes of a Parquet file (zstd), for ``write_atomic`` or a file published aside."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", row_group_size=row_group_size)
+    return bytes(sink.getvalue())
 
 
 def read_columns(path: Path) -> dict[str, list[tp.Any]]:
@@ -22,16 +34,10 @@ def read_columns(path: Path) -> dict[str, list[tp.Any]]:
 
 def write_columns(path: Path, columns: dict[str, list[tp.Any]], top: Path) -> None:
     """Replace ``path`` with ``columns`` in one rename (folders created below ``top`` shared)."""
-    import os
-
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     make_shared_dirs(path.parent, top)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    pq.write_table(pa.table(columns), tmp, compression="zstd")
-    share(tmp)
-    os.replace(tmp, path)
+    write_atomic(path, parquet_bytes(pa.table(columns)))
 
 
 def read_mapping(path: Path) -> dict[str, tp.Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.common.files import make_shared_dirs, share_tree
+from pipeline.common.files import make_shared_dirs, share, share_tree
 from pipeline.store import layout, manifest
 from pipeline.store.dims import output_dims
 from pipeline.store.index import COMPACT_AFTER, Catalog
@@ -109,7 +109,7 @@ def write_segment(store: Path, config_uid: str, entries: list[Pending]) -> str:
         if not (store / config_uid / "zarr.json").exists():  # a bare writer: the config's group, plain
             make_shared_dirs(store / config_uid, store)
             zarr.open_group(str(store / config_uid), mode="a", zarr_format=3)
-            share_tree(store / config_uid / "zarr.json")
+            share(store / config_uid / "zarr.json")
         os.rename(staging, store / config_uid / segment)
         os.utime(store / config_uid / segment)  # gc ages unnamed segments from here, not from staging
         rows_out = [
