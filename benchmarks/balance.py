@@ -24,10 +24,10 @@ from pipeline.store import Store  # noqa: E402
 from pipeline.testing.sample import write_video  # noqa: E402
 
 
-def make_corpus(folder: Path, short_s: float, long_s: float) -> None:
+def make_corpus(folder: Path, short_s: float, long_s: float, n_long: int = 4, n_short: int = 36) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    specs = [(f"a_long_{i}.mp4", long_s, i) for i in range(4)]
-    specs += [(f"b_short_{i:02d}.mp4", short_s, 10 + i) for i in range(36)]
+    specs = [(f"a_long_{i}.mp4", long_s, i) for i in range(n_long)]
+    specs += [(f"b_short_{i:02d}.mp4", short_s, 10 + i) for i in range(n_short)]
     for name, seconds, seed in specs:
         path = folder / name
         if not path.exists():
@@ -61,19 +61,25 @@ def measure(store: Path) -> tuple[float, float, dict[str, int]]:
     return makespan, worker, counts
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", default=str(ROOT / ".bench" / "balance"))
     parser.add_argument("--short", type=float, default=4.0)
     parser.add_argument("--long", type=float, default=60.0)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="2 long and 4 short videos of 1 s and 2 s")
+    args = parser.parse_args(argv)
+    n_long, n_short = (2, 4) if args.smoke else (4, 36)
+    if args.smoke:
+        args.short, args.long = 1.0, 2.0
     work = Path(args.workdir)
     videos, store = work / "videos", work / "store.zarr"
-    make_corpus(videos, args.short, args.long)
+    shutil.rmtree(videos, ignore_errors=True)  # the corpus of another size
+    make_corpus(videos, args.short, args.long, n_long, n_short)
     shutil.rmtree(store, ignore_errors=True)
     cmd = [
         sys.executable, "-m", "pipeline.launch", "model=tiny_videomae", f"videos={videos}", f"store={store}",
-        f"models_dir={work / 'models'}", "executor=local", "videos_per_job=20", "max_jobs=2", "frequency=8",
+        f"models_dir={work / 'models'}", "executor=local", f"videos_per_job={(n_long + n_short) // 2}",
+        "max_jobs=2", "frequency=8",
         "device=cpu", f"hydra.run.dir={work / 'hydra'}",
     ]  # fmt: skip
     started = time.perf_counter()
@@ -82,10 +88,14 @@ def main() -> None:
     if done.returncode != 0:
         sys.exit(done.stdout + done.stderr)
     makespan, worker, counts = measure(store)
-    print(f"40 videos (4 x {args.long:g} s, 36 x {args.short:g} s), 2 local jobs, launcher wall {wall:.1f} s")
+    print(
+        f"{n_long + n_short} videos ({n_long} x {args.long:g} s, {n_short} x {args.short:g} s), 2 local jobs, "
+        f"launcher wall {wall:.1f} s"
+    )
     print(f"videos per job: {sorted(counts.values())}; makespan {makespan:.1f} s, worker time {worker:.1f} s")
     print(f"makespan / (worker time / 2) = {makespan / (worker / 2):.2f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

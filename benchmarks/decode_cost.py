@@ -6,8 +6,11 @@ direct per-frame call of the processor on independently decoded frames (the refe
 CPU time is the process's (``time.process_time``: every thread, FFmpeg's included), not wall time: the
 machine is shared. Planning is timed alone, then the loop over the video's frames (the best of
 ``--repeats`` each), on one torch thread, as a decoding process runs it
-(``pipeline.embedding.feeding.video_chunks``): its preprocessing calls, and the rest (decoding). Prints a
-table; asserts nothing.
+(``pipeline.embedding.feeding.video_chunks``): its preprocessing calls, and the rest (decoding). Beside
+them, measured in the same run on the same file, the floor: a plain FFmpeg decode of every frame on one
+thread, nothing converted (every frame of the stream must be decoded, needed or not: the least one
+decoding process can spend on a CPU), and the ratio of the stages' total to it. Prints a table; asserts
+nothing. Figures of earlier code are history, in docs/performance.md. ``--smoke``: a 2 s video at one size.
 """
 
 from __future__ import annotations
@@ -29,21 +32,12 @@ CONFIG = "tiny_videomae 2 Hz, 16 frames / 1 s clip"
 SIZES = ((640, 360), (1280, 720))
 SECONDS = 30
 
-BEFORE: dict[tuple[int, int], tuple[float, float, float]] = {
-    (640, 360): (0.0010, 0.0342, 0.0279),
-    (1280, 720): (0.0029, 0.0836, 0.0941),
-}
-"""BEFORE: core-seconds per video-second (plan, decode, preprocess) of the code before issue 18 (commit
-c42f1c7: 9311829 with ``feeding.video_chunks`` factored out), measured once on the 2-core development machine on
-2026-11-26 by ``.venv/bin/python benchmarks/decode_cost.py`` (max abs diff 0 at both sizes)."""
-
-
-def make_video(folder: Path, width: int, height: int) -> Path:
-    """A 30 fps textured video (``throughput.bench_frame``) of ``SECONDS`` seconds, made once."""
-    path = folder / f"bench_{SECONDS}s_{width}x{height}_30fps.mp4"
+def make_video(folder: Path, width: int, height: int, seconds: int = SECONDS) -> Path:
+    """A 30 fps textured video (``throughput.bench_frame``) of ``seconds`` seconds, made once."""
+    path = folder / f"bench_{seconds}s_{width}x{height}_30fps.mp4"
     if not path.exists():
         tmp = path.with_suffix(".part.mp4")
-        write_video(tmp, fps=30, seconds=SECONDS, width=width, height=height, frame=bench_frame)
+        write_video(tmp, fps=30, seconds=seconds, width=width, height=height, frame=bench_frame)
         tmp.rename(path)
     return path
 
@@ -104,6 +98,20 @@ def stage_costs(video: Path, models_dir: str, repeats: int) -> dict[str, tp.Any]
     )
 
 
+def floor_decode(video: Path) -> float:
+    """Process CPU seconds of a plain FFmpeg decode of every frame of ``video`` on one thread, nothing
+    converted: the least a decoding process can spend on this file."""
+    import av
+
+    start = time.process_time()
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        for _ in container.decode(stream):
+            pass
+    return time.process_time() - start
+
+
 def reference_pixels(video: Path, numbers: list[int], adapter: tp.Any) -> tp.Any:
     """Each frame decoded by a plain PyAV pass (frame k the k-th of this constant-rate file) to a numpy
     rgb24 array and put through the processor alone, as the reference does with its clips' frames."""
@@ -125,37 +133,40 @@ def reference_pixels(video: Path, numbers: list[int], adapter: tp.Any) -> tp.Any
     return torch.stack([out[k] for k in numbers])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", default=str(ROOT / ".bench"))
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="one 2 s video at 640x360, one repeat")
+    args = parser.parse_args(argv)
+    seconds, sizes = (2, SIZES[:1]) if args.smoke else (SECONDS, SIZES)
+    repeats = 1 if args.smoke else args.repeats
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     models_dir = work / "models"
     ensure_tiny_model(str(CONFIGS[CONFIG]["model"]["name"]).removeprefix("tiny-"), models_dir)  # type: ignore[index]
     torch.set_num_threads(1)  # as a decoding process
     rows = []
-    for width, height in SIZES:
-        video = make_video(work, width, height)
-        costs = stage_costs(video, str(models_dir), args.repeats)
+    for width, height in sizes:
+        video = make_video(work, width, height, seconds)
+        costs = stage_costs(video, str(models_dir), repeats)
+        floor = min(floor_decode(video) for _ in range(repeats))
         ref = reference_pixels(video, costs["numbers"], costs["adapter"])
         diff = float((costs["pixels"] - ref).abs().max())
-        rows.append(((width, height), costs, diff, len(costs["numbers"])))
-    print(f"core-seconds per video-second, one decoding process, {CONFIG}, {SECONDS} s videos at 30 fps")
-    print("| size | code | plan | decode | preprocess | total | max abs diff vs per-frame processor |")
-    print("|---|---|---|---|---|---|---|")
-    for size, costs, diff, n in rows:
-        b = BEFORE[size]
-        now = [costs[k] / SECONDS for k in ("plan", "decode", "preprocess")]
-        name = f"{size[0]}x{size[1]} ({n} frames)"
-        print(f"| {name} | before (measured once) | {b[0]:.4f} | {b[1]:.4f} | {b[2]:.4f} | {sum(b):.4f} | 0 |")
-        print(f"| {name} | now | {now[0]:.4f} | {now[1]:.4f} | {now[2]:.4f} | {sum(now):.4f} | {diff:.1e} |")
-        cut = [f"{x / y:.2f}x" for x, y in zip([*b, sum(b)], [*now, sum(now)], strict=True)]
-        print(f"| {name} | before / now | {' | '.join(cut)} | |")
+        rows.append(((width, height), costs, floor, diff, len(costs["numbers"])))
+    print(f"core-seconds per video-second, one decoding process, {CONFIG}, {seconds} s videos at 30 fps")
+    print("| size | plan | decode | preprocess | total | floor: every frame decoded | total / floor | max abs diff |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (width, height), costs, floor, diff, n in rows:
+        now = [costs[k] / seconds for k in ("plan", "decode", "preprocess")]
+        print(
+            f"| {width}x{height} ({n} frames of {seconds * 30}) | {now[0]:.4f} | {now[1]:.4f} | {now[2]:.4f} | "
+            f"{sum(now):.4f} | {floor / seconds:.4f} | {sum(now) / (floor / seconds):.2f}x | {diff:.1e} |"
+        )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,6 +6,9 @@ For VideoMAE-base, ViT-base, V-JEPA 2 ViT-L and ViT-g (random weights, the real 
 node's parallel decode limit (one process per CPU, every frame to RGB) and the ratios; then the fp32
 difference from the CPU path and the bf16 difference from fp32. Where there is no CUDA device it says so
 and exits 0. It asserts nothing.
+
+``--smoke`` runs the same path on the tiny VideoMAE (its Config class, random weights) on the CPU, over
+two 2 s videos, float32: what the suite runs so that a change that breaks the script fails there.
 """
 
 from __future__ import annotations
@@ -46,11 +49,22 @@ CONFIGS: dict[str, dict[str, tp.Any]] = {
 }
 
 
+SMOKE = {"tiny VideoMAE fp32, 2 Hz, 16 frames / 1 s, batch 2": dict(
+    build="tiny_videomae", frequency=2.0, clip_duration=1.0, dtype="float32", batch=2
+)}
+"""``--smoke``: the path on the CPU."""
+
+
 def build(kind: str, folder: Path) -> tuple[Path, str]:
-    """A base-size model of ``kind`` from its Config class (random weights), saved for ``from_pretrained``."""
+    """A base-size model of ``kind`` from its Config class (random weights), saved for ``from_pretrained``;
+    ``tiny_videomae``: the tests' tiny one."""
     import torch
     import transformers as tr
 
+    if kind == "tiny_videomae":
+        from pipeline.testing.tiny import ensure_tiny_model
+
+        return ensure_tiny_model("videomae", folder), "videomae"
     target = folder / kind
     family = {"videomae": "videomae", "vit": "image"}.get(kind, "vjepa2")
     if (target / "config.json").exists():
@@ -88,7 +102,16 @@ def decode_limit(videos: list[Path]) -> float:
     return time.perf_counter() - start
 
 
-def run_config(name: str, cfg: dict[str, tp.Any], models: Path, videos: list[Path], seconds: float) -> dict[str, float]:
+def _sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_config(
+    name: str, cfg: dict[str, tp.Any], models: Path, videos: list[Path], seconds: float, device: str = "cuda"
+) -> dict[str, float]:
     import torch
 
     from pipeline.common.env import n_decoders
@@ -99,60 +122,61 @@ def run_config(name: str, cfg: dict[str, tp.Any], models: Path, videos: list[Pat
     source, family = build(cfg["build"], models)
     fields = {k: v for k, v in cfg.items() if k not in ("build", "batch")}
     run = build_run_config(
-        {"model": {"name": str(source), "family": family}, "videos": ".", "device": "cuda", **fields}
+        {"model": {"name": str(source), "family": family}, "videos": ".", "device": device, **fields}
     )
-    embedder = Embedder(run.embed, str(source), device="cuda", batch_size=cfg["batch"])
+    embedder = Embedder(run.embed, str(source), device=device, batch_size=cfg["batch"])
     todo = iter([(str(v), str(v)) for v in videos])
     failed: dict[str, BaseException] = {}
     batcher = Batcher(embedder, n_decoders(None))
     try:
-        torch.cuda.synchronize()
+        _sync(device)
         start = time.perf_counter()
         batcher.run(lambda: next(todo, None), lambda k, e: None, failed.__setitem__)
-        torch.cuda.synchronize()
+        _sync(device)
         t_worker = time.perf_counter() - start
     finally:
         batcher.close()
     assert not failed, failed
     # the pure forward limit: the same batch of preprocessed clips, again and again, on the GPU
     frames = embedder.num_frames or 1
-    size = embedder.adapter.processor.crop_size if hasattr(embedder.adapter.processor, "crop_size") else None
-    side = int((size or {}).get("height", 224)) if isinstance(size, dict) else 224
+    config = embedder.adapter.model.config
+    side = int(getattr(getattr(config, "vision_config", config), "image_size", 224))
+    side = getattr(config, "crop_size", side)  # V-JEPA 2 names it so
     shape = (cfg["batch"], frames, 3, side, side) if embedder.adapter.is_video else (cfg["batch"], 3, side, side)
-    pixels = torch.randn(shape, device="cuda")
+    pixels = torch.randn(shape, device=device)
     steps = round(cfg["frequency"] * seconds) * len(videos)
     for _ in range(3):
         embedder.reduce(embedder.adapter.hidden_states_from_pixels(pixels))
-    torch.cuda.synchronize()
+    _sync(device)
     reps = 20
     start = time.perf_counter()
     for _ in range(reps):
         embedder.reduce(embedder.adapter.hidden_states_from_pixels(pixels))
-    torch.cuda.synchronize()
+    _sync(device)
     per_batch = (time.perf_counter() - start) / reps
     t_forward = per_batch * steps / cfg["batch"]
     total = seconds * len(videos)
     return dict(worker=total / t_worker, forward=total / t_forward)
 
 
-def precision(models: Path, video: Path) -> tuple[float, float]:
-    """VideoMAE-base on one video: fp32 on the GPU against the CPU path, and bf16 against fp32."""
+def precision(models: Path, video: Path, device: str = "cuda", kind: str = "videomae") -> tuple[float, float]:
+    """VideoMAE-base on one video: fp32 on ``device`` against the CPU path, and bf16 against fp32."""
     from pipeline.config import build_run_config
     from pipeline.embedding.engine import Embedder
 
-    source, _ = build("videomae", models)
+    source, _ = build(kind, models)
     out = {}
-    for device, dtype in (("cpu", "float32"), ("cuda", "float32"), ("cuda", "bfloat16")):
+    for where, dtype in (("cpu", "float32"), (device, "float32"), (device, "bfloat16")):
         run = build_run_config(
-            {"model": {"name": str(source), "family": "videomae"}, "videos": ".", "device": device, "dtype": dtype}
+            {"model": {"name": str(source), "family": "videomae"}, "videos": ".", "device": where, "dtype": dtype}
         )
-        out[device, dtype] = Embedder(run.embed, str(source), device=device, batch_size=16).embed(str(video)).data
-    fp32 = float(np.abs(out["cuda", "float32"] - out["cpu", "float32"]).max())
-    bf16 = float(np.abs(out["cuda", "bfloat16"] - out["cuda", "float32"]).max())
+        out[where, dtype] = Embedder(run.embed, str(source), device=where, batch_size=16).embed(str(video)).data
+    fp32 = float(np.abs(out[device, "float32"] - out["cpu", "float32"]).max())
+    bf16 = float(np.abs(out[device, "bfloat16"] - out[device, "float32"]).max())
     return fp32, bf16
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     from benchmarks.throughput import make_distinct_videos
 
     parser = argparse.ArgumentParser(description=__doc__)
@@ -160,10 +184,14 @@ def main() -> int:
     parser.add_argument("--videos", type=int, default=16)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--only", default="", help="run the configs whose name contains this")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="the tiny VideoMAE on the CPU: checks the script runs")
+    args = parser.parse_args(argv)
     import torch
 
-    if not torch.cuda.is_available():
+    configs, device, kind = CONFIGS, "cuda", "videomae"
+    if args.smoke:
+        configs, device, kind, args.videos, args.seconds = SMOKE, "cpu", "tiny_videomae", 2, 2
+    elif not torch.cuda.is_available():
         print("bench-gpu: no CUDA device on this machine; nothing measured")
         return 0
     work = Path(args.workdir)
@@ -171,20 +199,21 @@ def main() -> int:
     videos = make_distinct_videos(work, args.videos, args.seconds, prefix="gpu")
     total = args.seconds * len(videos)
     decode = total / decode_limit(videos)
-    print(f"{torch.cuda.get_device_name()}, {os.cpu_count()} CPUs; decode limit {decode:.1f} video-s/s")
+    card = torch.cuda.get_device_name() if device == "cuda" else "CPU (smoke)"
+    print(f"{card}, {os.cpu_count()} CPUs; decode limit {decode:.1f} video-s/s")
     print("| config | worker (video-s/s) | forward limit (video-s/s) | worker / forward | worker / decode limit |")
     print("|---|---|---|---|---|")
-    for name, cfg in CONFIGS.items():
+    for name, cfg in configs.items():
         if args.only and args.only not in name:
             continue
-        r = run_config(name, cfg, work / "models", videos, args.seconds)
+        r = run_config(name, cfg, work / "models", videos, args.seconds, device)
         print(
             f"| {name} | {r['worker']:.1f} | {r['forward']:.1f} | {r['worker'] / r['forward']:.0%} | "
             f"{r['worker'] / decode:.0%} |",
             flush=True,
         )
-    fp32, bf16 = precision(work / "models", videos[0])
-    print(f"VideoMAE-base, one video: fp32 GPU vs CPU max abs diff {fp32:.1e}; bf16 vs fp32 {bf16:.1e}")
+    fp32, bf16 = precision(work / "models", videos[0], device, kind)
+    print(f"VideoMAE, one video: fp32 {device} vs CPU max abs diff {fp32:.1e}; bf16 vs fp32 {bf16:.1e}")
     return 0
 
 

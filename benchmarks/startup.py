@@ -43,24 +43,32 @@ def timeline(work: Path, pythonpath: str) -> dict[str, float]:
     return marks
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--pythonpath", default=str(ROOT), help="the checkout whose package is timed")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="one run, no warm-up: checks that it runs")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.runs = 1
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         subprocess.run(
             [sys.executable, "-m", "pipeline.testing.sample", "sample_videos"], cwd=work, env=env, check=True
         )
-        timeline(work, args.pythonpath)  # builds the tiny model and warms the file cache: not counted
+        if not args.smoke:
+            timeline(work, args.pythonpath)  # builds the tiny model and warms the file cache: not counted
         order = ("submitted", "job starts", "job done", "launcher exits")
         print(f"startup ({args.pythonpath}): seconds from the launcher's start, {args.runs} runs")
         for _ in range(args.runs):
             marks = timeline(work, args.pythonpath)
             print("  " + "  ".join(f"{k} {marks[k]:5.1f}" for k in order if k in marks))
+            if "job done" not in marks:
+                print("the launch's job never finished", file=sys.stderr)
+                return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,7 +11,8 @@ Then a dry run over ``--corpus`` tiny real videos (distinct bytes), timed by sta
 probing durations, planning; and the bytes of one task's submission at two corpus sizes.
 
 Run with ``PYTHONPATH`` at a checkout of 0.2 to measure its one-array-per-entry layout (``Store.write``
-per entry; the script uses what the checkout has). It asserts nothing.
+per entry; the script uses what the checkout has). It exits 1 when an entry is lost, else 0; ``--smoke``:
+the smallest sizes, to check that it runs (the suite does).
 """
 
 from __future__ import annotations
@@ -226,13 +227,16 @@ def submission_bytes(folder: Path, n: int) -> tuple[int, int]:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,100000,1000000")
     parser.add_argument("--writers", type=int, default=16)
     parser.add_argument("--corpus", type=int, default=100_000, help="tiny videos of the dry run (0: skip it)")
     parser.add_argument("--dir", default=None, help="where to build the stores (removed afterwards)")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="200 entries, 2 writers, 30 videos: checks it runs")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.sizes, args.writers, args.corpus = "200", 2, 30
     folder = Path(tempfile.mkdtemp(prefix="store-bench-", dir=args.dir))
     try:
         print(f"store: entries of {STEPS} steps x {FEATURES} float32 features, {args.writers} writer processes")
@@ -241,8 +245,10 @@ def main() -> None:
             f"{'entries() 1st/2nd':>18} {'load one':>9} {'10-step window':>15} {'lost':>5}"
         )
         print(header)
+        lost = 0
         for size in [int(s) for s in args.sizes.split(",") if s]:
             r = bench_size(size, folder, args.writers)
+            lost += int(r["lost"])  # type: ignore[call-overload]
             first, second = r["entries_s"]  # type: ignore[misc]
             print(
                 f"{size:>9,} {r['files']:>8,} {human(r['disk']):>10} {human(r['index']):>10} "  # type: ignore[arg-type]
@@ -258,14 +264,15 @@ def main() -> None:
             for name, seconds in stages.items():
                 print(f"  {name:<24} {seconds:8.2f} s")
         if not hasattr(Store, "write_queue"):
-            return  # 0.2 had no queue file
+            return lost  # 0.2 had no queue file
         print("\none task's submission (pickled):")
         for n in (1_000, 100_000):
             now, before = submission_bytes(folder, n)
             print(f"  {n:>7,} videos: {human(now):>9} naming the queue file (0.2 carried the queue: {human(before)})")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    return lost
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(1 if main() else 0)

@@ -1,5 +1,10 @@
 """Throughput benchmark (``make bench``): the literal reference loop, the pipeline's engine, and a plain
-sequential decode, on the same machine in one run. Prints a table; it asserts nothing.
+sequential decode, on the same machine in one run. Prints a table of speeds.
+
+It also checks the numbers: every step whose frames lie within the stream must equal the reference loop's
+(and the batched worker the engine's), bit for bit; the steps that ask for a frame past the stream's end
+are printed apart with their difference and the documented rule that sets it (docs/numbers.md). Any other
+difference makes it exit 1. ``--smoke``: the smallest sizes, to check that the script runs (the suite does).
 """
 
 from __future__ import annotations
@@ -129,10 +134,10 @@ def decoding_costs(video: Path, models_dir: str) -> tuple[float, float, float, i
 
 
 def print_worker_row(args: argparse.Namespace, work: Path, models_dir: Path) -> dict[str, float]:
-    from pipeline.embedding.feeding import n_decoders
+    from pipeline.common.env import n_decoders
 
     decoders = n_decoders(args.decoders)
-    videos = make_distinct_videos(work, 8, args.worker_seconds)
+    videos = make_distinct_videos(work, args.worker_videos, args.worker_seconds)
     t_plan, t_decode, t_pre, wanted, total = decoding_costs(videos[0], str(models_dir))
     print(
         f"one decoding process, one {args.worker_seconds} s video: plan {t_plan:.2f} s, decode {wanted} of {total} "
@@ -140,7 +145,8 @@ def print_worker_row(args: argparse.Namespace, work: Path, models_dir: Path) -> 
     )
     row = worker_row(videos, str(models_dir), decoders)
     print(
-        f"\n| 8 videos x {args.worker_seconds} s, tiny_videomae 2 Hz | engine, one video at a time (video-s/s) | "
+        f"\n| {args.worker_videos} videos x {args.worker_seconds} s, tiny_videomae 2 Hz "
+        "| engine, one video at a time (video-s/s) | "
         f"worker, {decoders} decoding process(es) (video-s/s) | speedup | max abs diff |"
     )
     print("|---|---|---|---|---|")
@@ -185,51 +191,83 @@ def peak_rss_mb(path: Path, name: str, models_dir: Path) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+PAST_END_RULE = {
+    True: "clip frames past the stream's end: the reference reader's end-of-stream rule, followed (must be 0)",
+    False: "image step past the stream's end: the video's last frame (docs/numbers.md, 'The last image step')",
+}
+"""Why a step past the end may differ from the reference loop, by ``is_video``."""
+
+
+def compare_steps(
+    ref: np.ndarray, ours: np.ndarray, past_end: np.ndarray | None
+) -> tuple[float, list[tuple[int, float]]]:
+    """The largest difference over the steps (last axis) whose frames lie within the stream, and
+    ``(step, difference)`` of each step past its end."""
+    diff = np.abs(ref - ours).reshape(-1, ref.shape[-1]).max(axis=0)
+    past = np.zeros(diff.shape, bool) if past_end is None else np.asarray(past_end, bool)
+    within = float(diff[~past].max()) if (~past).any() else 0.0
+    return within, [(int(k), float(diff[k])) for k in np.flatnonzero(past)]
+
+
+def reference_output(name: str, video: Path, models_dir: Path, is_video: bool) -> np.ndarray:
+    """The literal reference loop's output for config ``name`` (``tests/reference_loop.py``)."""
+    from tests.reference_loop import reference_image_model, reference_video_model
+
+    cfg = CONFIGS[name]
+    model_dir, freq = str(models_dir / cfg["model"]["name"]), float(cfg["frequency"])  # type: ignore[index, arg-type]
+    if is_video:
+        return reference_video_model(str(video), model_dir, "videomae", frequency=freq, clip_duration=1.0)
+    return reference_image_model(str(video), model_dir, frequency=freq)
+
+
 def embedder_for(name: str, models_dir: str, batch_size: int = 16) -> Embedder:
     run = build_run_config({**CONFIGS[name], "videos": ".", "models_dir": models_dir, "device": "cpu"})
     return Embedder(run.embed, run.model_source(), device="cpu", batch_size=batch_size)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", default=str(ROOT / ".bench"))
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--long-seconds", type=int, default=600)
     parser.add_argument("--json", default="")
-    parser.add_argument("--worker-seconds", type=int, default=30, help="length of each of the 8 worker videos")
+    parser.add_argument("--worker-seconds", type=int, default=30, help="length of each worker video")
+    parser.add_argument("--worker-videos", type=int, default=8, help="videos of the worker row")
     parser.add_argument("--decoders", type=int, default=None, help="decoding processes (default: CPUs - 1)")
     parser.add_argument("--worker-only", action="store_true", help="only the worker row")
-    args = parser.parse_args()
-    from tests.reference_loop import reference_image_model, reference_video_model
-
+    parser.add_argument("--only", default="", help="only the configs whose name contains this (no worker row)")
+    parser.add_argument("--smoke", action="store_true", help="the smallest sizes: checks that the script runs")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.seconds, args.long_seconds, args.worker_seconds, args.worker_videos = 2, 3, 1, 2
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     models_dir = work / "models"
     for family in ("videomae", "vit"):
         ensure_tiny_model(family, models_dir)
     if args.worker_only:
-        print_worker_row(args, work, models_dir)
-        return
+        return 0 if print_worker_row(args, work, models_dir)["max_abs_diff"] == 0 else 1
     t0 = time.perf_counter()
     video = make_video(work, args.seconds)
     long_video = make_video(work, args.long_seconds)
     print(f"videos ready in {time.perf_counter() - t0:.1f} s: {video.name}, {long_video.name}")
     plain = min(plain_decode(video) for _ in range(2))
-    results = []
+    results, past_rows = [], []
     for name, cfg in CONFIGS.items():
+        if args.only not in name:
+            continue
         embedder = embedder_for(name, str(models_dir))
         freq = float(cfg["frequency"])  # type: ignore[arg-type]
         start = time.perf_counter()
         ours = embedder.embed(str(video))
         t_engine = time.perf_counter() - start
         t_decode = min(engine_decode(video, embedder, freq) for _ in range(2))
-        model_dir = str(models_dir / cfg["model"]["name"])  # type: ignore[index]
         start = time.perf_counter()
-        if embedder.adapter.is_video:
-            ref = reference_video_model(str(video), model_dir, "videomae", frequency=freq, clip_duration=1.0)
-        else:
-            ref = reference_image_model(str(video), model_dir, frequency=freq)
+        ref = reference_output(name, video, models_dir, embedder.adapter.is_video)
         t_ref = time.perf_counter() - start
+        steps = plan_steps(str(video), embedder.config, embedder.num_frames)
+        within, past = compare_steps(ref, ours.data, steps.past_end)
+        past_rows += [(name, k, d, embedder.adapter.is_video) for k, d in past]
         rss_short = peak_rss_mb(video, name, models_dir)
         rss_long = peak_rss_mb(long_video, name, models_dir)
         results.append(
@@ -240,7 +278,9 @@ def main() -> None:
                 reference_video_s_per_s=args.seconds / t_ref,
                 engine_video_s_per_s=args.seconds / t_engine,
                 speedup=t_ref / t_engine,
-                max_abs_diff=float(np.abs(ref - ours.data).max()),
+                max_abs_diff=within,
+                steps=int(ref.shape[-1]),
+                steps_past_end=len(past),
                 engine_decode_s=t_decode,
                 plain_decode_s=plain,
                 decode_ratio=t_decode / plain,
@@ -250,26 +290,41 @@ def main() -> None:
             )
         )
     header = (
-        f"| config | reference (video-s/s) | engine (video-s/s) | speedup | max abs diff | engine decode / plain "
-        f"decode | peak RSS {args.seconds} s / {args.long_seconds} s |"
+        f"| config | reference (video-s/s) | engine (video-s/s) | speedup | max abs diff, steps within the stream "
+        f"| engine decode / plain decode | peak RSS {args.seconds} s / {args.long_seconds} s |"
     )
     print(header)
     print("|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['config']} | {r['reference_video_s_per_s']:.2f} | {r['engine_video_s_per_s']:.2f} | "
-            f"{r['speedup']:.1f}x | {r['max_abs_diff']:.1e} | {r['engine_decode_s']:.2f} s / "
-            f"{r['plain_decode_s']:.2f} s = {r['decode_ratio']:.2f} | {r['rss_mb_short']:.0f} MB / "
-            f"{r['rss_mb_long']:.0f} MB = {r['rss_ratio']:.2f} |"
+            f"{r['speedup']:.1f}x | {r['max_abs_diff']:.1e} ({r['steps'] - r['steps_past_end']} of {r['steps']}) | "
+            f"{r['engine_decode_s']:.2f} s / {r['plain_decode_s']:.2f} s = {r['decode_ratio']:.2f} | "
+            f"{r['rss_mb_short']:.0f} MB / {r['rss_mb_long']:.0f} MB = {r['rss_ratio']:.2f} |"
         )
+    if past_rows:
+        print(f"\nsteps past the stream's end of the {args.seconds} s video (not compared; the rule sets them):")
+        for name, k, d, is_video in past_rows:
+            print(f"  {name}, step {k}: max abs diff {d:.1e}: {PAST_END_RULE[is_video]}")
     import torch
 
     print(f"torch threads: {torch.get_num_threads()}, batch size 16, device cpu")
-    row = print_worker_row(args, work, models_dir)
-    results.append(dict(config="worker", **row))
+    worker_diff = 0.0
+    if not args.only:
+        row = print_worker_row(args, work, models_dir)
+        results.append(dict(config="worker", **row))
+        worker_diff = row["max_abs_diff"]
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+    wrong = [r["config"] for r in results if r["config"] != "worker" and r["max_abs_diff"] != 0]
+    wrong += ["worker against the engine"] if worker_diff != 0 else []
+    # a video model's clip past the end follows the reference's own rule: it must not differ either
+    wrong += [f"{name} step {k} past the end" for name, k, d, is_video in past_rows if is_video and d != 0]
+    if wrong:
+        print(f"DIFFERENCE within the stream: {', '.join(wrong)} (must be 0)", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -131,7 +131,7 @@ def simulate_dataset(root: Path, videos: list[str], seed: int) -> dict[str, Path
 def stored_samples(store: tp.Any, embed: tp.Any, video: str) -> np.ndarray:
     """A video's stored features as ``(time, features)``, read by config and video."""
     data = store.load(config=embed, video=video)
-    return np.asarray(data.values, dtype=np.float64).reshape(-1, data.sizes["time"]).T
+    return np.asarray(data.values, dtype=np.float64).reshape(data.sizes["time"], -1)
 
 
 def simulated_bold(

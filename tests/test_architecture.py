@@ -174,7 +174,7 @@ def test_status_and_a_plain_load_run_without_torch(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", load], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "('feature', 'time') (3, 1)"
+    assert done.stdout.strip() == "('time', 'feature') (1, 3)"
 
 
 def test_a_job_pickled_before_the_move_still_unpickles() -> None:

@@ -23,7 +23,7 @@ import typing as tp
 import pandas as pd
 
 from pipeline.align.bids import Event, find_runs, stimulus_events
-from pipeline.align.core import Features, FeatureSource, MemorySource, align_features, make_grid
+from pipeline.align.core import Features, FeatureSource, MemorySource, align_features, combine_spaces, make_grid
 from pipeline.align.errors import MissingVideosError, OverlappingEventsError, StimulusFilesNotFoundError
 from pipeline.align.timeline import Grid
 
@@ -41,6 +41,7 @@ __all__ = [
     "StimulusFilesNotFoundError",
     "align",
     "align_features",
+    "combine_spaces",
     "find_runs",
     "make_grid",
     "stimulus_events",
@@ -49,7 +50,7 @@ __all__ = [
 
 def align(
     store: tp.Any,
-    config: ConfigLike,
+    config: ConfigLike | tp.Sequence[ConfigLike],
     events: str | os.PathLike[str] | pd.DataFrame,
     *,
     tr: float | None = None,
@@ -60,12 +61,16 @@ def align(
     grid: Grid | None = None,
     **options: tp.Any,
 ) -> tp.Any:
-    """One run's stimulus features from the store on a target grid: an ``xarray.DataArray`` ``(time, feature)``.
+    """One run's stimulus features from the store on a target grid: an ``xarray.DataArray`` ``(time, feature)``
+    whose ``space`` coordinate names each feature's space; its attributes say what the features are (config
+    UID, model and identity, frequency, layers read, layer and token aggregation) and how they were aligned.
 
     - ``store``: a path or a ``pipeline.store.Store``.
-    - ``config``: a config UID of the store; launcher words (``"model=tiny_videomae frequency=8"`` or a list);
-      ``EmbedConfig`` fields as a dict; or an ``EmbedConfig``. Without a resolved model identity the config is
-      found by model name and fields (``Store.find_config``).
+    - ``config``: a config UID of the store; the launch command's words (``"model=tiny_videomae frequency=8"``)
+      or their mapping (``{"model": "tiny_videomae", "frequency": 8}``); or an ``EmbedConfig``. Without a
+      resolved model identity the config is found by model name and fields (``Store.find_config``). A list
+      of configs gives several feature spaces side by side (for banded ridge): features named
+      ``<space>/<layer>/f<j>``, each provenance attribute a list in the order of ``attrs["spaces"]``.
     - ``events``: a BIDS ``events.tsv`` or a DataFrame: ``onset``, ``duration`` (``n/a``: to the end of the
       video), ``stim_file`` (relative to ``stimuli``, by default ``<dataset root>/stimuli``; rows without one
       are skipped), optional ``stim_start`` (the second of the file the presentation started from).
@@ -83,9 +88,8 @@ def align(
     from pipeline.align.store_access import StoreSource
 
     target = make_grid(grid, tr=tr, n_scans=n_scans, frequency=frequency, duration=duration, start=start)
-    return align_features(
-        StoreSource(store, config),
-        events,
-        target,
-        **options,
-    )
+    configs: list[tp.Any] = list(config) if isinstance(config, (list, tuple)) else [config]
+    if not configs:
+        raise ValueError("config: an empty list of configs")
+    parts = [align_features(StoreSource(store, c), events, target, **options) for c in configs]
+    return parts[0] if len(parts) == 1 else combine_spaces(parts)

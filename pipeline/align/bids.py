@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.align.errors import StimulusFilesNotFoundError
+from pipeline.align.timeline import check_tr
 
 EVENT_COLUMNS = ("onset", "duration", "stim_file")
 STIM_START = "stim_start"
@@ -228,10 +229,22 @@ def find_runs(root: str | os.PathLike[str], *, n_scans: int | None = None) -> li
         if not isinstance(tr, (int, float)) or isinstance(tr, bool) or not tr > 0:
             problems.append(f"{events.relative_to(root)}: no RepetitionTime in a bold sidecar ({prefix}_bold.json)")
             continue
+        try:
+            check_tr(float(tr), f"RepetitionTime of {prefix}_bold.json")
+        except ValueError as e:
+            problems.append(f"{events.relative_to(root)}: {e}")
+            continue
         images = [events.parent / f"{prefix}_bold{ext}" for ext in (".nii.gz", ".nii")]
         image = next((p for p in images if p.is_file()), None)
+        stated = meta.get("NumberOfVolumes")
         if image is not None:
             count, source = nifti_volumes(image), image.name
+            if isinstance(stated, int) and stated != count:
+                problems.append(
+                    f"{events.relative_to(root)}: {image.name} holds {count} volumes but its bold sidecar says "
+                    f"NumberOfVolumes {stated}; correct the one that is wrong"
+                )
+                continue
         elif isinstance(meta.get("NumberOfVolumes"), int):
             count, source = int(meta["NumberOfVolumes"]), "NumberOfVolumes in the bold sidecar"
         elif n_scans is not None:

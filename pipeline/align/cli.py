@@ -21,9 +21,11 @@ USAGE = """usage: python -m pipeline.align bids=DATASET config=CONFIG [store=emb
 Writes DATASET/derivatives/<name>/sub-*/[ses-*/]func/<run>_desc-<LABEL>_stim.tsv.gz (one row per volume,
 no header) and its JSON sidecar for every sub-*/[ses-*/]func/*_events.tsv of DATASET.
 
-  config        a config UID of the store, or the launcher's words in one argument:
-                config='model=tiny_videomae frequency=8'
-  desc          the derivatives' label (letters and digits; default: family, config hash, hrf)
+  config        a config UID of the store, or the launch command's words in one argument:
+                config='model=tiny_videomae frequency=8'; several feature spaces side by side, separated
+                by ';': config='model=tiny_videomae; model=tiny_vit' (columns <space>/<layer>/f<j>)
+  desc          the derivatives' label (letters and digits; default: the models, hrf and a digest of
+                every setting, so that other settings never share a label)
   hrf           HRF convolution (nilearn's, oversampled); none: the features binned per volume
   delays        FIR delays in seconds (hrf=none), features stacked per delay
   binning       mean: each volume's time-weighted mean; lowpass: anti-aliased resampling
@@ -138,10 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     store = open_store(values)
     warnings.showwarning = _show_warning
     try:
+        configs = [c.strip() for c in values["config"].split(";") if c.strip()]
         export_bids(
             values["bids"],
             store,
-            values["config"],
+            configs[0] if len(configs) == 1 else configs,
             settings=settings,
             desc=desc,
             name=name,

@@ -215,6 +215,58 @@ def build_timeline(presentations: tp.Sequence[Presentation], source: FeatureSour
     return timeline.concat(parts, len(names)), names
 
 
+def check_within_run(presentations: tp.Sequence[Presentation], grid: Grid) -> None:
+    """Refuse events that start after the run's last row ends (a wrong events file or scan count gives no
+    features at all otherwise); warn of events shown past the run's end (the rest is not in the output)."""
+    end = grid.start + grid.n * grid.step
+    late = [p.event for p in presentations if p.event.onset >= end]
+    if late:
+        listed = "; ".join(f"{e.label} at onset {e.onset:g} s" for e in late[:5])
+        raise ValueError(
+            f"events: {len(late)} event(s) start after the run ends ({end:g} s: {grid.n} rows of {grid.step:g} s): "
+            f"{listed}; is it the run's events file, and its scan count?"
+        )
+    for p in presentations:
+        if p.event.onset + p.duration > end + grid.step:
+            warnings.warn(
+                f"{p.event.label}: shown until {p.event.onset + p.duration:g} s, past the run's end ({end:g} s); "
+                "the rest is not in the output",
+                stacklevel=3,
+            )
+
+
+def combine_spaces(arrays: tp.Sequence[tp.Any]) -> tp.Any:
+    """Several feature spaces of one run (``align_features`` of several sources on one grid) as one
+    DataArray: features side by side, each with its ``space``; the alignment's settings once, and each
+    provenance field as a list in the order of ``spaces``."""
+    import xarray as xr
+
+    spaces = [str(a.attrs.get("space", "")) for a in arrays]
+    if len(set(spaces)) != len(spaces):
+        raise ValueError(f"config: the same feature space twice ({', '.join(spaces)}); give each config once")
+    out = xr.concat(list(arrays), dim="feature", combine_attrs="drop", coords="minimal")
+    out.attrs = {k: v for k, v in arrays[0].attrs.items() if k not in PROVENANCE}
+    out.attrs.update({k: [a.attrs.get(k, "") for a in arrays] for k in PROVENANCE if k != "space"})
+    out.attrs["spaces"] = spaces
+    return out
+
+
+PROVENANCE = (
+    "space",
+    "config_uid",
+    "model",
+    "model_identity",
+    "frequency",
+    "layers",
+    "layer_indices",
+    "layer_aggregation",
+    "token_aggregation",
+    "pipeline_version",
+    "store",
+)
+"""What ``FeatureSource.provenance`` says of one feature space (read-time choices included)."""
+
+
 def _blocks(n_features: int, rows: int) -> list[slice]:
     size = max(1, _MAX_FLOATS // max(rows, 1))
     return [slice(i, min(i + size, n_features)) for i in range(0, n_features, size)] or [slice(0, 0)]
@@ -346,18 +398,29 @@ def align_features(
     if isinstance(events, (str, os.PathLike, pd.DataFrame)):
         events = stimulus_events(events, stimuli=stimuli, trial_type=trial_type)
     presentations = plan(list(events), source, overlap=overlap, tolerance=tolerance)
+    check_within_run(presentations, grid)
     t, names = build_timeline(presentations, source)
     data = regressors(t, grid, hrf=hrf, delays=delays, binning=binning, oversampling=oversampling)
     if zscore:
         data = response.zscore(data)
+    if not np.isfinite(data).all():
+        columns = np.flatnonzero(~np.isfinite(data).all(axis=0))
+        bad = ", ".join(names[j % len(names)] for j in columns[:5]) if names else ""
+        raise ValueError(
+            f"features: {len(columns)} column(s) hold NaN or infinite values after alignment ({bad}); "
+            "refused rather than written (are the stored entries of these videos finite?)"
+        )
+    provenance = source.provenance()
     coords: dict[str, tp.Any] = {"time": grid.times}
     if delays is not None:
         coords["feature"] = [f"{n}_delay{float(d):g}" for d in delays for n in names]
         coords["delay"] = ("feature", np.repeat(np.asarray(delays, dtype=np.float64), len(names)))
     else:
         coords["feature"] = list(names)
+    if provenance.get("space"):
+        coords["space"] = ("feature", [str(provenance["space"])] * len(coords["feature"]))
     attrs = {
-        **source.provenance(),
+        **provenance,
         "hrf": hrf,
         "delays": [float(d) for d in delays] if delays is not None else [],
         "binning": binning if hrf == "none" else "none (the HRF is sampled at the rows, as nilearn does)",

@@ -13,6 +13,7 @@ same label with other settings (refused: pick another ``desc``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ import warnings
 from pathlib import Path
 
 from pipeline.align import bids
-from pipeline.align.core import align_features, plan
+from pipeline.align.core import align_features, check_within_run, combine_spaces, plan
 from pipeline.align.errors import StimulusFilesNotFoundError
 from pipeline.align.timeline import Grid
 
@@ -58,18 +59,31 @@ class Settings:
         }
 
 
-def default_desc(config_uid: str | None, settings: Settings) -> str:
-    """A label from the config UID's family and hash, and the response model: ``videomae90faee89spm``."""
-    family, _, rest = (config_uid or "features").partition("-")
-    digest = rest.rsplit("-", 1)[-1] if rest else ""
-    label = family + digest + ("" if settings.hrf == "none" else settings.hrf) + ("fir" if settings.delays else "")
+READ_CHOICES = ("config_uid", "model", "model_identity", "frequency", "layers", "layer_indices",
+                "layer_aggregation", "token_aggregation")  # fmt: skip
+"""What a feature space is, as the export records and compares it (not where the store lies)."""
+
+
+def features_record(provenances: tp.Sequence[dict[str, tp.Any]]) -> dict[str, dict[str, tp.Any]]:
+    """Each feature space's read-time choices, by space: what an export's label stands for."""
+    return {str(p["space"]): {k: p.get(k) for k in READ_CHOICES} for p in provenances}
+
+
+def default_desc(provenances: tp.Sequence[dict[str, tp.Any]], settings: Settings) -> str:
+    """A label from the models' names, the response model and a digest of everything that sets the numbers
+    (each space's config UID, model identity, frequency, layers and aggregations, and the alignment's
+    settings): ``tinyvideomaespm3f9a01c2``. Other settings never share a label."""
+    record = {"features": features_record(provenances), "alignment": settings.record()}
+    digest = hashlib.blake2b(json.dumps(record, sort_keys=True).encode(), digest_size=4).hexdigest()
+    models = "".join(str(p.get("model", "")).rstrip("/").rsplit("/", 1)[-1] for p in provenances) or "features"
+    label = models + ("" if settings.hrf == "none" else settings.hrf) + ("fir" if settings.delays else "") + digest
     return re.sub(r"[^a-zA-Z0-9]", "", label)
 
 
 def export_bids(
     root: str | os.PathLike[str],
     store: tp.Any,
-    config: ConfigLike,
+    config: ConfigLike | tp.Sequence[ConfigLike],
     *,
     settings: Settings = Settings(),
     desc: str | None = None,
@@ -78,13 +92,19 @@ def export_bids(
     stimuli: str | os.PathLike[str] | None = None,
     out: tp.TextIO = sys.stdout,
 ) -> list[Path]:
-    """Write the derivatives of every run of the dataset at ``root``; returns the ``.tsv.gz`` files written."""
+    """Write the derivatives of every run of the dataset at ``root``; returns the ``.tsv.gz`` files written.
+    Several configs (a list) are several feature spaces, written side by side in one file: each column
+    named ``<space>/<layer>/f<j>``, each space's provenance in the sidecar's ``FeatureSpaces``."""
     from pipeline.align.store_access import StoreSource
     from pipeline.config import PIPELINE_VERSION as __version__
 
     root = Path(root)
     runs = bids.find_runs(root, n_scans=n_scans)
-    source = StoreSource(store, config)
+    configs: list[tp.Any] = list(config) if isinstance(config, (list, tuple)) else [config]
+    sources = [StoreSource(store, c) for c in configs]
+    if not sources:
+        raise ValueError("config: an empty list of configs")
+    source = sources[0]
     events: dict[Path, list[bids.Event]] = {}
     problems: list[str] = []
     not_found: dict[str, Path] = {}
@@ -99,46 +119,65 @@ def export_bids(
         raise StimulusFilesNotFoundError(not_found)
     if problems:
         raise ValueError("\n".join(problems))
-    source.require(list(dict.fromkeys(e.path for run_events in events.values() for e in run_events)))
+    videos = list(dict.fromkeys(e.path for run_events in events.values() for e in run_events))
+    for each in sources:
+        each.require(videos)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # said once, when each run is aligned below
         for run in runs:
-            try:
-                plan(events[run.events], source, overlap=settings.overlap, tolerance=settings.tolerance)
-            except ValueError as e:
-                problems.append(f"{run.events.relative_to(root)}: {e}")
+            for each in sources:
+                try:
+                    presentations = plan(
+                        events[run.events], each, overlap=settings.overlap, tolerance=settings.tolerance
+                    )
+                    check_within_run(presentations, Grid.fmri(run.tr, run.n_scans, settings.slice_time_ref * run.tr))
+                except ValueError as e:
+                    problems.append(f"{run.events.relative_to(root)}: {e}")
+                    break
     if problems:
         raise ValueError("\n".join(problems))
-    label = desc or default_desc(source.config_uid, settings)
+    provenances = [each.provenance() for each in sources]
+    label = desc or default_desc(provenances, settings)
     if not re.fullmatch(r"[a-zA-Z0-9]+", label):
         raise ValueError(f"desc: a BIDS label is letters and digits only, got {label!r}")
     target = root / "derivatives" / name
-    provenance = {"ConfigUID": source.config_uid, "Alignment": settings.record()}
+    uids = [each.config_uid for each in sources]
+    provenance = {
+        "ConfigUID": uids[0] if len(uids) == 1 else uids,
+        "FeatureSpaces": features_record(provenances),
+        "Alignment": settings.record(),
+    }
     for run in runs:
         _, sidecar = bids.derivative_paths(target, run, label)
         if sidecar.is_file():
             old = json.loads(sidecar.read_text())
             if {k: old.get(k) for k in provenance} != provenance:
+                was = json.dumps({k: old.get(k) for k in provenance}, sort_keys=True)
+                now = json.dumps(provenance, sort_keys=True)
                 raise ValueError(
-                    f"desc: {sidecar} exists from an export with other settings (config {old.get('ConfigUID')}, "
-                    f"{old.get('Alignment')}); choose another desc= or remove it"
+                    f"desc: {sidecar} exists from an export with other settings; choose another desc= or remove "
+                    f"it.\n  there: {was}\n  now:   {now}"
                 )
     bids.write_json(target / "dataset_description.json", bids.dataset_description(name, __version__))
     written = []
     for run in runs:
         grid = Grid.fmri(run.tr, run.n_scans, start=settings.slice_time_ref * run.tr)
-        result = align_features(
-            source,
-            events[run.events],
-            grid,
-            hrf=settings.hrf,
-            delays=settings.delays,
-            binning=settings.binning,
-            oversampling=settings.oversampling,
-            zscore=settings.zscore,
-            overlap=settings.overlap,
-            tolerance=settings.tolerance,
-        )
+        parts = [
+            align_features(
+                each,
+                events[run.events],
+                grid,
+                hrf=settings.hrf,
+                delays=settings.delays,
+                binning=settings.binning,
+                oversampling=settings.oversampling,
+                zscore=settings.zscore,
+                overlap=settings.overlap,
+                tolerance=settings.tolerance,
+            )
+            for each in sources
+        ]
+        result = parts[0] if len(parts) == 1 else combine_spaces(parts)
         data_path, sidecar = bids.derivative_paths(target, run, label)
         bids.write_continuous(data_path, result.values)
         attrs = result.attrs
@@ -149,8 +188,9 @@ def export_bids(
                 "StartTime": grid.start,
                 "Columns": [str(c) for c in result["feature"].values],
                 "Description": (
-                    f"Features of {attrs.get('model') or 'the model'} (config {source.config_uid}) of the stimuli "
-                    f"shown in {run.events.name}, one row per volume (TR {run.tr:g} s)"
+                    f"Features of {', '.join(str(p['model']) for p in provenances) or 'the model'} (config "
+                    f"{', '.join(str(u) for u in uids)}) of the stimuli shown in {run.events.name}, one row per "
+                    f"volume (TR {run.tr:g} s); columns <space>/<layer>/f<j>"
                 ),
                 "Sources": [f"bids:raw:{run.events.relative_to(root).as_posix()}"],
                 **provenance,
@@ -158,7 +198,7 @@ def export_bids(
                 "ModelIdentity": attrs.get("model_identity", ""),
                 "PipelineVersion": attrs.get("pipeline_version", ""),
                 "AlignVersion": __version__,
-                "Store": attrs.get("store", ""),
+                "Store": os.path.abspath(source.store.path),
                 "RepetitionTime": run.tr,
                 "NumberOfVolumes": run.n_scans,
                 "NumberOfVolumesFrom": run.n_scans_from,

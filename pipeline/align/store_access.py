@@ -29,9 +29,9 @@ if tp.TYPE_CHECKING:
     from pipeline.config import EmbedConfig
     from pipeline.store import Store
 
-ConfigLike = tp.Union[str, tp.Mapping[str, tp.Any], "EmbedConfig", tp.Sequence[str]]
-"""A config UID in the store; launcher words (``"model=tiny_videomae frequency=8"`` or a list of them);
-``EmbedConfig`` fields as a mapping; or an ``EmbedConfig``."""
+ConfigLike = tp.Union[str, tp.Mapping[str, tp.Any], "EmbedConfig"]
+"""A config UID in the store; the launch command's words (``"model=tiny_videomae frequency=8"``) or their
+mapping (``{"model": "tiny_videomae", "frequency": 8}``); or an ``EmbedConfig`` (``pipeline.config.compose``)."""
 
 _UID = re.compile(r"[a-z0-9_]+(-\S*)?-[0-9a-f]{8}")
 _NOT_EMBED = ("videos", "store")
@@ -67,35 +67,24 @@ def is_config_uid(value: str) -> bool:
     return bool(_UID.fullmatch(value))
 
 
-def config_from_words(words: tp.Sequence[str]) -> EmbedConfig:
-    """The ``EmbedConfig`` the launcher builds from these words (Hydra overrides of ``conf/``), its model's
-    identity left unresolved (a reader finds it in the store by name and fields)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+def embed_of(config: ConfigLike) -> EmbedConfig:
+    """The ``EmbedConfig`` a spelling of a config names, composed as the launch command does; a
+    ``ConfigError`` (a ``ValueError``) names the field, with a "did you mean"."""
+    from pipeline.config import embed_config_of
 
-    from pipeline.config import build_run_config
-
-    try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
-            cfg = compose("config", overrides=list(words))
-    except Exception as e:  # noqa: BLE001 - Hydra's parse and composition errors have no common base
-        raise ValueError(f"config: cannot compose {' '.join(words)!r} from {conf_dir()}: {e}") from None
-    flat = tp.cast(dict[str, tp.Any], OmegaConf.to_container(cfg, resolve=True))
-    try:
-        return build_run_config(flat).embed
-    except ValueError as e:  # ConfigError: names the field
-        raise ValueError(f"config: {e}") from None
+    return embed_config_of(config)
 
 
-def _embed(config: tp.Mapping[str, tp.Any] | EmbedConfig) -> EmbedConfig:
-    from pipeline.config import EmbedConfig
+def space_name(model: str, config_uid: str | None) -> str:
+    """A feature space's name: the model's last name and the config UID's hash (``tiny-videomae-849508f3``)."""
+    return f"{model.rstrip('/').rsplit('/', 1)[-1]}-{(config_uid or '')[-8:]}"
 
-    if isinstance(config, EmbedConfig):
-        return config
-    try:
-        return EmbedConfig.model_validate(dict(config))
-    except Exception as e:  # noqa: BLE001 - pydantic's ValidationError, with the field named
-        raise ValueError(f"config: {e}") from None
+
+def layer_label(indices: tp.Sequence[int], aggregation: str) -> str:
+    """The layers a feature was taken from: ``l4``, or ``l2,3,4mean`` for several aggregated into one."""
+    if len(indices) == 1:
+        return f"l{indices[0]}"
+    return "l" + ",".join(str(i) for i in indices) + aggregation
 
 
 def _hydra_value(value: tp.Any) -> str:
@@ -167,6 +156,8 @@ class StoreSource:
     """The features of one config in a store: videos are found by content hash, read by time window."""
 
     def __init__(self, store: str | os.PathLike[str] | Store, config: ConfigLike) -> None:
+        from pipeline.config import config_words
+
         self.store = open_store(store)
         self.words: list[str] | None = None
         self.embed: EmbedConfig | None = None
@@ -177,14 +168,9 @@ class StoreSource:
                 raise ValueError(f"config: {config!r} is not a config UID of {self.store.path} (it has: {known})")
             self.config_uid = config
         else:
-            if isinstance(config, str):
-                self.words = shlex.split(config)
-            elif isinstance(config, (list, tuple)):
-                self.words = [str(w) for w in config]
-            if self.words is not None:
-                self.embed = config_from_words(self.words)
-            else:
-                self.embed = _embed(tp.cast(tp.Any, config))
+            if isinstance(config, str):  # a mapping's command is rebuilt from its config (launch_words)
+                self.words = config_words(config)
+            self.embed = embed_of(config)
             try:
                 self.config_uid = self.store.find_config(self.embed)
             except KeyError as e:
@@ -220,30 +206,52 @@ class StoreSource:
         return self.store.load(uid, start=start, stop=stop, **by)
 
     def window(self, video: Path, start: float, stop: float) -> Window:
-        """The samples in ``[start, stop)`` through the store's windowed read (only their time chunks)."""
+        """The samples in ``[start, stop)`` through the store's windowed read (only their time chunks); each
+        feature named for its space, layer and place (``tiny-videomae-849508f3/l2/f17``)."""
         array = self._load(f"{self.config_uid}/{self._hash(video)}", start, stop)
         if self._attrs is None:
             self._attrs = dict(array.attrs)
         dims = [d for d in array.dims if d != "time"]
         values = np.moveaxis(np.asarray(array.values, dtype=np.float64), array.dims.index("time"), 0)
+        prefix = self.space
+        if "layer" not in dims:
+            attrs = dict(array.attrs)
+            prefix += "/" + layer_label(list(attrs.get("layer_indices") or []), str(attrs.get("layer_aggregation", "")))
         return Window(
             np.asarray(array["time"].values, dtype=np.float64),
             values.reshape(values.shape[0], -1),
             feature_names(
-                dims, {d: list(array[d].values) if d in array.coords else None for d in dims}, values.shape[1:]
+                dims, {d: list(array[d].values) if d in array.coords else None for d in dims}, values.shape[1:], prefix
             ),
         )
 
-    def provenance(self) -> dict[str, tp.Any]:
-        """Config UID, model name and identity, and the pipeline version that computed the entries."""
+    def _first_attrs(self) -> dict[str, tp.Any]:
         if self._attrs is None and self.entries:
             self._attrs = dict(self._load(next(iter(self.entries.values())).uid, 0.0, 0.0).attrs)
-        attrs = self._attrs or {}
+        return self._attrs or {}
+
+    @property
+    def space(self) -> str:
+        """This config's feature space name (``space_name``)."""
+        model = str(self._first_attrs().get("model", self.embed.model.name if self.embed else "features"))
+        return space_name(model, self.config_uid)
+
+    def provenance(self) -> dict[str, tp.Any]:
+        """What the features are: the space, config UID, model name and identity, the frequency, the layers
+        read and how layers and tokens were aggregated, and the pipeline version that computed them."""
+        attrs = self._first_attrs()
         config = json.loads(attrs.get("config", "{}")) if isinstance(attrs.get("config"), str) else {}
+        layers = attrs.get("layers", config.get("layers", ""))
         return {
+            "space": self.space,
             "config_uid": self.config_uid or "",
             "model": str(attrs.get("model", self.embed.model.name if self.embed else "")),
             "model_identity": str(config.get("model", "")),
+            "frequency": float(attrs.get("frequency", 0.0)),
+            "layers": list(layers) if isinstance(layers, (list, tuple)) else layers,
+            "layer_indices": [int(i) for i in attrs.get("layer_indices") or []],
+            "layer_aggregation": str(attrs.get("layer_aggregation") or config.get("layer_aggregation", "")),
+            "token_aggregation": str(config.get("token_aggregation", "")),
             "pipeline_version": str(attrs.get("pipeline_version", "")),
             "store": os.path.abspath(self.store.path),
         }
@@ -307,14 +315,19 @@ class StoreSource:
         return shlex.join([sys.executable, "-m", "pipeline.launch", *words])
 
 
-def feature_names(dims: list[str], coords: dict[str, list[tp.Any] | None], shape: tuple[int, ...]) -> tuple[str, ...]:
-    """One name per flattened feature (C order over ``dims``): ``f<j>`` along ``feature``, ``<dim><coordinate
-    or index>`` along the others (``layer2_f17``)."""
-    names = [""]
+_SHORT = {"feature": "f", "layer": "l", "layer_group": "g", "token": "t"}
+
+
+def feature_names(
+    dims: list[str], coords: dict[str, list[tp.Any] | None], shape: tuple[int, ...], prefix: str = ""
+) -> tuple[str, ...]:
+    """One name per flattened feature (C order over ``dims``), parts joined by ``/`` after ``prefix``:
+    ``f<j>`` along ``feature``, ``l<layer>`` along ``layer``, ``g<first layer>`` along ``layer_group``,
+    ``t<j>`` along ``token``, ``<dim><j>`` along any other (``tiny-videomae-849508f3/l2/f17``)."""
+    names = [prefix]
     for dim, size in zip(dims, shape):
         values = coords.get(dim)
-        labels = [
-            f"f{j}" if dim == "feature" else f"{dim}{values[j] if values is not None else j}" for j in range(size)
-        ]
-        names = [f"{a}_{b}" if a else b for a in names for b in labels]
+        short = _SHORT.get(dim, dim)
+        labels = [f"{short}{values[j] if values is not None and dim != 'feature' else j}" for j in range(size)]
+        names = [f"{a}/{b}" if a else b for a in names for b in labels]
     return tuple(names)

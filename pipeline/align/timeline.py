@@ -29,6 +29,17 @@ import numpy as np
 
 from pipeline.align.errors import OverlappingEventsError
 
+TR_RANGE = (0.1, 10.0)
+"""Seconds: the repetition times an fMRI grid accepts."""
+
+
+def check_tr(tr: float, where: str = "tr") -> None:
+    """Refuse a repetition time outside ``TR_RANGE`` (a TR in milliseconds, most often), naming it."""
+    low, high = TR_RANGE
+    if not (isinstance(tr, (int, float)) and math.isfinite(tr) and low <= tr <= high):
+        hint = f" (in milliseconds? {tr:g} ms is {tr / 1000:g} s)" if isinstance(tr, (int, float)) and tr > high else ""
+        raise ValueError(f"{where}: a repetition time of {tr!r} s is outside {low:g}-{high:g} s{hint}")
+
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
@@ -54,7 +65,9 @@ class Grid:
     @classmethod
     def fmri(cls, tr: float, n_scans: int, start: float = 0.0) -> Grid:
         """One row per volume, ``tr`` seconds apart; ``start`` is the time of the first row (``slice_time_ref
-        * tr`` for slice-timing-corrected data, as nilearn's ``frame_times``)."""
+        * tr`` for slice-timing-corrected data, as nilearn's ``frame_times``). A TR outside ``TR_RANGE`` is
+        refused: no scanner takes one, and a TR in milliseconds would silently give no features at all."""
+        check_tr(tr)
         return cls(step=float(tr), n=int(n_scans), start=float(start))
 
     @classmethod

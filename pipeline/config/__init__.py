@@ -3,6 +3,7 @@
 Nothing in this subpackage imports torch: the store, its readers and the tools build configs too.
 """
 
+from pipeline.config.compose import ConfigLike, compose_run_config, config_words, embed_config_of
 from pipeline.config.embed import EmbedConfig, ImageFrames, LayerAggregation, Layers, ModelSpec, TokenAggregation
 from pipeline.config.errors import ConfigError
 from pipeline.config.families import FAMILIES, Family, family
@@ -18,6 +19,7 @@ __all__ = [
     "PIPELINE_VERSION",
     "UID_VERSION",
     "ConfigError",
+    "ConfigLike",
     "EmbedConfig",
     "ExecutorConfig",
     "Family",
@@ -28,6 +30,9 @@ __all__ = [
     "RunConfig",
     "TokenAggregation",
     "build_run_config",
+    "compose_run_config",
+    "config_words",
+    "embed_config_of",
     "config_uid",
     "family",
     "format_version",

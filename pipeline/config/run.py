@@ -78,6 +78,9 @@ class RunConfig(pydantic.BaseModel):
     """A computed video waits at most this long in its job's segment before the segment is published (it is
     published anyway every 64 MiB, at the job's end and when the job is pre-empted or times out): what a
     ``kill -9`` can cost, against fewer, larger files. 0: each video published as soon as it is done."""
+    progress_s: float = pydantic.Field(default=30.0, ge=0)
+    """Where the output is a log file, not a terminal: seconds between two progress lines of the launcher,
+    the hashing and probing steps and the jobs (in a terminal: the usual bars)."""
     verbose: bool = False
     """Let the libraries' own warnings and progress bars through (transformers, huggingface_hub)."""
     decoders: int | None = pydantic.Field(default=None, ge=0)

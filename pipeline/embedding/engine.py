@@ -87,6 +87,14 @@ class Embedder:
 
     def finish(self, rows: np.ndarray, freq: float, timing: Timing, indices: list[int]) -> Embedding:
         data = np.moveaxis(rows, 0, -1).astype(np.float32, copy=False)
+        note = timing.note
+        clip = clip_duration_for(self.config, freq) if self.adapter.is_video else None
+        if clip is not None and timing.duration < clip:  # the numbers stay the reference's; the user is told
+            short = (
+                f"shorter than one clip ({timing.duration:.3g} s < clip_duration {clip:g} s): every clip reaches "
+                "before the first frame, which stands in there (the reference's rule)"
+            )
+            note = f"{note}; {short}" if note else short
         return Embedding(
             data=np.ascontiguousarray(data),
             frequency=freq,
@@ -94,9 +102,9 @@ class Embedder:
             duration=timing.duration,
             layer_indices=indices,
             num_frames=self.num_frames,
-            clip_duration=clip_duration_for(self.config, freq) if self.adapter.is_video else None,
+            clip_duration=clip,
             timing=timing.mode,
-            timing_note=timing.note,
+            timing_note=note,
         )
 
     @property

@@ -63,6 +63,9 @@ class VideoSteps:
     clip_ends: np.ndarray | None
     """Video models: the end time of each step's clip (its audio window ends there)."""
     clip_duration: float | None
+    past_end: np.ndarray | None = None
+    """``past_end[k]``: step k asks for a frame past the last one of the stream (reference timing), where
+    an end-of-stream rule chooses its frame (docs/numbers.md); None under exact timing."""
 
     @property
     def keep_from(self) -> np.ndarray:
@@ -86,11 +89,18 @@ def plan_steps(path: str, embed: EmbedConfig, num_frames: int | None) -> VideoSt
         # the seed reads its image steps in a random order (exca's MapInfra shuffles them), so a step past
         # the end of the stream gets whichever frame it read before: the video's last frame stands in
         past_end = "last_frame" if embed.image_frames == "seed" else "reference"
-        return VideoSteps(timing, freq, frames_for(times, timing, past_end), None, None)
+        return VideoSteps(timing, freq, frames_for(times, timing, past_end), None, None, steps_past_end(times, timing))
     clip_duration = clip_duration_for(embed, freq)
     ends = timegrid.clip_end_times(timing.duration, n_steps)
     times = timegrid.clip_frame_times(ends, timegrid.clip_offsets(num_frames, clip_duration))
-    return VideoSteps(timing, freq, frames_for(times, timing), ends, clip_duration)
+    return VideoSteps(timing, freq, frames_for(times, timing), ends, clip_duration, steps_past_end(times, timing))
+
+
+def steps_past_end(times: np.ndarray, timing: Timing) -> np.ndarray | None:
+    """Which steps (rows of ``times``) ask for a frame past the stream's last one; None under exact timing."""
+    if timing.n_frames is None:
+        return None
+    return np.asarray((reference_reader.frame_numbers(timing.fps, times) >= timing.n_frames).any(axis=1))
 
 
 def frames_for(times: np.ndarray, timing: Timing, past_end: str = "reference") -> np.ndarray:

@@ -8,10 +8,11 @@ import shlex
 import sys
 import typing as tp
 
+from pipeline.common.progress import set_interval
 from pipeline.common.quiet import silence_libraries
 from pipeline.config import CONF_DIR, ConfigError, build_run_config
+from pipeline.config.compose import check_overrides
 from pipeline.launch.launcher import Interrupted, launch_config
-from pipeline.launch.overrides import check_overrides
 from pipeline.launch.sweep import submit_point
 
 
@@ -39,6 +40,7 @@ def main() -> None:
         silence_libraries(bool(flat.get("verbose", False)))
         try:
             run = build_run_config(flat)
+            set_interval(run.progress_s)  # the hashing and probing steps', and the local jobs' (inherited)
             if hydra_cfg.mode == RunMode.MULTIRUN:
                 submit_point(run, list(hydra_cfg.overrides.task), command)
                 return

@@ -8,6 +8,7 @@ import os
 import typing as tp
 from pathlib import Path
 
+from pipeline.common.progress import Progress
 from pipeline.config import ConfigError
 from pipeline.store import Store, content_hash, layout, tables
 
@@ -96,10 +97,20 @@ def video_durations(items: list[tuple[str, str]], store: Store) -> dict[str, flo
     and cached in the store by content hash, beside the hash cache."""
     from pipeline.embedding.decoding import container_seconds
 
-    cache_file = layout.caches(store.path) / "durations.parquet"
-    cache = tables.read_mapping(cache_file)
+    cache_file = _durations_file(store)
+    cache = known_durations(store)
     _fill_cache(cache, cache_file, store.path, {h: p for p, h in items}, container_seconds, "probing durations")
     return {h: cache[h] for _, h in items}
+
+
+def known_durations(store: Store) -> dict[str, float]:
+    """Content hash -> duration in seconds of every video whose duration the store's cache holds (what a
+    launch probed): progress lines count the video-seconds done with it."""
+    return tables.read_mapping(_durations_file(store))
+
+
+def _durations_file(store: Store) -> Path:
+    return layout.caches(store.path) / "durations.parquet"
 
 
 def _fill_cache(
@@ -113,14 +124,15 @@ def _fill_cache(
     """Compute ``compute(path)`` for each cache key missing from ``cache`` (``sources``: key -> path),
     ``READERS`` at a time with a progress bar past 20, then write the cache back atomically (a Parquet
     table beside the store's entries). Returns the paths it computed."""
-    from tqdm import tqdm
-
     todo = [(key, path) for key, path in sources.items() if key not in cache]
     if not todo:
         return []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=READERS) as pool:
-        values = pool.map(compute, [path for _, path in todo])
-        for (key, _), value in tqdm(zip(todo, values), total=len(todo), desc=desc, unit="file", disable=len(todo) < 20):
+    with (
+        concurrent.futures.ThreadPoolExecutor(max_workers=READERS) as pool,
+        Progress(len(todo), desc, unit="files", disable=len(todo) < 20) as progress,
+    ):
+        for (key, _), value in zip(todo, pool.map(compute, [path for _, path in todo])):
             cache[key] = value
+            progress.update()
     tables.write_mapping(cache_file, cache, top)
     return [path for _, path in todo]

@@ -7,6 +7,8 @@ import sys
 import time
 import typing as tp
 
+from pipeline.common.progress import Progress
+from pipeline.launch.discovery import known_durations
 from pipeline.launch.submission import Submission
 from pipeline.launch.summary import Summary
 from pipeline.launch.worker import VideoResult
@@ -32,19 +34,28 @@ POLL_S = {"slurm": 2.0, "local": 0.25}
 
 def follow(launch: Submission, *, out: tp.TextIO = sys.stdout, bar_position: int = 0) -> Summary:
     """Show progress until every job is over, then fill the summary from the results and the store."""
-    from tqdm import tqdm
-
     summary, plan, store = launch.summary, launch.plan, Store(launch.run.store)
 
     ended: dict[str, str] | None = None
     if launch.jobs and launch.run.executor.name != "debug":
         remaining = {h for _, h in plan.to_compute}
-        with tqdm(total=len(remaining), desc=plan.config_uid, unit="video", position=bar_position, file=out) as bar:
+        durations = known_durations(store)
+        total_s = sum(durations.get(h, 0.0) for h in remaining)
+        bar = Progress(
+            len(remaining),
+            f"stored ({plan.config_uid})",
+            unit="videos",
+            file=out,
+            interval=launch.run.progress_s,
+            total_seconds=total_s or None,
+            position=bar_position,
+        )
+        with bar:
             while True:
                 ended = launch.poll()
                 landed = remaining & store.done_hashes(plan.config_uid)
                 remaining -= landed
-                bar.update(len(landed))
+                bar.update(len(landed), sum(durations.get(h, 0.0) for h in landed))
                 if len(ended) == len(launch.jobs):
                     break
                 time.sleep(POLL_S["slurm" if launch.on_slurm else "local"])

@@ -2,7 +2,7 @@
 
 ``embed(videos, model=..., store=..., **fields)`` writes its arguments as the launch command's words
 (``model=tiny_videomae frequency=4 videos=[...] ...``), composes ``conf/`` with them through Hydra exactly as
-``python -m pipeline.launch`` does (``pipeline.launch.overrides.compose_run_config``: the same checks, the
+``python -m pipeline.launch`` does (``pipeline.config.compose.compose_run_config``: the same checks, the
 same ``ConfigError`` naming the field, the same config UID), launches what the store does not hold yet
 (``launch_config``: the plan, the jobs, a progress bar, the summary), then reads every video's embedding
 back as an ``xarray.DataArray``. A notebook and a cluster launch of the same words share their entries.
@@ -18,9 +18,9 @@ import typing as tp
 
 from pipeline.common.quiet import silence_libraries
 from pipeline.config import ConfigError, RunConfig
+from pipeline.config.compose import compose_run_config, config_words, group_words, hydra_value
 from pipeline.launch.discovery import find_videos, hash_files
 from pipeline.launch.launcher import launch_config
-from pipeline.launch.overrides import compose_run_config, hydra_value
 from pipeline.launch.summary import Summary
 from pipeline.store import Store
 
@@ -50,6 +50,7 @@ def embed(
     *,
     executor: str | tp.Mapping[str, tp.Any] | None = None,
     progress: bool = True,
+    config: str | tp.Mapping[str, tp.Any] | None = None,
     **fields: tp.Any,
 ) -> dict[str, xr.DataArray]:
     """Embed ``videos`` (a folder, a glob pattern, one file, a list file, or a list of paths), computing
@@ -62,13 +63,16 @@ def embed(
     "partition": "gpu", "gpus_per_node": 1}``); left out, each is ``conf/config.yaml``'s default
     (``tiny_videomae``, ``embeddings.zarr``, ``local``). ``fields``: any other field of the launch command
     (``frequency=4``, ``layers=[0.5, 1.0]``, ``device="cuda"``, ``**{"executor.partition": "gpu"}``).
-    ``progress=False`` prints neither the plan, nor the progress bar, nor the summary.
+    ``progress=False`` prints neither the plan, nor the progress bar, nor the summary. ``config``: the
+    config in any of its spellings (``"model=tiny_videomae layers=0.25"`` or ``{"model": "tiny_videomae",
+    "layers": 0.25}``, ``pipeline.config.compose``), before the other arguments (which win). The arrays are
+    ``(time, ...)``; with ``cache_n_layers``, ``layers`` and ``layer_aggregation`` select what they hold.
 
     A configuration error raises ``ConfigError`` naming the field, before anything is computed. Videos that
     fail (or failed in an earlier launch, unless ``retry_failed=True``) raise ``EmbedError`` after the others
     are stored. With ``dry_run=True`` or ``wait=False`` the videos already stored are returned.
     """
-    words = embed_words(videos, model, store, executor, fields)
+    words = (config_words(config) if config is not None else []) + embed_words(videos, model, store, executor, fields)
     run = compose_run_config(words)
     silence_libraries(run.verbose)
     out: tp.TextIO = sys.stdout if progress else io.StringIO()
@@ -94,30 +98,11 @@ def embed_words(
         spec = [os.fspath(v) for v in videos]
         if not spec:
             raise ConfigError("videos: an empty list")
-    words = [*_group_words("model", model), f"videos={hydra_value(spec)}"]
+    words = [*group_words("model", model), f"videos={hydra_value(spec)}"]
     if store is not None:
         words.append(f"store={hydra_value(store)}")
-    words += _group_words("executor", executor)
+    words += group_words("executor", executor)
     return words + [f"{key}={hydra_value(value)}" for key, value in fields.items()]
-
-
-def _group_words(group: str, value: str | tp.Mapping[str, tp.Any] | None) -> list[str]:
-    """``model=NAME`` (a choice of ``conf/<group>/``), or one ``group.field=value`` word per field of a
-    mapping (the executor's ``name``, a choice, picks its file; a model given by fields is a hub or local
-    model unless it says ``tiny``)."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [f"{group}={value}"]
-    if not isinstance(value, tp.Mapping):
-        raise ConfigError(f"{group}: a name in conf/{group}/ or a mapping of its fields (got {value!r})")
-    fields = dict(value)
-    words = []
-    if group == "executor" and "name" in fields:
-        words.append(f"executor={fields.pop('name')}")
-    if group == "model":
-        fields = {"tiny": False, "trust_remote_code": False, **fields}
-    return words + [f"{group}.{k}={hydra_value(v)}" for k, v in fields.items()]
 
 
 def stored_embeddings(run: RunConfig, config_uid: str) -> dict[str, xr.DataArray]:
@@ -126,6 +111,8 @@ def stored_embeddings(run: RunConfig, config_uid: str) -> dict[str, xr.DataArray
     store = Store(run.store)
     paths = find_videos(run.videos)
     hashes, _, _ = hash_files(paths, store)
-    return {
-        p: store.load(f"{config_uid}/{hashes[p]}") for p in paths if p in hashes and store.has(config_uid, hashes[p])
+    return {  # the config's layers and layer aggregation applied to a cache_n_layers entry
+        p: store.load(f"{config_uid}/{hashes[p]}", config=run.embed)
+        for p in paths
+        if p in hashes and store.has(config_uid, hashes[p])
     }

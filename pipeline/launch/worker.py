@@ -10,8 +10,10 @@ import typing as tp
 
 from pipeline.common.env import job_cpus, n_decoders
 from pipeline.common.files import now
+from pipeline.common.progress import Progress
 from pipeline.common.quiet import silence_libraries
 from pipeline.config import PIPELINE_VERSION, RunConfig
+from pipeline.launch.discovery import known_durations
 from pipeline.store import Store, StoreError
 from pipeline.store.leases import Heartbeat, Lease, acquire, current_job_id
 from pipeline.store.records import read_queue
@@ -94,8 +96,6 @@ def work_queue(
 
     ``results`` is filled as videos finish (a requeued job passes what it already did, and skips it).
     """
-    from tqdm import tqdm
-
     from pipeline.embedding.engine import Embedder
 
     run = RunConfig.model_validate(run_dict)
@@ -117,16 +117,25 @@ def work_queue(
     if job is not None:
         job.committer = committer  # for checkpoint: a pre-empted job publishes what it computed
     try:
-        with tqdm(total=len(pending), desc=f"embedding ({cuid})", unit="video", mininterval=2) as bar:
+        durations = known_durations(store)
+        total_s = sum(durations.get(h, 0.0) for _, h in pending)
+        bar = Progress(
+            len(pending), f"embedding ({cuid})", unit="videos", interval=run.progress_s, total_seconds=total_s or None
+        )
+        with bar:
+
+            def progress(vhash: str = "", embedded: bool = False) -> None:
+                bar.update(1, durations.get(vhash, 0.0) if embedded else 0.0)
+
             n = n_decoders(run.decoders)
             if n and embedder.batchable:
-                _run_batched(run, store, embedder, heartbeat, committer, pending, launch, n, bar.update)
+                _run_batched(run, store, embedder, heartbeat, committer, pending, launch, n, progress)
             else:
                 for path, vhash in pending:
                     outcome = _one_video(run, store, embedder, heartbeat, committer, path, vhash, launch)
                     if outcome is not None:
                         results.append(outcome)
-                    bar.update()
+                    progress(vhash, embedded=outcome is None)
         committer.flush()
     except StoreError:
         committer.abandon()
@@ -313,7 +322,7 @@ def _run_batched(
     pending: list[tuple[str, str]],
     launch: str,
     n: int,
-    progress: tp.Callable[[], tp.Any],
+    progress: tp.Callable[..., tp.Any],
 ) -> None:
     """The queue through ``Batcher``: ``n`` decoding processes, several videos in flight, shared batches."""
     from pipeline.embedding.batcher import Batcher
@@ -341,7 +350,7 @@ def _run_batched(
             claim.release()
             raise
         finally:
-            progress()
+            progress(vhash, embedded=True)
 
     def failed(vhash: str, error: BaseException) -> None:
         path, claim, started = claims.pop(vhash)

@@ -6,9 +6,10 @@ from __future__ import annotations
 def output_dims(
     ndim: int, layer_indices: list[int], layer_aggregation: str, token_aggregation: str
 ) -> tuple[list[str], dict[str, list[int]]]:
-    """Names of a stored array's axes, time last, and their coordinates, from how it was aggregated:
-    ``layer`` (the model's layer indices) when layers are kept, ``layer_group`` (each group's first layer)
-    for ``group_mean``, ``token`` when tokens are kept, then ``feature`` (``feature_0``, ... if several)."""
+    """Names of an entry's axes as every reader gives them, ``time`` first, and their coordinates, from how
+    it was aggregated: ``time``, then ``layer`` (the model's layer indices) when layers are kept,
+    ``layer_group`` (each group's first layer) for ``group_mean``, ``token`` when tokens are kept, then
+    ``feature`` (``feature_0``, ... if several). ``ndim`` counts the time axis."""
     dims: list[str] = []
     coords: dict[str, list[int]] = {}
     if layer_aggregation == "none":
@@ -21,6 +22,6 @@ def output_dims(
         dims.append("token")
     rest = ndim - 1 - len(dims)
     if rest < 0:
-        return [f"dim_{i}" for i in range(ndim - 1)] + ["time"], {}
+        return ["time"] + [f"dim_{i}" for i in range(ndim - 1)], {}
     dims += ["feature"] if rest == 1 else [f"feature_{i}" for i in range(rest)]
-    return dims + ["time"], coords
+    return ["time", *dims], coords

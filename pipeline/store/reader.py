@@ -14,11 +14,6 @@ from pipeline.store import layout, manifest
 from pipeline.store.dims import output_dims
 
 
-def embed_config(config: EmbedConfig | tp.Mapping[str, tp.Any]) -> EmbedConfig:
-    """``config`` validated as an ``EmbedConfig`` (a mapping of its fields, or one already)."""
-    return config if isinstance(config, EmbedConfig) else EmbedConfig.model_validate(dict(config))
-
-
 def read_window(
     store: Path, config_uid: str, row: tp.Mapping[str, tp.Any], start: float | None, stop: float | None
 ) -> tuple[np.ndarray, dict[str, tp.Any]]:
@@ -43,7 +38,7 @@ def select_layers(
     entry: str,
     data: np.ndarray,
     attrs: dict[str, tp.Any],
-    config: EmbedConfig | tp.Mapping[str, tp.Any] | str | None,
+    config: EmbedConfig | None,
     layers: Layers | None,
     layer_aggregation: LayerAggregation | None,
 ) -> tuple[np.ndarray, dict[str, tp.Any]]:
@@ -58,10 +53,9 @@ def select_layers(
                 "to choose layers when reading, compute with cache_n_layers"
             )
         return data, attrs
-    if config is not None and not isinstance(config, str):
-        embed = embed_config(config)
-        layers = embed.layers if layers is None else layers
-        layer_aggregation = embed.layer_aggregation if layer_aggregation is None else layer_aggregation
+    if config is not None:
+        layers = config.layers if layers is None else layers
+        layer_aggregation = config.layer_aggregation if layer_aggregation is None else layer_aggregation
     if layers is None and layer_aggregation is None:
         return data, {**attrs, "layer_aggregation": "none"}
     # torch, because the view must be the same operations as computing the selection directly
@@ -75,8 +69,9 @@ def select_layers(
 
 
 def to_dataarray(data: np.ndarray, attrs: dict[str, tp.Any]) -> tp.Any:
-    """An ``xarray.DataArray`` whose axes are named for what they hold (``layer`` with the model's layer
-    indices, ``layer_group``, ``token``, ``feature``, ``time`` in seconds); attributes carry the metadata."""
+    """An ``xarray.DataArray`` ``(time, ...)`` of an entry read ``(*features, time)``, its axes named for
+    what they hold (``time`` in seconds, ``layer`` with the model's layer indices, ``layer_group``,
+    ``token``, ``feature``), as every reader orders them; attributes carry the metadata."""
     import xarray as xr
 
     config = attrs.get("config", {})
@@ -89,4 +84,4 @@ def to_dataarray(data: np.ndarray, attrs: dict[str, tp.Any]) -> tp.Any:
     times = np.asarray(attrs["times"], dtype=np.float64)
     flat = {k: v for k, v in attrs.items() if k != "times"}
     flat["config"] = json.dumps(config, sort_keys=True)
-    return xr.DataArray(data, dims=dims, coords={**coords, "time": times}, attrs=flat)
+    return xr.DataArray(np.moveaxis(data, -1, 0), dims=dims, coords={**coords, "time": times}, attrs=flat)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.common.files import now, share
-from pipeline.config import EmbedConfig, LayerAggregation, Layers
+from pipeline.config import ConfigLike, EmbedConfig, LayerAggregation, Layers, embed_config_of
 from pipeline.store import layout, reader, records
 from pipeline.store.hashing import content_hash
 from pipeline.store.index import Catalog, Entries
@@ -220,16 +220,23 @@ class Store:
         self,
         uid: str | None = None,
         *,
-        config: EmbedConfig | tp.Mapping[str, tp.Any] | str | None = None,
+        config: ConfigLike | None = None,
         video: str | os.PathLike[str] | None = None,
     ) -> str:
-        """The entry UID for a UID, or for a (config, video file) pair."""
+        """The entry UID for a UID, or for a (config, video file) pair; ``config`` a config UID of this
+        store or any spelling of a config (``pipeline.config.compose``: ``"model=tiny_videomae"``...)."""
         if uid is not None:
             return uid
         if config is None or video is None:
             raise ValueError("load: give an entry uid, or both config= and video=")
-        cuid = config if isinstance(config, str) else self.find_config(reader.embed_config(config))
-        return f"{cuid}/{content_hash(video)}"
+        return f"{self.config_uid_of(config)}/{content_hash(video)}"
+
+    def config_uid_of(self, config: ConfigLike) -> str:
+        """The config UID that ``config`` names in this store: a config UID it holds, or a config found by
+        model name and fields (``find_config``); a misspelt field is a ``ConfigError`` naming it."""
+        if isinstance(config, str) and config in self.config_uids():
+            return config
+        return self.find_config(embed_config_of(config))
 
     def locate(self, uid: str) -> dict[str, tp.Any]:
         """Where entry ``<config_uid>/<video_hash>`` lies: its manifest row (segment, first row, rows,
@@ -256,7 +263,11 @@ class Store:
         ``cache_n_layers`` entry (``pipeline.store.reader.select_layers``)."""
         entry = self.resolve(uid, **by)
         data, attrs = reader.read_window(self.path, entry.partition("/")[0], self.locate(entry), start, stop)
-        return reader.select_layers(entry, data, attrs, by.get("config"), layers, layer_aggregation)
+        config = by.get("config")
+        embed = None if config is None or (isinstance(config, str) and config in self.config_uids()) else config
+        return reader.select_layers(
+            entry, data, attrs, embed_config_of(embed) if embed is not None else None, layers, layer_aggregation
+        )
 
     def load(
         self, uid: str | None = None, *, start: float | None = None, stop: float | None = None, **by: tp.Any

@@ -93,7 +93,7 @@ def write_segment(store: Path, config_uid: str, entries: list[Pending]) -> str:
         group = zarr.open_group(str(staging), mode="w", zarr_format=3)
         group.attrs.update({"config_uid": config_uid, "entries": len(entries), "pipeline_store": layout.LAYOUT_VERSION})
         data = np.concatenate([np.moveaxis(e.data, -1, 0) for e in entries])
-        feature_dims = [layout.ROW, *dims[:-1]]
+        feature_dims = [layout.ROW, *dims[1:]]
         _sharded(group, layout.EMBEDDING, data, feature_dims, coordinates="time video")
         times = np.concatenate([np.asarray(e.attrs.get("times", []), dtype=np.float64) for e in entries])
         if times.shape != (rows,):

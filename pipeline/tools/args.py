@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 
@@ -34,7 +35,9 @@ def parse_args(
         elif re.match(r"[a-z_]+=", arg):  # a field; config UIDs (``videomae-frequency=3-...``) are words
             key, _, value = arg.partition("=")
             if key not in allowed:
-                raise UsageError(f"unknown field {key!r} (known: {', '.join(sorted(allowed))})\n{usage}")
+                close = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise UsageError(f"unknown field {key!r} ({hint}known: {', '.join(sorted(allowed))})\n{usage}")
             values[key] = value
         else:
             words.append(arg)

@@ -1,4 +1,5 @@
-"""``python -m pipeline.gc store=PATH [keep=UID,UID] [--apply]``: reclaim space, dry-run by default.
+"""``python -m pipeline.gc store=PATH [keep=UID,UID] [forget=all|gone|VIDEO,...] [--apply]``: reclaim space
+and forget recorded failures, dry-run by default.
 
 What goes:
 
@@ -10,6 +11,10 @@ What goes:
   entries removed, or of a writer killed between its segment and its manifest);
 - lease files of videos already stored, and lapsed leases older than a day.
 
+``forget=`` also forgets recorded failures (so that a launch retries those videos without
+``retry_failed``): ``all``, ``gone`` (those of files that no longer exist), or video files and content
+hashes separated by commas.
+
 With ``--apply``, each kept config's manifests are first compacted into its index.
 
 Removal renames into ``<store>/_trash`` first, so readers never see a half-deleted entry, then deletes.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import sys
 import time
@@ -29,11 +35,12 @@ from pathlib import Path
 from pipeline.common.files import share
 from pipeline.common.text import folder_bytes, human_size
 from pipeline.config import format_version
-from pipeline.store import Store, layout
+from pipeline.store import Store, content_hash, layout
 from pipeline.store.leases import read_lease
+from pipeline.store.records import failure_text
 from pipeline.tools.args import UsageError, open_store, parse_args
 
-USAGE = "usage: python -m pipeline.gc store=PATH [keep=UID,UID,...] [--apply]"
+USAGE = "usage: python -m pipeline.gc store=PATH [keep=UID,UID,...] [forget=all|gone|VIDEO,...] [--apply]"
 STAGING_AGE_S = 3600.0
 LEASE_AGE_S = 86400.0
 _TRASH = "_trash"
@@ -96,6 +103,24 @@ def find_removals(store: Store, keep: set[str] | None, *, now: float | None = No
     return out
 
 
+def failure_removals(store: Store, forget: str) -> list[Removal]:
+    """The recorded failures ``forget`` names: ``all``, ``gone`` (files that no longer exist), or video
+    files and content hashes separated by commas (a file is named by its content hash, or by the path the
+    failure recorded when it no longer exists)."""
+    items = [w for w in forget.split(",") if w]
+    hashes = {content_hash(w) if os.path.isfile(w) else w for w in items}
+    paths = {os.path.abspath(w) for w in items}
+    out = []
+    for cuid in store.config_uids():
+        for vhash, record in store.failures(cuid).items():
+            path = str(record.get("video_path", ""))
+            gone = bool(path) and not os.path.exists(path)
+            if forget == "all" or (forget == "gone" and gone) or vhash in hashes or os.path.abspath(path) in paths:
+                file = store.path / cuid / layout.FAILED / f"{vhash}.json"
+                out.append(Removal(file, f"recorded failure of {path or vhash}: {failure_text(record)}", 0))
+    return out
+
+
 def apply(store: Store, removals: list[Removal]) -> int:
     """Remove what ``plan`` listed: rename into ``_trash`` (atomic), then delete. Returns bytes freed."""
     trash = store.path / _TRASH
@@ -122,7 +147,7 @@ def apply(store: Store, removals: list[Removal]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    values, flags, words = parse_args(argv, {"store", "keep"}, {"--apply"}, USAGE)
+    values, flags, words = parse_args(argv, {"store", "keep", "forget"}, {"--apply"}, USAGE)
     if words:
         raise UsageError(f"unexpected argument {words[0]!r}\n{USAGE}")
     store = open_store(values)
@@ -136,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             if merged:
                 print(f"compacted {merged} manifest(s) of {cuid} into its index")
     removals = find_removals(store, keep)
+    if values.get("forget"):
+        removals += failure_removals(store, values["forget"])
     for r in removals:
         print(
             f"{'remove' if '--apply' in flags else 'would remove'}  {human_size(r.bytes):>9}  "

@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.common.text import folder_bytes
 from pipeline.store import Store, content_hash, layout, manifest
 from pipeline.store.dims import output_dims
+from pipeline.store.records import failure_text
 from pipeline.tools.args import UsageError, open_store, parse_args
 
 USAGE = "usage: python -m pipeline.inspect store=PATH <entry uid | config uid | video hash | video file> [--json]"
@@ -35,7 +36,7 @@ def entry_detail(store: Store, uid: str) -> dict[str, tp.Any]:
     attrs.pop("times", None)
     attrs.pop("run_config", None)
     config = attrs.get("config", {})
-    shape = [*json.loads(row["features"]), row["rows"]]
+    shape = [row["rows"], *json.loads(row["features"])]  # as load() gives it: time first
     dims, _ = output_dims(
         len(shape),
         list(attrs.get("layer_indices") or []),
@@ -75,7 +76,10 @@ def find(store: Store, what: str) -> list[str]:
     found = [f"{c}/{vhash}" for c in uids if store.has(c, vhash)]
     if not found:
         kind = f"video {what} (hash {vhash})" if vhash != what else repr(what)
-        raise UsageError(f"{kind}: no entry in {store.path} (configs: {', '.join(uids) or 'none'})")
+        recorded = {c: store.failures(c).get(vhash) for c in uids}
+        failed = [f"\n  failed under {c}: {failure_text(r)}" for c, r in recorded.items() if r is not None]
+        configs = ", ".join(uids) or "none"
+        raise UsageError(f"{kind}: no entry in {store.path} (configs: {configs})" + "".join(failed))
     return found
 
 

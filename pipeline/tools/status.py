@@ -8,12 +8,13 @@ nor failed; running ones have a live lease. ``--videos`` adds one line per video
 from __future__ import annotations
 
 import json
+import os
 import sys
 import typing as tp
 
 from pipeline.common.text import folder_bytes, human_size, short, table
 from pipeline.config import format_version
-from pipeline.store import Store
+from pipeline.store import Store, manifest
 from pipeline.store.leases import live_leases
 from pipeline.store.records import failure_text
 from pipeline.tools.args import UsageError, chosen_configs, open_store, parse_args
@@ -63,6 +64,7 @@ def config_status(store: Store, cuid: str, *, videos: bool = False, lease_ttl_s:
         else:
             state[h] = "stopped"
     counts = {k: sum(v == k for v in state.values()) for k in STATES}
+    gone = sorted(h for h in failures if not _exists(str(failures[h].get("video_path", ""))))
     commands = [r["command"] for r in launches.values() if r.get("command")]
     row: dict[str, tp.Any] = {
         "config_uid": cuid,
@@ -75,14 +77,19 @@ def config_status(store: Store, cuid: str, *, videos: bool = False, lease_ttl_s:
         **counts,
         "bytes": folder_bytes(store.path / cuid),
         "relaunch": commands[-1] if commands else "",
+        "failed_gone": len(gone),
     }
     if videos:
         cancelled = {h for h in state if any(launches[lid].get("cancelled") for lid in asked.get(h, []))}
         detail = []
         for h, what in state.items():
             item: dict[str, tp.Any] = {"video_hash": h, "state": what, "video_path": paths.get(h, "")}
-            if what == "failed":
-                item["error"] = _error(failures[h])
+            if what == "done":
+                note = manifest.entry_attrs(store.locate(f"{cuid}/{h}")).get("timing_note")
+                if note:
+                    item["flag"] = str(note)
+            elif what == "failed":
+                item["error"] = _error(failures[h]) + (" (the file no longer exists)" if h in gone else "")
             elif what == "running":
                 item["job_id"] = live[h].owner.get("job_id", "")
             elif what == "stopped":
@@ -90,6 +97,10 @@ def config_status(store: Store, cuid: str, *, videos: bool = False, lease_ttl_s:
             detail.append(item)
         row["videos"] = detail
     return row
+
+
+def _exists(path: str) -> bool:
+    return not path or os.path.exists(path)
 
 
 def _error(record: dict[str, tp.Any]) -> str:
@@ -117,6 +128,12 @@ def render(rows: list[dict[str, tp.Any]], store: Store) -> str:
                 f"a launch computes it anew, {sys.executable} -m pipeline.gc store={store.path} removes it"
             )
     for r in rows:
+        if r.get("failed_gone"):
+            lines.append(
+                f"failed, files gone: {r['config_uid']} has {r['failed_gone']} recorded failure(s) of files that no "
+                f"longer exist; forget them with {sys.executable} -m pipeline.gc store={store.path} forget=gone --apply"
+            )
+    for r in rows:
         if r["stopped"]:
             how = r["relaunch"] or "the launch command again"
             lines.append(
@@ -126,6 +143,7 @@ def render(rows: list[dict[str, tp.Any]], store: Store) -> str:
     for r in rows:
         for v in r.get("videos", []):
             extra = v.get("error") or (f"job {v['job_id']}" if v.get("job_id") else "") or v.get("why", "")
+            extra = extra or (f"flagged: {v['flag']}" if v.get("flag") else "")
             lines.append(f"  {r['config_uid']}/{v['video_hash']}  {v['state']:<8} {v['video_path']}  {extra}".rstrip())
     return "\n".join(lines)
 

@@ -108,8 +108,11 @@ def test_bids_export_writes_every_run_as_a_continuous_recording(align_store: obj
         data = np.array([[float(x) for x in line.split("\t")] for line in lines])
         sidecar = json.loads((out / folder / f"{prefix}_desc-spm_stim.json").read_text())
         assert sidecar["SamplingFrequency"] == pytest.approx(1 / tr) and sidecar["StartTime"] == 0.0
-        assert sidecar["Columns"] == [f"f{j}" for j in range(32)]
+        assert sidecar["Columns"] == [f"tiny-videomae-{uid[-8:]}/l2/f{j}" for j in range(32)]  # space/layer/feature
         assert sidecar["ConfigUID"] == uid and sidecar["Model"] == "tiny-videomae"
+        (space,) = sidecar["FeatureSpaces"].values()
+        assert space["layer_indices"] == [2] and space["layers"] == [pytest.approx(2 / 3)] and space["frequency"] == 4
+        assert space["layer_aggregation"] == "mean" and space["token_aggregation"] == "mean"
         assert sidecar["ModelIdentity"].startswith("files-") and sidecar["PipelineVersion"] == pipeline.__version__
         assert sidecar["Alignment"]["HRF"] == "spm" and sidecar["Alignment"]["Oversampling"] == 50
         assert sidecar["RepetitionTime"] == tr and sidecar["NumberOfVolumes"] == scans
@@ -131,14 +134,15 @@ def test_binned_export_rows_are_the_stored_samples_means(
     row 1 (2 s to 4 s) is the mean of its first 8 samples (4 Hz), row 2 of the next 8."""
     config = "model=tiny_videomae frequency=4"
     assert main([f"bids={dataset}", f"config={config}", f"store={align_store.store}", "n_scans=22"]) == 0  # type: ignore[attr-defined]
-    label = "videomae" + align_store.config_uid.rsplit("-", 1)[1]  # type: ignore[attr-defined]
-    assert f"with desc-{label}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    label = printed.rsplit("with desc-", 1)[1].strip()
+    assert label.startswith("tinyvideomae") and len(label) == len("tinyvideomae") + 8  # the model, then a digest
     path = (
         dataset / "derivatives/pipeline/sub-02/ses-1/func" / f"sub-02_ses-1_task-movie_run-1_desc-{label}_stim.tsv.gz"
     )
     data = np.loadtxt(gzip.open(path, "rt"), delimiter="\t")
     reader = store_mod.open(align_store.store)  # type: ignore[attr-defined]
-    orbit = reader.load(config=align_store.config_uid, video=align_store.videos["orbit"]).values.T  # type: ignore[attr-defined]
+    orbit = reader.load(config=align_store.config_uid, video=align_store.videos["orbit"]).values  # type: ignore[attr-defined]
     assert data.shape == (16, 32) and not data[0].any()
     np.testing.assert_allclose(data[1], orbit[:8].mean(axis=0), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(data[2], orbit[8:16].mean(axis=0), rtol=1e-6, atol=1e-7)
@@ -157,7 +161,9 @@ def test_binned_export_rows_are_the_stored_samples_means(
         )
         == 2
     )  # type: ignore[attr-defined]
-    assert "exists from an export with other settings" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "exists from an export with other settings" in err
+    assert '"ZScore": false' in err.split("there:")[1] and '"ZScore": true' in err.split("now:")[1]  # both shown
     assert path.read_bytes() == before
 
 
@@ -170,6 +176,7 @@ def test_command_line_errors(
         (): "bids= is required",
         (bids,): "config= is required",
         (bids, uid, store, "colour=blue"): "unknown field 'colour'",
+        (bids, uid, store, "hfr=spm"): "unknown field 'hfr' (did you mean 'hrf'?",
         (bids, uid, store, "hrf=canonical"): "hrf: one of spm, glover, none",
         (bids, uid, store, "delays=1,x"): "delays: seconds separated by commas",
         (bids, uid, store, "hrf=spm", "delays=0,2"): "delays: FIR delays replace the HRF",
@@ -188,7 +195,9 @@ def test_command_line_errors(
         (f"bids={tmp_path / 'nothing'}", uid, store): "bids: no such folder",
         (bids, uid, store): "sub-02/ses-1/func/sub-02_ses-1_task-movie_run-2_events.tsv: scan count unknown",
         (bids, "config=videomae-frequency=9-0123abcd", store, "n_scans=22"): "is not a config UID of",
-        (bids, "config=model=tiny_videomae frequency=4 layers=[2]", store, "n_scans=22"): "config:",
+        (bids, "config=model=tiny_videomae frequency=4 layers=[2]", store, "n_scans=22"): "layers",
+        (bids, "config=model=tiny_videomae frequncy=4", store, "n_scans=22"): "did you mean 'frequency'?",
+        (bids, "config=model=tiny_videomea", store, "n_scans=22"): "did you mean 'tiny_videomae'?",
     }
     for args, message in errors.items():
         assert main(list(args)) == 2, args

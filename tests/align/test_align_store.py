@@ -35,7 +35,7 @@ def _stored(align_store: object, name: str) -> np.ndarray:
     """The stored samples of a video, ``(time, features)``, read by the store's own API."""
     reader = store_mod.open(align_store.store)  # type: ignore[attr-defined]
     da = reader.load(config=align_store.config_uid, video=align_store.videos[name])  # type: ignore[attr-defined]
-    return np.asarray(da.values, dtype=np.float64).T
+    return np.asarray(da.values, dtype=np.float64)
 
 
 def test_each_events_samples_are_placed_at_its_onset(align_store: object, tmp_path: Path) -> None:
@@ -125,7 +125,7 @@ def test_every_form_of_the_config_gives_the_same_features(align_store: object, t
     forms = [
         align_store.config_uid,  # type: ignore[attr-defined]
         "model=tiny_videomae frequency=4",
-        ["model=tiny_videomae", "frequency=4.0", "device=cpu"],
+        {"model": "tiny_videomae", "frequency": 4, "device": "cpu"},
         {"model": {"name": "tiny-videomae", "family": "videomae", "tiny": True}, "frequency": 4.0},
         align_store.run.embed,  # type: ignore[attr-defined]
     ]
@@ -136,7 +136,7 @@ def test_every_form_of_the_config_gives_the_same_features(align_store: object, t
         assert other.attrs["config_uid"] == align_store.config_uid  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="not a config UID"):
         pa.align(align_store.store, "videomae-frequency=5-0123abcd", events, tr=1.49, n_scans=8, stimuli=stimuli)  # type: ignore[attr-defined]
-    with pytest.raises(ValueError, match="config: cannot compose"):
+    with pytest.raises(ValueError, match="model: no model 'no_such_model' in conf/model/"):
         pa.align(align_store.store, "model=no_such_model", events, tr=1.49, n_scans=8, stimuli=stimuli)  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="grid"):
         pa.align(align_store.store, forms[0], events, tr=1.49, stimuli=stimuli)  # type: ignore[attr-defined]

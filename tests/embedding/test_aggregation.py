@@ -59,10 +59,10 @@ def test_resample_time_matches_julius_column_by_column() -> None:
 def test_output_dims_follow_the_aggregation() -> None:
     from pipeline.store.dims import output_dims
 
-    assert output_dims(2, [8], "mean", "mean") == (["feature", "time"], {})
-    assert output_dims(3, [8], "none", "mean") == (["layer", "feature", "time"], {"layer": [8]})
-    assert output_dims(4, [0, 4, 8], "none", "none") == (["layer", "token", "feature", "time"], {"layer": [0, 4, 8]})
+    assert output_dims(2, [8], "mean", "mean") == (["time", "feature"], {})
+    assert output_dims(3, [8], "none", "mean") == (["time", "layer", "feature"], {"layer": [8]})
+    assert output_dims(4, [0, 4, 8], "none", "none") == (["time", "layer", "token", "feature"], {"layer": [0, 4, 8]})
     groups = output_dims(3, [0, 4, 8], "group_mean", "cat")
-    assert groups == (["layer_group", "feature", "time"], {"layer_group": [0, 4]})
-    assert output_dims(2, [0, 4, 8], "mean", "cat") == (["feature", "time"], {})
-    assert output_dims(4, [3], "mean", "mean")[0] == ["feature_0", "feature_1", "feature_2", "time"]
+    assert groups == (["time", "layer_group", "feature"], {"layer_group": [0, 4]})
+    assert output_dims(2, [0, 4, 8], "mean", "cat") == (["time", "feature"], {})
+    assert output_dims(4, [3], "mean", "mean")[0] == ["time", "feature_0", "feature_1", "feature_2"]

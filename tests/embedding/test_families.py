@@ -41,7 +41,7 @@ def test_family_runs_end_to_end(
     for video in sorted(sample_dir.glob("*.mp4")):
         arr = reader.load(config=run.embed, video=video)
         n_steps = int(round(arr.attrs["duration"] * 2.0))
-        assert arr.shape == (*feature_shape, n_steps)
+        assert arr.shape == (n_steps, *feature_shape)
         assert np.isfinite(arr.values).all()
         assert float(arr.values.std()) > 0
         np.testing.assert_allclose(arr["time"].values, np.arange(n_steps) / 2.0)
@@ -60,7 +60,7 @@ def test_phi4_runs_with_and_without_the_clips_audio(make_run: tp.Any, videos: tp
         summary = launch_config(run)
         assert not summary.failed and len(summary.computed) == 2
         arrays.append(store_mod.open(run.store).load(config=run.embed, video=folder / "orbit_30fps_audio.mp4"))
-    assert arrays[0].shape == arrays[1].shape == (HIDDEN, 4)
+    assert arrays[0].shape == arrays[1].shape == (4, HIDDEN)
     assert np.isfinite(arrays[1].values).all()
     assert not np.allclose(arrays[0].values, arrays[1].values)  # the audio tokens change the states
 

@@ -16,7 +16,7 @@ from pipeline import store as store_mod
 from pipeline.config import ConfigError
 from pipeline.launch.discovery import find_videos
 
-from ..conftest import run_cli
+from ..conftest import distinct_copies, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,7 +82,7 @@ def test_reader_api_by_config_and_video(make_run: tp.Any, sample_dir: Path) -> N
     assert len(entries) == 3 and {e.config_uid for e in entries} == {run.embed.uid()}
     video = sample_dir / "drift_25fps.mp4"
     arr = reader.load(config=run.embed, video=video)
-    assert isinstance(arr, xr.DataArray) and arr.dims[-1] == "time"
+    assert isinstance(arr, xr.DataArray) and arr.dims == ("time", "feature")
     np.testing.assert_allclose(arr["time"].values, np.arange(12) / 4.0)
     assert arr.attrs["model"] == "tiny-videomae" and arr.attrs["layer_indices"] == [2]
     assert arr.attrs["video_path"] == str(video.resolve()) and arr.attrs["pipeline_version"]
@@ -151,9 +151,14 @@ def test_cli_local_executor_end_to_end(models_dir: Path, sample_dir: Path, tmp_p
         "videos_per_job=2",
         "frequency=3",
     ]
-    first = run_cli(*common, cwd=tmp_path, timeout=600)
+    first = run_cli(*common, "progress_s=0", cwd=tmp_path, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "3 to compute in 2 job(s)" in first.stdout and "computed 3  cached 0  failed 0" in first.stdout
+    # its output went to pipes, as to a log file: short plain progress lines (every update with progress_s=0)
+    logs = [first.stdout, first.stderr, *(p.read_text() for p in (tmp_path / "cli.zarr").rglob("*_log.*"))]
+    _assert_log_lines(logs)
+    assert "stored (" in first.stdout and "/3 videos" in first.stdout
+    assert any("embedding (" in text for text in logs[2:]), "the jobs' logs show their progress"
     second = run_cli(*common, cwd=tmp_path, timeout=600)
     assert second.returncode == 0 and "computed 0  cached 3  failed 0" in second.stdout
     bad = run_cli(*common, "layer_type=vision", cwd=tmp_path, timeout=600)
@@ -162,15 +167,32 @@ def test_cli_local_executor_end_to_end(models_dir: Path, sample_dir: Path, tmp_p
     assert bad.returncode == 2 and "frequency: must be a positive number" in bad.stderr
 
 
+def _assert_log_lines(texts: list[str]) -> None:
+    for text in texts:
+        assert "\r" not in text
+        assert max((len(line) for line in text.splitlines()), default=0) <= 200
+
+
+def test_a_dry_run_into_a_log_file_writes_short_lines(models_dir: Path, sample_dir: Path, tmp_path: Path) -> None:
+    """Hashing and probing 24 videos (bars above 20) with the output a file: plain lines, none too long."""
+    distinct_copies(sample_dir / "drift_25fps.mp4", tmp_path / "videos", 24)
+    args = [f"videos={tmp_path / 'videos'}", f"store={tmp_path / 's.zarr'}", f"models_dir={models_dir}"]
+    done = run_cli(*args, "dry_run=true", "progress_s=0", cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_log_lines([done.stdout, done.stderr])
+    out = done.stdout + done.stderr
+    assert "hashing videos: 24/24 files (100%)" in out and "probing durations: 24/24 files (100%)" in out
+
+
 def test_loaded_arrays_name_their_axes_and_read_a_time_window(make_run: tp.Any, sample_dir: Path) -> None:
     video = sample_dir / "orbit_30fps_audio.mp4"
     cases = [
-        (dict(), ["feature", "time"], {}),
-        (dict(layers="all", layer_aggregation="none", token_aggregation="none"), ["layer", "token", "feature", "time"],
+        (dict(), ["time", "feature"], {}),
+        (dict(layers="all", layer_aggregation="none", token_aggregation="none"), ["time", "layer", "token", "feature"],
          {"layer": [0, 1, 2, 3, 4]}),
-        (dict(layers=[0.0, 0.5, 1.0], layer_aggregation="group_mean"), ["layer_group", "feature", "time"],
+        (dict(layers=[0.0, 0.5, 1.0], layer_aggregation="group_mean"), ["time", "layer_group", "feature"],
          {"layer_group": [0, 2]}),
-        (dict(layers=0.5, layer_aggregation="none", token_aggregation="cat"), ["layer", "feature", "time"],
+        (dict(layers=0.5, layer_aggregation="none", token_aggregation="cat"), ["time", "layer", "feature"],
          {"layer": [2]}),
     ]  # fmt: skip
     for fields, dims, coords in cases:

@@ -12,8 +12,8 @@ import pytest
 
 import pipeline
 from pipeline.config import ConfigError
+from pipeline.config.compose import compose_run_config, hydra_value
 from pipeline.launch.notebook import EmbedError, embed_words
-from pipeline.launch.overrides import compose_run_config, hydra_value
 from pipeline.store import Store
 
 from ..conftest import run_cli
@@ -25,15 +25,18 @@ def test_a_notebook_call_and_the_cli_share_the_config_uid_and_the_entries(
     """The notebook computes with the default (local) executor and a progress bar; the command line on the
     same videos and store then finds every entry and computes nothing."""
     store = tmp_path / "store.zarr"
-    embs = pipeline.embed(sample_dir, model="tiny_videomae", store=store, models_dir=models_dir, frequency=4)
+    embs = pipeline.embed(
+        sample_dir, model="tiny_videomae", store=store, models_dir=models_dir, frequency=4, progress_s=0
+    )
     printed = capsys.readouterr()
     assert "3 to compute in 1 job(s)" in printed.out and "computed 3  cached 0  failed 0" in printed.out
     assert list(embs) == sorted(str(p) for p in sample_dir.glob("*.mp4"))
     uid = next(iter(embs.values())).attrs["config_uid"]
-    assert "submitted 1 job(s) (local)" in printed.out and f"{uid}: 100%" in printed.out  # the progress bar
+    assert "submitted 1 job(s) (local)" in printed.out
+    assert f"stored ({uid}): 3/3 videos (100%)" in printed.out  # progress (captured: plain lines)
     assert uid.startswith("videomae-frequency=4-") and {e.attrs["config_uid"] for e in embs.values()} == {uid}
     drift = embs[str(sample_dir / "drift_25fps.mp4")]
-    assert drift.dims == ("feature", "time") and drift.sizes["time"] == 12  # 3 s at 4 Hz
+    assert drift.dims == ("time", "feature") and drift.sizes["time"] == 12  # 3 s at 4 Hz
     np.testing.assert_allclose(drift["time"].values, np.arange(12) / 4)
     (launch,) = Store(store).launches(uid).values()
     recorded = shlex.split(launch["command"])

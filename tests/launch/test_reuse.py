@@ -63,7 +63,7 @@ def test_cache_all_then_select_equals_computing_the_selection(
     full = store.load(
         config=cached.embed.model_copy(update={"layers": "all", "layer_aggregation": "none"}), video=video
     )
-    assert full.dims == ("layer", "feature", "time") and list(full["layer"].values) == [0, 1, 2, 3, 4]
+    assert full.dims == ("time", "layer", "feature") and list(full["layer"].values) == [0, 1, 2, 3, 4]
     for layers, how in VIEWS:
         direct = make_run(videos=str(video), layers=layers, layer_aggregation=how)
         assert len(launch_config(direct).computed) == 1, (layers, how)
@@ -97,7 +97,7 @@ def test_cache_n_layers_picks_among_the_cached_layers(make_run: tp.Any, sample_d
     middle = store.load(config=run.embed, video=video, layers=0.5)
     np.testing.assert_array_equal(middle.values, every.sel(layer=2).values)
     window = store.load(config=run.embed, video=video, layers=[0.0, 1.0], layer_aggregation="none", start=1, stop=2)
-    assert window.dims == ("layer", "feature", "time") and list(window["layer"].values) == [0, 4]
+    assert window.dims == ("time", "layer", "feature") and list(window["layer"].values) == [0, 4]
     assert np.all((window["time"].values >= 1) & (window["time"].values < 2)) and window.sizes["time"] == 2
 
 

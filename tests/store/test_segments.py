@@ -60,7 +60,7 @@ def test_a_writer_packs_entries_into_one_segment_read_by_window(tmp_path: Path) 
         np.testing.assert_array_equal(window, d[..., 200:261])
         assert wattrs["times"][0] == 100.0 and wattrs["times"][-1] == 130.0
     da = store.load(f"cfg/{3:032x}", start=10, stop=11)
-    assert da.dims == ("layer", "feature", "time") and da.coords["layer"].values.tolist() == [3, 7]
+    assert da.dims == ("time", "layer", "feature") and da.coords["layer"].values.tolist() == [3, 7]
 
 
 def test_first_published_wins_and_gc_drops_the_losers_rows(tmp_path: Path, make_run: tp.Any) -> None:

@@ -96,7 +96,7 @@ def test_inspect_finds_entries_by_uid_config_hash_and_file(built: tp.Any, capsys
     assert code == 0
     [detail] = json.loads(out)
     data, _ = store.load_numpy(f"{uid_a}/{vhash}")
-    assert detail["shape"] == list(data.shape) and detail["dims"] == ["feature", "time"]  # as load() names them
+    assert detail["shape"] == list(data.shape[::-1]) and detail["dims"] == ["time", "feature"]  # as load() gives it
     assert detail["n_times"] == data.shape[-1] == 6
     assert detail["shards"] is not None and detail["video_path"] == str(video)
     assert detail["time_range_s"] == pytest.approx([0.0, 2.5])

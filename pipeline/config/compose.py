@@ -1,8 +1,15 @@
-"""The launcher's command line checked before Hydra composes it, so that every configuration error, a
-misspelt field or an unknown model or executor included, is a ``ConfigError`` (exit 2) with our words:
-a "did you mean" for a field, the list of choices for a config group. ``compose_run_config`` builds the
-``RunConfig`` of a list of such words with Hydra's compose API, as the launch command does (the notebook
-API, ``pipeline.embed``, goes through it); ``hydra_value`` writes a Python value as an override's value."""
+"""One way to name a config, for every entry point (the launch command line, ``pipeline.embed``,
+``Store.load``, ``pipeline.align`` and its command): the launch command's words with the names of ``conf/``
+(``"model=tiny_videomae layers=0.25"``, or a list of such words), or the equivalent mapping
+(``{"model": "tiny_videomae", "layers": 0.25}``; a group given as a mapping sets its fields,
+``{"model": {"name": "/models/vm", "family": "videomae"}}``), composed by Hydra as the launch command does.
+
+The words are checked before Hydra composes them (``check_overrides``), so that every configuration error, a
+misspelt field or an unknown model or executor included, is a ``ConfigError`` (exit 2 in the commands) with our
+words: a "did you mean" for a field, the list of choices for a config group. ``compose_run_config`` builds the
+``RunConfig`` of such words with Hydra's compose API; ``config_words`` turns any spelling into words;
+``embed_config_of`` gives the ``EmbedConfig`` a spelling names; ``hydra_value`` writes a Python value as an
+override's value."""
 
 from __future__ import annotations
 
@@ -15,7 +22,12 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import ConfigError, ExecutorConfig, ModelSpec, RunConfig
+from pipeline.config.embed import EmbedConfig, ModelSpec
+from pipeline.config.errors import ConfigError
+from pipeline.config.run import CONF_DIR, ExecutorConfig, RunConfig, build_run_config
+
+ConfigLike = str | tp.Mapping[str, tp.Any] | EmbedConfig
+"""How a config is named: the launch command's words in one string, their mapping, or an ``EmbedConfig``."""
 
 GROUPS = ("model", "executor")
 """Config groups: ``model=NAME`` picks ``conf/model/NAME.yaml``; their fields are set as ``model.name=...``."""
@@ -81,8 +93,6 @@ def compose_run_config(words: tp.Sequence[str], conf_dir: Path | None = None) ->
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from pipeline.config import CONF_DIR, build_run_config
-
     conf_dir = CONF_DIR if conf_dir is None else conf_dir
     words = list(words)
     check_overrides(words, conf_dir)
@@ -119,3 +129,55 @@ def hydra_value(value: tp.Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(hydra_value(v) for v in value) + "]"
     raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) as a configuration value")
+
+
+def group_words(group: str, value: str | tp.Mapping[str, tp.Any] | None) -> list[str]:
+    """``model=NAME`` (a choice of ``conf/<group>/``), or one ``group.field=value`` word per field of a
+    mapping (the executor's ``name``, a choice, picks its file; a model given by fields is a hub or local
+    model unless it says ``tiny``)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [f"{group}={value}"]
+    if not isinstance(value, tp.Mapping):
+        raise ConfigError(f"{group}: a name in conf/{group}/ or a mapping of its fields (got {value!r})")
+    fields = dict(value)
+    words = []
+    if group == "executor" and "name" in fields:
+        words.append(f"executor={fields.pop('name')}")
+    if group == "model":
+        fields = {"tiny": False, "trust_remote_code": False, **fields}
+    return words + [f"{group}.{k}={hydra_value(v)}" for k, v in fields.items()]
+
+
+def config_words(config: ConfigLike) -> list[str]:
+    """The launch command's words that name ``config``: a string split as a shell would, a mapping word by
+    word (a config group by name or by its fields, ``group_words``)."""
+    import shlex
+
+    if isinstance(config, EmbedConfig):
+        raise ConfigError("config: an EmbedConfig is a config already; it has no words")
+    if isinstance(config, str):
+        return shlex.split(config)
+    if isinstance(config, tp.Mapping):
+        words: list[str] = []
+        for key, value in config.items():
+            words += group_words(key, value) if key in GROUPS else [f"{key}={hydra_value(value)}"]
+        return words
+    if isinstance(config, (list, tuple)):
+        raise ConfigError(
+            f"config: a list names several configs (feature spaces, in pipeline.align); one config is a string "
+            f"of launch words or their mapping (got {config!r})"
+        )
+    raise ConfigError(
+        f"config: launch words (\"model=tiny_videomae layers=0.25\"), their mapping "
+        f"({{'model': 'tiny_videomae', 'layers': 0.25}}) or an EmbedConfig (got {config!r})"
+    )
+
+
+def embed_config_of(config: ConfigLike) -> EmbedConfig:
+    """The ``EmbedConfig`` that ``config`` names, composed as the launch command composes its words (the
+    model's identity left unresolved: a reader finds it in the store by name and fields)."""
+    if isinstance(config, EmbedConfig):
+        return config
+    return compose_run_config(config_words(config)).embed
