@@ -173,6 +173,31 @@ def test_gc_dry_run_touches_nothing_and_apply_removes_only_what_it_listed(
     assert code == 2 and "deadbeef not in" in err
 
 
+def test_failures_of_files_gone_are_listed_apart_shown_by_inspect_and_forgotten_by_gc(
+    built: tp.Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Config A recorded broken.mp4's failure, then the file was deleted: status says so apart, inspect of
+    its hash shows the failure, and gc forgets it (dry run first), so that a launch would try it again."""
+    store, uid_a, _, videos = built
+    (tmp_path / "again.mp4").write_bytes(b"not a video at all")  # the deleted file's bytes: its hash
+    vhash = content_hash(tmp_path / "again.mp4")
+    code, out, _ = _main(status, f"store={store.path}", "--videos", capsys=capsys)
+    assert code == 0 and f"failed, files gone: {uid_a} has 1 recorded failure(s)" in out
+    assert "(the file no longer exists)" in out and "forget=gone --apply" in out
+    code, _, err = _main(inspect, f"store={store.path}", vhash, capsys=capsys)
+    assert code == 2 and f"failed under {uid_a}: VideoError" in err
+    code, _, err = _main(inspect, f"store={store.path}", str(tmp_path / "again.mp4"), capsys=capsys)
+    assert code == 2 and f"failed under {uid_a}: VideoError" in err  # a file with the same bytes: the same video
+    code, out, _ = _main(gc, f"store={store.path}", "forget=gone", capsys=capsys)
+    assert code == 0 and "would remove" in out and f"recorded failure of {videos / 'broken.mp4'}" in out
+    assert vhash in store.failures(uid_a)
+    code, out, _ = _main(gc, f"store={store.path}", "forget=gone", "--apply", capsys=capsys)
+    assert code == 0 and not store.failures(uid_a)
+    assert len(store.entries(uid_a)) == 3  # nothing else went
+    code, out, _ = _main(status, f"store={store.path}", capsys=capsys)
+    assert "files gone" not in out
+
+
 def test_gc_removes_configs_of_an_older_output_format(built: tp.Any, capsys: pytest.CaptureFixture[str]) -> None:
     store, uid_a, uid_b, _ = built
     meta_path = store.path / uid_b / "zarr.json"
