@@ -90,11 +90,12 @@ def export_bids(
     name: str = "pipeline",
     n_scans: int | None = None,
     stimuli: str | os.PathLike[str] | None = None,
-    out: tp.TextIO = sys.stdout,
+    out: tp.TextIO | None = None,
 ) -> list[Path]:
     """Write the derivatives of every run of the dataset at ``root``; returns the ``.tsv.gz`` files written.
     Several configs (a list) are several feature spaces, written side by side in one file: each column
     named ``<space>/<layer>/f<j>``, each space's provenance in the sidecar's ``FeatureSpaces``."""
+    out = sys.stdout if out is None else out  # the stream of the call, not of the import
     from pipeline.align.store_access import StoreSource
     from pipeline.config import PIPELINE_VERSION as __version__
 

@@ -32,8 +32,9 @@ POLL_S = {"slurm": 2.0, "local": 0.25}
 """Seconds between looks at the jobs: squeue is asked sparingly; a local job is a process and a file."""
 
 
-def follow(launch: Submission, *, out: tp.TextIO = sys.stdout, bar_position: int = 0) -> Summary:
+def follow(launch: Submission, *, out: tp.TextIO | None = None, bar_position: int = 0) -> Summary:
     """Show progress until every job is over, then fill the summary from the results and the store."""
+    out = sys.stdout if out is None else out  # the stream of the call, not of the import
     summary, plan, store = launch.summary, launch.plan, Store(launch.run.store)
 
     ended: dict[str, str] | None = None

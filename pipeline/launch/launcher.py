@@ -15,9 +15,10 @@ from pipeline.launch.submission import Submission, submit
 from pipeline.launch.summary import Summary, render_summary
 
 
-def launch_config(run: RunConfig, *, out: tp.TextIO = sys.stdout, command: str = "") -> Summary:
+def launch_config(run: RunConfig, *, out: tp.TextIO | None = None, command: str = "") -> Summary:
     """Plan, submit and (unless ``wait=false``) follow one config; returns the summary (printed as well).
     ``command``: the command line that asked for it (recorded, for status to say how to relaunch)."""
+    out = sys.stdout if out is None else out  # the stream of the call, not of the import
     handle = submit(run, out=out, command=command)
     assert handle is not None
     if run.dry_run:

@@ -65,11 +65,12 @@ class Submission:
 
 
 def submit(
-    run: RunConfig, *, out: tp.TextIO = sys.stdout, prepared: bool = False, command: str = ""
+    run: RunConfig, *, out: tp.TextIO | None = None, prepared: bool = False, command: str = ""
 ) -> Submission | None:
     """Plan one config and submit its jobs as one job array; None when there is nothing to submit.
     ``prepared``: ``run`` already went through ``prepare_model`` (a sweep point, checked for duplicates);
     ``command``: the command line that launched it, recorded so that status can say how to relaunch."""
+    out = sys.stdout if out is None else out  # the stream of the call, not of the import
     paths = find_videos(run.videos)
     if not prepared:
         run = prepare_model(run)

@@ -1,6 +1,8 @@
 """The bundled sample: short videos made deterministically (no downloaded media).
 
 ``python -m pipeline.testing.sample OUT_DIR`` writes them; the same bytes on every run of the same PyAV build.
+``python -m pipeline.testing.sample OUT_DIR --bids DATASET`` also writes a one-run BIDS dataset whose
+subject watched them (``make_bids``), to try ``pipeline.align`` on.
 """
 
 from __future__ import annotations
@@ -89,6 +91,37 @@ def make_samples(folder: str | Path) -> list[Path]:
     return out
 
 
+BIDS_TR = 1.49
+BIDS_EVENTS = [("drift_25fps.mp4", 2.0, 3.0), ("bars_12fps.mp4", 8.0, 2.5), ("orbit_30fps_audio.mp4", 13.5, "n/a")]
+"""The sample run: (stimulus, onset s, duration s or n/a: to the video's end), TR 1.49 s, 16 volumes."""
+
+
+def make_bids(root: str | Path, videos: list[Path]) -> Path:
+    """A BIDS dataset of one subject and one run watching the sample videos (copied into ``stimuli/``):
+    ``events.tsv`` and a bold sidecar with ``RepetitionTime`` and ``NumberOfVolumes`` (no images)."""
+    import json
+    import shutil
+
+    root = Path(root)
+    func = root / "sub-01" / "func"
+    func.mkdir(parents=True, exist_ok=True)
+    (root / "stimuli").mkdir(exist_ok=True)
+    by_name = {v.name: v for v in videos}
+    for name, _, _ in BIDS_EVENTS:
+        shutil.copy(by_name[name], root / "stimuli" / name)
+    (root / "dataset_description.json").write_text(json.dumps({"Name": "pipeline sample", "BIDSVersion": "1.10.0"}))
+    bold = {"RepetitionTime": BIDS_TR, "NumberOfVolumes": 16, "TaskName": "watch"}
+    (func / "sub-01_task-watch_run-1_bold.json").write_text(json.dumps(bold))
+    rows = ["onset\tduration\tstim_file\ttrial_type"]
+    rows += [f"{onset}\t{duration}\t{name}\tmovie" for name, onset, duration in BIDS_EVENTS]
+    (func / "sub-01_task-watch_run-1_events.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
 if __name__ == "__main__":
-    for p in make_samples(sys.argv[1] if len(sys.argv) > 1 else "sample_videos"):
+    args = [a for a in sys.argv[1:] if a != "--bids"]
+    made = make_samples(args[0] if args else "sample_videos")
+    for p in made:
         print(p)
+    if "--bids" in sys.argv:
+        print(make_bids(args[1] if len(args) > 1 else "sample_bids", made))

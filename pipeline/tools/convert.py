@@ -95,9 +95,11 @@ def convert_caches(store: Store) -> None:
         old.rmdir()
 
 
-def convert(store: Store, out: tp.TextIO = sys.stdout) -> int:
+def convert(store: Store, out: tp.TextIO | None = None) -> int:
     """Convert ``store`` in place; returns the number of entries rewritten."""
     import zarr
+
+    out = sys.stdout if out is None else out  # the stream of the call, not of the import
 
     if store.layout_version() >= layout.LAYOUT_VERSION:
         print(f"store {store.path}: already layout {layout.LAYOUT_VERSION}, nothing to convert", file=out)

@@ -50,3 +50,27 @@ def test_every_command_and_snippet_in_the_docs_runs(models_dir: Path, tmp_path: 
 
 def _in_venv() -> bool:
     return sys.prefix != sys.base_prefix
+
+
+REPO_PATH = re.compile(r"(?<![\w/.$-])((?:pipeline|tests|examples|benchmarks|docs|conf|jobs)/[\w./{},*<>-]*[\w*}>])")
+FOREIGN = re.compile(r"(?<![\w.$-])(?:~|/(?:work|tmp|home|root|Users|scratch))/(?!pipeline-)[^\s`'\")]*|\.\./shared/")
+"""Folders of someone's machine or beside the checkout, not the repository's, the package's own temporary ones
+(``/tmp/pipeline-align``, ``/tmp/pipeline-slurm``) or clearly the user's (``/data/...``, ``/shared/...``)."""
+
+
+def test_paths_in_the_docs_exist_in_the_repository() -> None:
+    """Every repository path a document names exists (a moved test or module fails here), and no document
+    names a folder of someone's machine (a scratch folder, another work tree)."""
+    files = [REPO / "README.md", REPO / "CHANGELOG.md", *sorted((REPO / "docs").glob("*.md"))]
+    missing, foreign = [], []
+    for f in files:
+        text = f.read_text()
+        for path in REPO_PATH.findall(text):
+            path = path.split("::")[0].rstrip(".")
+            if any(c in path for c in "{*<"):
+                continue  # a pattern or a placeholder (conf/model/*.yaml, pipeline/{status,gc}.py)
+            if not (REPO / path).exists():
+                missing.append(f"{f.name}: {path}")
+        foreign += [f"{f.name}: {p}" for p in FOREIGN.findall(text)]
+    assert not missing, "paths named in the docs that the repository lacks:\n" + "\n".join(missing)
+    assert not foreign, "folders outside the repository named in the docs:\n" + "\n".join(foreign)
