@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@# keep a torch + torchvision pair already in the venv (a cluster's CUDA build), else constraints.txt's
-	@$(PY) -c "import torch, torchvision; print(f'torch=={torch.__version__}'); print(f'torchvision=={torchvision.__version__}')" \
+	@$(PY) -c "import torch, torchvision; print(f'torch=={torch.__version__.split(\"+\")[0]}'); print(f'torchvision=={torchvision.__version__.split(\"+\")[0]}')" \
 	  > $(VENV)/constraints.txt 2>/dev/null || cp constraints.txt $(VENV)/constraints.txt; \
 	  echo "pinned: $$(grep -v '^#' $(VENV)/constraints.txt | tr '\n' ' ')"
 	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e '.[test]'

@@ -85,11 +85,8 @@ def align(
     Raises ``MissingVideosError`` (every video not in the store, and the launcher command that computes
     them), ``StimulusFilesNotFoundError``, ``OverlappingEventsError``, ``ValueError`` for bad arguments.
     """
-    from pipeline.align.store_access import StoreSource
+    from pipeline.align.store_access import StoreSource, config_list
 
     target = make_grid(grid, tr=tr, n_scans=n_scans, frequency=frequency, duration=duration, start=start)
-    configs: list[tp.Any] = list(config) if isinstance(config, (list, tuple)) else [config]
-    if not configs:
-        raise ValueError("config: an empty list of configs")
-    parts = [align_features(StoreSource(store, c), events, target, **options) for c in configs]
+    parts = [align_features(StoreSource(store, c), events, target, **options) for c in config_list(config)]
     return parts[0] if len(parts) == 1 else combine_spaces(parts)

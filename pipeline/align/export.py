@@ -96,15 +96,12 @@ def export_bids(
     Several configs (a list) are several feature spaces, written side by side in one file: each column
     named ``<space>/<layer>/f<j>``, each space's provenance in the sidecar's ``FeatureSpaces``."""
     out = sys.stdout if out is None else out  # the stream of the call, not of the import
-    from pipeline.align.store_access import StoreSource
+    from pipeline.align.store_access import StoreSource, config_list
     from pipeline.config import PIPELINE_VERSION as __version__
 
     root = Path(root)
     runs = bids.find_runs(root, n_scans=n_scans)
-    configs: list[tp.Any] = list(config) if isinstance(config, (list, tuple)) else [config]
-    sources = [StoreSource(store, c) for c in configs]
-    if not sources:
-        raise ValueError("config: an empty list of configs")
+    sources = [StoreSource(store, c) for c in config_list(config)]
     source = sources[0]
     events: dict[Path, list[bids.Event]] = {}
     problems: list[str] = []
@@ -152,8 +149,9 @@ def export_bids(
         _, sidecar = bids.derivative_paths(target, run, label)
         if sidecar.is_file():
             old = json.loads(sidecar.read_text())
-            if {k: old.get(k) for k in provenance} != provenance:
-                was = json.dumps({k: old.get(k) for k in provenance}, sort_keys=True)
+            kept = [k for k in provenance if k in old]  # a sidecar of an earlier version records fewer
+            if {k: old[k] for k in kept} != {k: provenance[k] for k in kept}:
+                was = json.dumps({k: old[k] for k in kept}, sort_keys=True)
                 now = json.dumps(provenance, sort_keys=True)
                 raise ValueError(
                     f"desc: {sidecar} exists from an export with other settings; choose another desc= or remove "

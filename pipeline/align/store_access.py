@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shlex
 import sys
 import tempfile
@@ -33,7 +32,6 @@ ConfigLike = tp.Union[str, tp.Mapping[str, tp.Any], "EmbedConfig"]
 """A config UID in the store; the launch command's words (``"model=tiny_videomae frequency=8"``) or their
 mapping (``{"model": "tiny_videomae", "frequency": 8}``); or an ``EmbedConfig`` (``pipeline.config.compose``)."""
 
-_UID = re.compile(r"[a-z0-9_]+(-\S*)?-[0-9a-f]{8}")
 _NOT_EMBED = ("videos", "store")
 _HASHES: dict[tuple[str, int, int], str] = {}
 """Content hashes by (real path, size, mtime): a stimulus shown in many runs is read once per process."""
@@ -64,7 +62,9 @@ def open_store(store: str | os.PathLike[str] | Store) -> Store:
 
 
 def is_config_uid(value: str) -> bool:
-    return bool(_UID.fullmatch(value))
+    from pipeline.config import looks_like_config_uid
+
+    return looks_like_config_uid(value)
 
 
 def embed_of(config: ConfigLike) -> EmbedConfig:
@@ -73,6 +73,26 @@ def embed_of(config: ConfigLike) -> EmbedConfig:
     from pipeline.config import embed_config_of
 
     return embed_config_of(config)
+
+
+def config_list(config: ConfigLike | tp.Sequence[ConfigLike]) -> list[ConfigLike]:
+    """The configs of an alignment: one, or a list of several feature spaces, each naming its model (a list
+    of launch words was one config before 0.4: refused rather than read as several)."""
+    if not isinstance(config, (list, tuple)):
+        return [tp.cast(ConfigLike, config)]
+    if not config:
+        raise ValueError("config: an empty list of configs")
+    for item in config:
+        words = item.split() if isinstance(item, str) and not is_config_uid(item) else None
+        unnamed = (words is not None and not any(w.startswith(("model=", "model.")) for w in words)) or (
+            isinstance(item, tp.Mapping) and "model" not in item
+        )
+        if unnamed:
+            raise ValueError(
+                f"config: a list is several configs (feature spaces), each naming its model; {item!r} names none "
+                "(one config's words go in one string: 'model=tiny_videomae frequency=8')"
+            )
+    return list(config)
 
 
 def space_name(model: str, config_uid: str | None) -> str:
@@ -232,9 +252,14 @@ class StoreSource:
 
     @property
     def space(self) -> str:
-        """This config's feature space name (``space_name``)."""
-        model = str(self._first_attrs().get("model", self.embed.model.name if self.embed else "features"))
-        return space_name(model, self.config_uid)
+        """This config's feature space name (``space_name``); for a ``cache_n_layers`` config read through
+        a layer selection, the selection too (two selections of one cached config are two spaces)."""
+        attrs = self._first_attrs()
+        name = space_name(str(attrs.get("model", self.embed.model.name if self.embed else "features")), self.config_uid)
+        how = str(attrs.get("layer_aggregation", ""))
+        if "layers" in attrs and how != "none":  # the reader chose the layers: the store keeps them all
+            name += "-" + layer_label(list(attrs.get("layer_indices") or []), how)
+        return name
 
     def provenance(self) -> dict[str, tp.Any]:
         """What the features are: the space, config UID, model name and identity, the frequency, the layers
@@ -247,7 +272,7 @@ class StoreSource:
             "config_uid": self.config_uid or "",
             "model": str(attrs.get("model", self.embed.model.name if self.embed else "")),
             "model_identity": str(config.get("model", "")),
-            "frequency": float(attrs.get("frequency", 0.0)),
+            "frequency": config.get("frequency", attrs.get("frequency", "")),  # the field: "native" stays so
             "layers": list(layers) if isinstance(layers, (list, tuple)) else layers,
             "layer_indices": [int(i) for i in attrs.get("layer_indices") or []],
             "layer_aggregation": str(attrs.get("layer_aggregation") or config.get("layer_aggregation", "")),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import typing as tp
 
 import numpy as np
@@ -36,8 +37,9 @@ TR_RANGE = (0.1, 10.0)
 def check_tr(tr: float, where: str = "tr") -> None:
     """Refuse a repetition time outside ``TR_RANGE`` (a TR in milliseconds, most often), naming it."""
     low, high = TR_RANGE
-    if not (isinstance(tr, (int, float)) and math.isfinite(tr) and low <= tr <= high):
-        hint = f" (in milliseconds? {tr:g} ms is {tr / 1000:g} s)" if isinstance(tr, (int, float)) and tr > high else ""
+    number = isinstance(tr, numbers.Real) and not isinstance(tr, bool)  # numpy's too (a NIfTI header's zooms)
+    if not (number and math.isfinite(float(tr)) and low <= float(tr) <= high):
+        hint = f" (in milliseconds? {float(tr):g} ms is {float(tr) / 1000:g} s)" if number and tr > high else ""
         raise ValueError(f"{where}: a repetition time of {tr!r} s is outside {low:g}-{high:g} s{hint}")
 
 

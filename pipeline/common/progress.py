@@ -138,6 +138,9 @@ class Progress:
 
 
 def _is_terminal(stream: tp.TextIO) -> bool:
+    """A terminal, or a notebook's output (Jupyter renders tqdm's bar; its stream says it is no tty)."""
+    if "ipykernel" in sys.modules and stream in (sys.stdout, sys.stderr):
+        return True
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # a closed or file-like stream without isatty

@@ -8,7 +8,7 @@ from pipeline.config.embed import EmbedConfig, ImageFrames, LayerAggregation, La
 from pipeline.config.errors import ConfigError
 from pipeline.config.families import FAMILIES, Family, family
 from pipeline.config.run import CONF_DIR, ExecutorConfig, RunConfig, build_run_config
-from pipeline.config.uid import config_uid
+from pipeline.config.uid import config_uid, looks_like_config_uid
 from pipeline.config.versions import FORMAT_VERSION, IMAGE_FORMAT_VERSION, PIPELINE_VERSION, UID_VERSION, format_version
 
 __all__ = [
@@ -36,4 +36,5 @@ __all__ = [
     "config_uid",
     "family",
     "format_version",
+    "looks_like_config_uid",
 ]

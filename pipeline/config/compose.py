@@ -1,22 +1,25 @@
 """One way to name a config, for every entry point (the launch command line, ``pipeline.embed``,
 ``Store.load``, ``pipeline.align`` and its command): the launch command's words with the names of ``conf/``
-(``"model=tiny_videomae layers=0.25"``, or a list of such words), or the equivalent mapping
+(``"model=tiny_videomae layers=0.25"``), or the equivalent mapping
 (``{"model": "tiny_videomae", "layers": 0.25}``; a group given as a mapping sets its fields,
 ``{"model": {"name": "/models/vm", "family": "videomae"}}``), composed by Hydra as the launch command does.
 
 The words are checked before Hydra composes them (``check_overrides``), so that every configuration error, a
 misspelt field or an unknown model or executor included, is a ``ConfigError`` (exit 2 in the commands) with our
 words: a "did you mean" for a field, the list of choices for a config group. ``compose_run_config`` builds the
-``RunConfig`` of such words with Hydra's compose API; ``config_words`` turns any spelling into words;
+``RunConfig`` of such words with Hydra's compose API (one at a time: Hydra's state is global; a caller's own
+Hydra, inside ``@hydra.main``, is kept); ``config_words`` turns any spelling into words;
 ``embed_config_of`` gives the ``EmbedConfig`` a spelling names; ``hydra_value`` writes a Python value as an
 override's value."""
 
 from __future__ import annotations
 
 import difflib
+import functools
 import numbers
 import os
 import re
+import threading
 import typing as tp
 from pathlib import Path
 
@@ -25,6 +28,8 @@ import yaml
 from pipeline.config.embed import EmbedConfig, ModelSpec
 from pipeline.config.errors import ConfigError
 from pipeline.config.run import CONF_DIR, ExecutorConfig, RunConfig, build_run_config
+
+_HYDRA = threading.Lock()
 
 ConfigLike = str | tp.Mapping[str, tp.Any] | EmbedConfig
 """How a config is named: the launch command's words in one string, their mapping, or an ``EmbedConfig``."""
@@ -91,16 +96,23 @@ def compose_run_config(words: tp.Sequence[str], conf_dir: Path | None = None) ->
     (``build_run_config``). Every error is a ``ConfigError`` naming the field. No multirun (a sweep's
     ``a,b`` values are refused by Hydra's compose API)."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
     conf_dir = CONF_DIR if conf_dir is None else conf_dir
     words = list(words)
     check_overrides(words, conf_dir)
-    try:
-        with initialize_config_dir(config_dir=str(conf_dir), version_base=None):
-            cfg = compose("config", overrides=words)
-    except Exception as e:  # noqa: BLE001 - Hydra's parse and composition errors have no common base
-        raise ConfigError(f"cannot compose {' '.join(words)!r} from {conf_dir}: {e}") from None
+    with _HYDRA:  # Hydra's compose API is one global state: one composition at a time, the caller's kept
+        outer = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=str(conf_dir), version_base=None):
+                cfg = compose("config", overrides=words)
+        except Exception as e:  # noqa: BLE001 - Hydra's parse and composition errors have no common base
+            raise ConfigError(f"cannot compose {' '.join(words)!r} from {conf_dir}: {e}") from None
+        finally:
+            if outer is not None:  # inside a @hydra.main app: its Hydra stays as it was
+                GlobalHydra.instance().initialize(outer)
     try:
         flat = tp.cast(dict[str, tp.Any], OmegaConf.to_container(cfg, resolve=True))
     except Exception as e:  # noqa: BLE001 - an interpolation that does not resolve
@@ -180,4 +192,10 @@ def embed_config_of(config: ConfigLike) -> EmbedConfig:
     model's identity left unresolved: a reader finds it in the store by name and fields)."""
     if isinstance(config, EmbedConfig):
         return config
-    return compose_run_config(config_words(config)).embed
+    return _composed_embed(tuple(config_words(config))).model_copy(deep=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _composed_embed(words: tuple[str, ...]) -> EmbedConfig:
+    """A reader names the same config for every video it loads: composed once per process (a copy handed out)."""
+    return compose_run_config(words).embed

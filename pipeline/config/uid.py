@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import typing as tp
 
 from pipeline.config.versions import UID_VERSION
 
 _NOT_SHOWN = ("format_version", "model", "family")
+_PATTERN = re.compile(r"[a-z0-9_]+(-\S*)?-[0-9a-f]{8}")
 _SHELL_UNSAFE = {ord(c): None for c in "(){}"}
+
+
+def looks_like_config_uid(value: str) -> bool:
+    """``value`` has a config UID's shape (``videomae-frequency=4-e5e60650``), not launch words'."""
+    return bool(_PATTERN.fullmatch(value))
 
 
 def config_uid(canonical: dict[str, tp.Any], defaults: dict[str, tp.Any]) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.common.files import now, share
-from pipeline.config import ConfigLike, EmbedConfig, LayerAggregation, Layers, embed_config_of
+from pipeline.config import ConfigLike, EmbedConfig, LayerAggregation, Layers, embed_config_of, looks_like_config_uid
 from pipeline.store import layout, reader, records
 from pipeline.store.hashing import content_hash
 from pipeline.store.index import Catalog, Entries
@@ -225,18 +225,37 @@ class Store:
     ) -> str:
         """The entry UID for a UID, or for a (config, video file) pair; ``config`` a config UID of this
         store or any spelling of a config (``pipeline.config.compose``: ``"model=tiny_videomae"``...)."""
+        return self._resolve(uid, config, video)[0]
+
+    def _resolve(
+        self, uid: str | None, config: ConfigLike | None, video: str | os.PathLike[str] | None
+    ) -> tuple[str, EmbedConfig | None]:
+        """The entry UID and the config it was named by (None for a UID: nothing to select layers by)."""
+        embed = self._embed_of(config)
         if uid is not None:
-            return uid
+            return uid, embed
         if config is None or video is None:
             raise ValueError("load: give an entry uid, or both config= and video=")
-        return f"{self.config_uid_of(config)}/{content_hash(video)}"
+        cuid = config if embed is None else self.find_config(embed)
+        return f"{cuid}/{content_hash(video)}", embed
+
+    def _embed_of(self, config: ConfigLike | None) -> EmbedConfig | None:
+        """The ``EmbedConfig`` a spelling names; None for none or a config UID of this store (an unknown
+        UID is a ``KeyError`` that lists the store's, not a parse error of launch words)."""
+        if config is None:
+            return None
+        if isinstance(config, str) and looks_like_config_uid(config):
+            if config not in self.config_uids():
+                known = ", ".join(self.config_uids()) or "none"
+                raise KeyError(f"config: {config!r} is not a config UID of {self.path} (it has: {known})")
+            return None
+        return embed_config_of(config)
 
     def config_uid_of(self, config: ConfigLike) -> str:
         """The config UID that ``config`` names in this store: a config UID it holds, or a config found by
         model name and fields (``find_config``); a misspelt field is a ``ConfigError`` naming it."""
-        if isinstance(config, str) and config in self.config_uids():
-            return config
-        return self.find_config(embed_config_of(config))
+        embed = self._embed_of(config)
+        return str(config) if embed is None else self.find_config(embed)
 
     def locate(self, uid: str) -> dict[str, tp.Any]:
         """Where entry ``<config_uid>/<video_hash>`` lies: its manifest row (segment, first row, rows,
@@ -261,13 +280,12 @@ class Store:
         keep the samples whose time lies in that window, reading only the time chunks that hold them;
         the attributes' ``times`` are cut to match. ``layers`` / ``layer_aggregation`` pick layers of a
         ``cache_n_layers`` entry (``pipeline.store.reader.select_layers``)."""
-        entry = self.resolve(uid, **by)
+        unknown = sorted(set(by) - {"config", "video"})
+        if unknown:
+            raise TypeError(f"load: unexpected argument(s) {', '.join(unknown)} (takes config=, video=, start=, stop=)")
+        entry, embed = self._resolve(uid, by.get("config"), by.get("video"))
         data, attrs = reader.read_window(self.path, entry.partition("/")[0], self.locate(entry), start, stop)
-        config = by.get("config")
-        embed = None if config is None or (isinstance(config, str) and config in self.config_uids()) else config
-        return reader.select_layers(
-            entry, data, attrs, embed_config_of(embed) if embed is not None else None, layers, layer_aggregation
-        )
+        return reader.select_layers(entry, data, attrs, embed, layers, layer_aggregation)
 
     def load(
         self, uid: str | None = None, *, start: float | None = None, stop: float | None = None, **by: tp.Any

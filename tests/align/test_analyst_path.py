@@ -86,6 +86,8 @@ def test_every_entry_point_takes_the_same_spellings_and_every_reader_gives_time_
             call()
     with pytest.raises(ConfigError, match="did you mean 'tiny_videomae'"):
         store.load(config={"model": "tiny_videomea"}, video=video)
+    with pytest.raises(KeyError, match="is not a config UID of"):
+        store.load(config="videomae-frequency=9-0123abcd", video=video)
     cli = subprocess.run(
         [sys.executable, "-m", "pipeline.launch", *wrong.split(), f"store={store_path}"],
         capture_output=True, text=True, cwd=REPO, timeout=300,
@@ -139,6 +141,12 @@ def test_two_feature_spaces_side_by_side(cached: tp.Any, sample_dir: Path, model
     assert both.attrs["layer_indices"][0] == [4] and both.attrs["model"] == ["tiny-videomae", "tiny-vit"]
     alone = pa.align(store_path, "model=tiny_vit", _events(sample_dir), tr=1.5, n_scans=10)
     np.testing.assert_array_equal(both.values[:, 32:], alone.values)
+    # two read-time selections of one cached config are two spaces; a list of bare words is refused
+    two = [f"{CACHED} layers=0.0", f"{CACHED} layers=1.0"]
+    layers = pa.align(store_path, two, _events(sample_dir), tr=1.5, n_scans=10)
+    assert [s.rsplit("-", 1)[1] for s in layers.attrs["spaces"]] == ["l0", "l4"] and layers.sizes["feature"] == 64
+    with pytest.raises(ValueError, match="'frequency=2' names none"):
+        pa.align(store_path, ["model=tiny_vit", "frequency=2"], _events(sample_dir), tr=1.5, n_scans=10)
 
 
 def test_impossible_inputs_are_refused_with_their_numbers(
@@ -147,6 +155,7 @@ def test_impossible_inputs_are_refused_with_their_numbers(
     store_path, _ = cached
     with pytest.raises(ValueError, match=r"1490 s is outside 0.1-10 s \(in milliseconds\?"):
         pa.align(store_path, CACHED, _events(sample_dir), tr=1490, n_scans=20)
+    assert pa.Grid.fmri(np.float32(1.5), 10).step == 1.5  # a NIfTI header's zoom is a numpy number
     late = _events(sample_dir).assign(onset=[1.0, 40.0])
     with pytest.raises(ValueError, match=r"start after the run ends \(29.8 s: 20 rows of 1.49 s\).*at onset 40 s"):
         pa.align(store_path, CACHED, late, tr=1.49, n_scans=20)

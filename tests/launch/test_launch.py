@@ -90,7 +90,7 @@ def test_reader_api_by_config_and_video(make_run: tp.Any, sample_dir: Path) -> N
     by_uid = reader.load(f"{run.embed.uid()}/{store_mod.content_hash(video)}")
     np.testing.assert_array_equal(by_uid.values, arr.values)
     data, _ = reader.load_numpy(config=run.embed.uid(), video=video)
-    np.testing.assert_array_equal(data, arr.values)
+    np.testing.assert_array_equal(np.moveaxis(data, -1, 0), arr.values)  # numpy (feature, time); xarray time first
     with pytest.raises(KeyError, match="no entry"):
         reader.load(config=make_run(frequency=1.0).embed, video=video)
 
