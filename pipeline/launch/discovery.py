@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import glob
 import os
+import time
 import typing as tp
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from pipeline.store import Store, content_hash, layout, tables
 
 READERS = 8
 """Files hashed (or probed) at once: on a shared file system latency, not one core, is the limit."""
+CACHE_SAVE_S = 60.0
+"""While hashing or probing, the cache is written back this often (and at the end)."""
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 
@@ -122,17 +125,25 @@ def _fill_cache(
     desc: str,
 ) -> list[str]:
     """Compute ``compute(path)`` for each cache key missing from ``cache`` (``sources``: key -> path),
-    ``READERS`` at a time with a progress bar past 20, then write the cache back atomically (a Parquet
-    table beside the store's entries). Returns the paths it computed."""
+    ``READERS`` at a time with a progress bar past 20, writing the cache back atomically (a Parquet table
+    beside the store's entries) every ``CACHE_SAVE_S`` and at the end, also when interrupted: a launcher
+    killed while it hashes a large corpus (an SSH session dropped) loses at most that much work. Returns
+    the paths it computed."""
     todo = [(key, path) for key, path in sources.items() if key not in cache]
     if not todo:
         return []
-    with (
-        concurrent.futures.ThreadPoolExecutor(max_workers=READERS) as pool,
-        Progress(len(todo), desc, unit="files", disable=len(todo) < 20) as progress,
-    ):
-        for (key, _), value in zip(todo, pool.map(compute, [path for _, path in todo])):
-            cache[key] = value
-            progress.update()
-    tables.write_mapping(cache_file, cache, top)
+    saved = time.monotonic()
+    try:
+        with (
+            concurrent.futures.ThreadPoolExecutor(max_workers=READERS) as pool,
+            Progress(len(todo), desc, unit="files", disable=len(todo) < 20) as progress,
+        ):
+            for (key, _), value in zip(todo, pool.map(compute, [path for _, path in todo])):
+                cache[key] = value
+                progress.update()
+                if time.monotonic() - saved >= CACHE_SAVE_S:
+                    tables.write_mapping(cache_file, cache, top)
+                    saved = time.monotonic()
+    finally:
+        tables.write_mapping(cache_file, cache, top)
     return [path for _, path in todo]

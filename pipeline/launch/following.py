@@ -29,7 +29,15 @@ def job_error(text: str) -> str:
 
 
 POLL_S = {"slurm": 2.0, "local": 0.25}
-"""Seconds between looks at the jobs: squeue is asked sparingly; a local job is a process and a file."""
+"""Seconds between looks at the jobs at first: squeue is asked sparingly; a local job is a process and a file."""
+POLL_MAX_S = {"slurm": 60.0, "local": 0.25}
+"""While nothing lands and no job ends, the looks grow 1.5 times apart up to this: a campaign of days asks
+squeue about once a minute, not every 2 s."""
+
+
+def next_poll(delay: float, changed: bool, kind: str) -> float:
+    """Seconds until the next look: back to the first interval when something changed, else 1.5 times longer."""
+    return POLL_S[kind] if changed else min(POLL_MAX_S[kind], delay * 1.5)
 
 
 def follow(launch: Submission, *, out: tp.TextIO | None = None, bar_position: int = 0) -> Summary:
@@ -51,15 +59,22 @@ def follow(launch: Submission, *, out: tp.TextIO | None = None, bar_position: in
             total_seconds=total_s or None,
             position=bar_position,
         )
+        kind = "slurm" if launch.on_slurm else "local"
+        delay, note, n_ended = POLL_S[kind], "", 0
         with bar:
             while True:
                 ended = launch.poll()
+                if launch.squeue_note != note:
+                    note = launch.squeue_note
+                    print(note or "squeue answers again", file=out, flush=True)
                 landed = remaining & store.done_hashes(plan.config_uid)
                 remaining -= landed
                 bar.update(len(landed), sum(durations.get(h, 0.0) for h in landed))
                 if len(ended) == len(launch.jobs):
                     break
-                time.sleep(POLL_S["slurm" if launch.on_slurm else "local"])
+                delay = next_poll(delay, bool(landed) or len(ended) != n_ended, kind)
+                n_ended = len(ended)
+                time.sleep(delay)
     ended = launch.poll() if ended is None else ended
     best: dict[str, VideoResult] = {}
     dead: dict[str, str] = {}

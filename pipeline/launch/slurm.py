@@ -10,14 +10,17 @@ ENDED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEM
 """Job states after which SLURM runs nothing more of a job (a requeued one is PENDING again)."""
 
 
-def squeue_states(job_ids: list[str]) -> dict[str, str]:
+def squeue_states(job_ids: list[str]) -> dict[str, str] | None:
     """Array task id (``<array>_<task>``) -> state, for every task squeue still lists, ended ones included;
-    empty where squeue is missing or does not answer."""
+    None where squeue is missing or did not answer (an error, a time-out: a busy controller), which says
+    nothing of the jobs, unlike an answer that lists none of them."""
     from submitit.slurm.slurm import read_job_id
 
     arrays = sorted({str(j).split("_")[0] for j in job_ids})
-    if not arrays or shutil.which("squeue") is None:
+    if not arrays:
         return {}
+    if shutil.which("squeue") is None:
+        return None
     try:
         text = subprocess.run(
             ["squeue", "-h", "--states=all", "-o", "%i|%T", "-j", ",".join(arrays)],
@@ -27,7 +30,7 @@ def squeue_states(job_ids: list[str]) -> dict[str, str]:
             check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        return {}
+        return None
     states = {}
     for line in text.splitlines():
         jid, _, state = line.strip().partition("|")
@@ -44,21 +47,27 @@ def has_ended(state: str) -> bool:
     return bool(state.split()) and state.split()[0] in ENDED
 
 
-def listed_arrays(job_ids: list[str]) -> list[str]:
+def listed_arrays(job_ids: list[str]) -> list[str] | None:
     """The array jobs among ``job_ids`` that squeue lists by default: pending, running, or still ending
-    (``COMPLETING``: some of their processes may be alive). Empty where squeue is missing."""
+    (``COMPLETING``: some of their processes may be alive). None where squeue is missing or did not answer."""
     arrays = sorted({str(j).split("_")[0] for j in job_ids})
-    if not arrays or shutil.which("squeue") is None:
+    if not arrays:
         return []
+    if shutil.which("squeue") is None:
+        return None
     try:
         text = subprocess.run(
-            ["squeue", "-h", "-o", "%i", "-j", ",".join(arrays)], capture_output=True, text=True, timeout=60
+            ["squeue", "-h", "-o", "%i", "-j", ",".join(arrays)], capture_output=True, text=True, timeout=60, check=True
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        return []
+        return None
     return sorted({line.strip().split("_")[0] for line in text.splitlines() if line.strip()} & set(arrays))
 
 
 def active_arrays(job_ids: list[str]) -> list[str]:
-    """The array jobs among ``job_ids`` with a task that SLURM still runs or will run."""
-    return sorted({tid.split("_")[0] for tid, state in squeue_states(job_ids).items() if not has_ended(state)})
+    """The array jobs among ``job_ids`` with a task that SLURM still runs or will run; every one of them
+    where squeue does not answer (unknown is taken as running: nothing is released, a cancel is sent)."""
+    states = squeue_states(job_ids)
+    if states is None:
+        return sorted({str(j).split("_")[0] for j in job_ids})
+    return sorted({tid.split("_")[0] for tid, state in states.items() if not has_ended(state)})

@@ -22,6 +22,10 @@ from pipeline.launch.summary import Summary
 from pipeline.launch.worker import QueueJob
 from pipeline.store import Store, layout, path_key
 
+SQUEUE_SILENT_S = 3600.0
+"""How long a launcher keeps following jobs that squeue does not answer about (a busy or restarting
+controller) before it gives them up as unknown."""
+
 
 @dataclasses.dataclass
 class Submission:
@@ -33,17 +37,45 @@ class Submission:
     summary: Summary
     submitted: float = dataclasses.field(default_factory=time.time)
     seen: set[str] = dataclasses.field(default_factory=set)
+    silent_since: float | None = None
+    """Since when squeue has not answered (None: its last call answered)."""
 
     @property
     def on_slurm(self) -> bool:
         return self.run.executor.resolved_name() == "slurm"
 
     def poll(self) -> dict[str, str]:
-        """Job id -> how it ended, for every job that is over (asking squeue on SLURM)."""
-        return self.job_ended(squeue_states([str(j.job_id) for j in self.jobs]) if self.on_slurm else {})
+        """Job id -> how it ended, for every job that is over (asking squeue on SLURM). A squeue that does
+        not answer says nothing: jobs are then judged by their result files alone, until squeue has been
+        silent for ``SQUEUE_SILENT_S``, when the rest are given up as unknown (the follow ends; they may run)."""
+        if not self.on_slurm:
+            return self.job_ended({})
+        states = squeue_states([str(j.job_id) for j in self.jobs])
+        now = time.time()
+        if states is not None:
+            self.silent_since = None
+            return self.job_ended(states)
+        self.silent_since = self.silent_since or now
+        ended = self.job_ended(None)
+        silent = now - self.silent_since
+        if silent >= SQUEUE_SILENT_S:
+            unknown = f"UNKNOWN (squeue has not answered for {silent / 60:.0f} min; the job may still run)"
+            ended.update({str(j.job_id): unknown for j in self.jobs if str(j.job_id) not in ended})
+        return ended
 
-    def job_ended(self, states: dict[str, str]) -> dict[str, str]:
-        """Job id -> how it ended ("" for a result), for every job that is over."""
+    @property
+    def squeue_note(self) -> str:
+        """A line for the operator while squeue does not answer ("" while it does)."""
+        if self.silent_since is None:
+            return ""
+        return (
+            f"squeue has not answered since {time.strftime('%H:%M:%S', time.localtime(self.silent_since))}: "
+            f"still following (stored videos still count); given up after {SQUEUE_SILENT_S / 60:.0f} min"
+        )
+
+    def job_ended(self, states: dict[str, str] | None) -> dict[str, str]:
+        """Job id -> how it ended ("" for a result), for every job that is over; ``states`` None (squeue
+        silent): only jobs that wrote their result."""
         ended = {}
         for job in self.jobs:
             jid = str(job.job_id)
@@ -53,6 +85,8 @@ class Submission:
                 continue
             if job.paths.result_pickle.exists():
                 ended[jid] = ""
+                continue
+            if states is None:
                 continue
             state = states.get(jid, "")
             if state:

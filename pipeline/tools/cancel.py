@@ -51,7 +51,8 @@ STOP_WAIT_S = 120.0
 
 
 def _slurm_gone(arrays: list[str]) -> bool:
-    return not listed_arrays(arrays)
+    listed = listed_arrays(arrays)
+    return listed is not None and not listed  # squeue silent: not known to be gone
 
 
 def _local_gone(job_ids: list[str]) -> bool:

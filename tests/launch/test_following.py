@@ -4,7 +4,9 @@ from the jobs' reports, the store's entries and failures, and the leases."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing as tp
+from pathlib import Path
 
 import numpy as np
 
@@ -76,3 +78,107 @@ def test_a_video_no_job_reached_and_no_lease_names_is_not_done(make_run: tp.Any)
     launch = Submission(run, Plan(cuid, ["/v/a.mp4"], {}, [], queue, {}, {}), [_JobId("3")], summary)
     assert settle(launch, store, {}, {}) == {}
     assert summary.not_done == {"/v/a.mp4": "no job stored it"} and not summary.ok
+
+
+@dataclasses.dataclass
+class _Paths:
+    result_pickle: Path
+
+
+@dataclasses.dataclass
+class _SlurmJob:
+    """A job as polling reads it: its id and where its result would be."""
+
+    job_id: str
+    paths: _Paths
+
+
+def _fake_squeue(folder: Path, script: str, monkeypatch: tp.Any) -> None:
+    """A ``squeue`` on PATH that runs ``script`` (a real executable: what ``squeue_states`` calls)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    exe = folder / "squeue"
+    exe.write_text("#!/bin/sh\n" + script + "\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_squeue_that_does_not_answer_says_nothing_of_the_jobs(
+    make_run: tp.Any, tmp_path: Path, monkeypatch: tp.Any
+) -> None:
+    """A failed or timed-out squeue is not "no job listed": no job is judged gone, the follow goes on with a
+    note, a job's result file still counts, and only after ``SQUEUE_SILENT_S`` of silence are the rest given
+    up as unknown. An answer listing a job ended, or not listing one seen before, still ends it."""
+    from pipeline.launch import submission as submission_mod
+    from pipeline.launch.slurm import active_arrays, listed_arrays, squeue_states
+
+    run = make_run(executor={"name": "slurm"})
+    jobs = [_SlurmJob(f"41_{i}", _Paths(tmp_path / f"41_{i}_result.pkl")) for i in range(2)]
+    launch = Submission(run, Plan("c", [], {}, [], [], {}, {}), jobs, Summary("c", str(run.store)))
+    launch.submitted -= 300  # past the grace for a job squeue never listed
+
+    _fake_squeue(tmp_path / "bin", "echo 'slurm_load_jobs error: Socket timed out' >&2; exit 1", monkeypatch)
+    assert squeue_states(["41_0"]) is None and listed_arrays(["41_0"]) is None
+    assert active_arrays(["41_0", "41_1"]) == ["41"]  # unknown is taken as running
+    launch.seen.update({"41_0", "41_1"})
+    assert launch.poll() == {} and "squeue has not answered since" in launch.squeue_note
+    (tmp_path / "41_1_result.pkl").write_bytes(b"done")
+    assert launch.poll() == {"41_1": ""}
+    assert launch.silent_since is not None
+    launch.silent_since -= submission_mod.SQUEUE_SILENT_S
+    given_up = launch.poll()
+    assert given_up["41_1"] == "" and given_up["41_0"].startswith("UNKNOWN (squeue has not answered for 60 min")
+
+    _fake_squeue(tmp_path / "bin", "echo '41_0|CANCELLED by 0'", monkeypatch)
+    assert squeue_states(["41_0"]) == {"41_0": "CANCELLED by 0"}
+    assert launch.poll() == {"41_0": "CANCELLED by 0", "41_1": ""} and launch.squeue_note == ""
+    _fake_squeue(tmp_path / "bin", "true", monkeypatch)  # answers, lists nothing: a job seen before is gone
+    (tmp_path / "41_1_result.pkl").unlink()
+    assert launch.poll() == {"41_0": "GONE", "41_1": "GONE"} and listed_arrays(["41_0"]) == []
+
+
+def test_polling_backs_off_while_nothing_changes() -> None:
+    from pipeline.launch.following import POLL_MAX_S, POLL_S, next_poll
+
+    delay, delays = POLL_S["slurm"], []
+    for _ in range(12):
+        delay = next_poll(delay, False, "slurm")
+        delays.append(delay)
+    assert delays[0] == 3.0 and delays[-1] == POLL_MAX_S["slurm"] == 60.0 and delays == sorted(delays)
+    assert next_poll(60.0, True, "slurm") == POLL_S["slurm"]
+    assert next_poll(0.25, False, "local") == 0.25  # a local job is a process: looked at as often as ever
+
+
+def test_hashing_writes_its_cache_as_it_goes_and_when_interrupted(tmp_path: Path, monkeypatch: tp.Any) -> None:
+    """A launcher killed while hashing a large corpus keeps what it hashed: the cache is written every
+    ``CACHE_SAVE_S`` and when the loop is interrupted."""
+    from pipeline.launch import discovery
+    from pipeline.store import tables
+
+    files = []
+    for i in range(30):
+        path = tmp_path / "videos" / f"v{i:02d}.mp4"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(bytes([i]) * 100)
+        files.append(str(path))
+    store = Store(tmp_path / "s.zarr")
+    store.ensure()
+    real, calls = discovery.content_hash, []
+
+    def hash_then_stop(path: str) -> str:
+        calls.append(path)
+        if len(calls) > 20:
+            raise KeyboardInterrupt  # Ctrl-C, or the session dropped, after 20 files
+        return real(path)
+
+    monkeypatch.setattr(discovery, "content_hash", hash_then_stop)
+    monkeypatch.setattr(discovery, "READERS", 1)  # one file at a time: the count above is exact
+    monkeypatch.setattr(discovery, "CACHE_SAVE_S", 0.0)
+    try:
+        discovery.hash_files(files, store)
+    except KeyboardInterrupt:
+        pass
+    cached = tables.read_mapping(discovery.layout.caches(store.path) / "hashes.parquet")
+    assert len(cached) == 20
+    monkeypatch.setattr(discovery, "content_hash", real)
+    hashes, _, read = discovery.hash_files(files, store)
+    assert len(hashes) == 30 and read == 10 * 100  # only the ten it had not hashed are read again
