@@ -276,7 +276,10 @@ class VivitAdapter(TubeletAdapter):
 
 
 class VJEPA2Adapter(Adapter):
-    """V-JEPA 2: up to 64 frames, through its video processor (resize, centre crop, normalise: per frame)."""
+    """V-JEPA 2: up to 64 frames, through its video processor (resize, centre crop, normalise: per frame).
+    The encoder alone: the embedding is its hidden states, which the predictor (about 1.5x the encoder's
+    compute for ViT-L) does not change (``skip_predictor``: equal, ``torch.equal``, and the oracle tests
+    compare with the reference's full forward)."""
 
     family = "vjepa2"
     input_field = "videos"
@@ -289,7 +292,7 @@ class VJEPA2Adapter(Adapter):
     def run(self, inputs: dict[str, tp.Any]) -> tp.Any:
         if "pixel_values" in inputs:
             inputs["pixel_values_videos"] = inputs.pop("pixel_values")
-        return self.model(**inputs, output_hidden_states=True)
+        return self.model(**inputs, output_hidden_states=True, skip_predictor=True)
 
 
 class XCLIPAdapter(Adapter):

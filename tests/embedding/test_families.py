@@ -175,3 +175,29 @@ def test_framewise_preprocessing_equals_the_processor_on_images(make_run: tp.Any
     frames = [[rng.integers(0, 255, (45, 70, 3), dtype=np.uint8)] for _ in range(3)]
     whole = pixel_values(adapter.processor(**adapter.processor_inputs(frames, None)))
     assert torch.equal(whole, adapter.preprocess_frames([f[0] for f in frames]))
+
+
+def test_vjepa2_runs_its_encoder_alone_with_the_full_forwards_states(make_run: tp.Any) -> None:
+    """V-JEPA 2's predictor never runs (a forward hook counts its calls), and the states equal those of
+    the model's full forward, predictor included, bit for bit (the oracle tests check the numbers too)."""
+    import torch
+
+    from pipeline.embedding.engine import Embedder
+
+    run = make_run("tiny-vjepa2", num_frames=8)
+    adapter = Embedder(run.embed, run.model_source()).adapter
+    calls: list[int] = []
+    hook = adapter.model.predictor.register_forward_hook(lambda *_: calls.append(1))
+    rng = np.random.default_rng(2)
+    clips = [[rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(8)] for _ in range(2)]
+    try:
+        ours = adapter.hidden_states(clips)
+    finally:
+        hook.remove()
+    assert calls == []
+    inputs = adapter.prepare(adapter.processor(**adapter.processor_inputs(clips, None)))
+    inputs["pixel_values_videos"] = inputs.pop("pixel_values", inputs.get("pixel_values_videos"))
+    with torch.inference_mode():
+        full = adapter.model(**inputs, output_hidden_states=True)
+    assert full.predictor_output is not None
+    assert torch.equal(ours, adapter.read_states(full, 2))
