@@ -245,8 +245,8 @@ def find_runs(root: str | os.PathLike[str], *, n_scans: int | None = None) -> li
                     f"NumberOfVolumes {stated}; correct the one that is wrong"
                 )
                 continue
-        elif isinstance(meta.get("NumberOfVolumes"), int):
-            count, source = int(meta["NumberOfVolumes"]), "NumberOfVolumes in the bold sidecar"
+        elif isinstance(stated, int):
+            count, source = int(stated), "NumberOfVolumes in the bold sidecar"
         elif n_scans is not None:
             count, source = int(n_scans), "n_scans given"
         else:

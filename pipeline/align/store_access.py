@@ -61,29 +61,17 @@ def open_store(store: str | os.PathLike[str] | Store) -> Store:
     return store if isinstance(store, store_mod.Store) else store_mod.open(store)
 
 
-def is_config_uid(value: str) -> bool:
-    from pipeline.config import looks_like_config_uid
-
-    return looks_like_config_uid(value)
-
-
-def embed_of(config: ConfigLike) -> EmbedConfig:
-    """The ``EmbedConfig`` a spelling of a config names, composed as the launch command does; a
-    ``ConfigError`` (a ``ValueError``) names the field, with a "did you mean"."""
-    from pipeline.config import embed_config_of
-
-    return embed_config_of(config)
-
-
 def config_list(config: ConfigLike | tp.Sequence[ConfigLike]) -> list[ConfigLike]:
     """The configs of an alignment: one, or a list of several feature spaces, each naming its model (a list
     of launch words was one config before 0.4: refused rather than read as several)."""
+    from pipeline.config import looks_like_config_uid
+
     if not isinstance(config, (list, tuple)):
         return [tp.cast(ConfigLike, config)]
     if not config:
         raise ValueError("config: an empty list of configs")
     for item in config:
-        words = item.split() if isinstance(item, str) and not is_config_uid(item) else None
+        words = item.split() if isinstance(item, str) and not looks_like_config_uid(item) else None
         unnamed = (words is not None and not any(w.startswith(("model=", "model.")) for w in words)) or (
             isinstance(item, tp.Mapping) and "model" not in item
         )
@@ -176,13 +164,13 @@ class StoreSource:
     """The features of one config in a store: videos are found by content hash, read by time window."""
 
     def __init__(self, store: str | os.PathLike[str] | Store, config: ConfigLike) -> None:
-        from pipeline.config import config_words
+        from pipeline.config import config_words, embed_config_of, looks_like_config_uid
 
         self.store = open_store(store)
         self.words: list[str] | None = None
         self.embed: EmbedConfig | None = None
         self.config_uid: str | None = None
-        if isinstance(config, str) and is_config_uid(config):
+        if isinstance(config, str) and looks_like_config_uid(config):
             if config not in self.store.config_uids():
                 known = ", ".join(self.store.config_uids()) or "none"
                 raise ValueError(f"config: {config!r} is not a config UID of {self.store.path} (it has: {known})")
@@ -190,7 +178,7 @@ class StoreSource:
         else:
             if isinstance(config, str):  # a mapping's command is rebuilt from its config (launch_words)
                 self.words = config_words(config)
-            self.embed = embed_of(config)
+            self.embed = embed_config_of(config)  # a ConfigError (a ValueError) names the field
             try:
                 self.config_uid = self.store.find_config(self.embed)
             except KeyError as e:

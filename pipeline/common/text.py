@@ -16,6 +16,14 @@ def table(header: tp.Sequence[str], rows: tp.Iterable[tp.Sequence[str]]) -> list
     return lines
 
 
+def did_you_mean(word: str, known: tp.Sequence[str]) -> str:
+    """``"did you mean 'x'? "`` for the closest of ``known`` to a misspelt ``word``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 def short(value: tp.Any) -> str:
     """A config value in a few characters: floats to 3 significant digits, lists joined by commas."""
     if isinstance(value, float):

@@ -14,7 +14,6 @@ override's value."""
 
 from __future__ import annotations
 
-import difflib
 import functools
 import numbers
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.common.text import did_you_mean
 from pipeline.config.embed import EmbedConfig, ModelSpec
 from pipeline.config.errors import ConfigError
 from pipeline.config.run import CONF_DIR, ExecutorConfig, RunConfig, build_run_config
@@ -47,8 +47,7 @@ def _choices(conf_dir: Path, group: str) -> list[str]:
 
 
 def _unknown(what: str, known: list[str]) -> ConfigError:
-    close = difflib.get_close_matches(what.rpartition(".")[2], known, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint = did_you_mean(what.rpartition(".")[2], known)
     return ConfigError(f"{what}: no such field ({hint}fields: {', '.join(known)})")
 
 
@@ -83,8 +82,7 @@ def check_overrides(args: list[str], conf_dir: Path) -> None:
             choices = _choices(conf_dir, head)
             for value in values:
                 if value not in choices:
-                    close = difflib.get_close_matches(value, choices, n=1)
-                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    hint = did_you_mean(value, choices)
                     raise ConfigError(
                         f"{head}: no {head} {value!r} in conf/{head}/ ({hint}choices: {', '.join(choices)})"
                     )

@@ -40,7 +40,7 @@ def main() -> None:
         silence_libraries(bool(flat.get("verbose", False)))
         try:
             run = build_run_config(flat)
-            set_interval(run.progress_s)  # the hashing and probing steps', and the local jobs' (inherited)
+            set_interval(run.progress_s)  # for the hashing and probing steps (the jobs are given run.progress_s)
             if hydra_cfg.mode == RunMode.MULTIRUN:
                 submit_point(run, list(hydra_cfg.overrides.task), command)
                 return

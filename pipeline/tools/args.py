@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 
+from pipeline.common.text import did_you_mean
 from pipeline.store import OldLayoutError, Store
 
 
@@ -35,8 +35,7 @@ def parse_args(
         elif re.match(r"[a-z_]+=", arg):  # a field; config UIDs (``videomae-frequency=3-...``) are words
             key, _, value = arg.partition("=")
             if key not in allowed:
-                close = difflib.get_close_matches(key, sorted(allowed), n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = did_you_mean(key, sorted(allowed))
                 raise UsageError(f"unknown field {key!r} ({hint}known: {', '.join(sorted(allowed))})\n{usage}")
             values[key] = value
         else:
