@@ -80,6 +80,8 @@ def writer(path: str, cuid: str, embed: dict[str, object], job: int, start: int,
             if out.due():
                 store.flush(out)
         store.flush(out)
+        if hasattr(out, "close"):
+            out.close()
     else:  # 0.2: one array per entry
         for i in range(start, stop):
             store.write(cuid, f"{i:032x}", data_for(i), attrs_for(i, embed, job))
@@ -129,7 +131,7 @@ def bench_size(size: int, folder: Path, writers: int) -> dict[str, object]:
         store.compact(cuid)
         compact_s = time.perf_counter() - began
     config_dir = path / cuid
-    index_files = [config_dir / "_index.parquet", config_dir / "_index.json", *config_dir.glob("_manifests/*")]
+    index_files = [*config_dir.glob("_checkpoints/*"), *config_dir.glob("_log/*")]
     listing = []
     for _ in range(2):
         fresh = Store(path)

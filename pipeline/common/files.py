@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import os
 import stat
 import uuid
@@ -62,22 +63,68 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     os.replace(tmp, path)
 
 
-def publish(tmp: Path, path: Path) -> bool:
-    """Make ``tmp`` visible as ``path`` only if ``path`` does not exist (a hard link, then ``tmp`` removed;
-    a rename where the file system has no hard links). False if ``path`` was already there."""
-    share(tmp)
+def fsync_dir(path: Path) -> None:
+    """Make the names in folder ``path`` (files created, renamed or linked there) survive a crash."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:  # some file systems cannot sync a folder; their names are synced with the files
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """Create ``path`` (it must not exist), write ``data`` whole and fsync it: after this returns the file
+    is on disk as written, whatever crashes next."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o664)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    share(path)
+
+
+def sync_tree(root: Path) -> None:
+    """fsync every file and folder under ``root`` (a segment before its commit names it)."""
+    for folder, _, files in os.walk(root, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(folder))
+
+
+class NoHardLinks(OSError):
+    """The file system cannot make hard links: the store's commits need them (docs/store.md)."""
+
+
+def link_new(tmp: Path, path: Path) -> bool:
+    """Give the whole, synced file ``tmp`` the name ``path`` only if no file has it (``link()``, atomic
+    on local file systems, NFS v3+ and Lustre), then sync the folder. False if ``path`` exists. Never a
+    rename, which would replace a file that another process published meanwhile."""
     try:
         os.link(tmp, path)
     except FileExistsError:
-        tmp.unlink(missing_ok=True)
         return False
-    except OSError:  # no hard links here (some object stores): names are unique, a rename will do
-        if path.exists():
-            tmp.unlink(missing_ok=True)
-            return False
-        os.rename(tmp, path)
-        return True
-    tmp.unlink(missing_ok=True)
+    except OSError as e:
+        if e.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise NoHardLinks(
+                e.errno,
+                f"store: {path.parent} cannot make hard links ({os.strerror(e.errno)}); the store "
+                "publishes its commits with link() and needs a POSIX file system (docs/store.md)",
+            ) from e
+        raise
+    fsync_dir(path.parent)
     return True
 
 

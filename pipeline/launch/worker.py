@@ -145,6 +145,7 @@ def work_queue(
         raise
     finally:
         heartbeat.stop()
+        committer.out.close()
     return results
 
 

@@ -1,10 +1,8 @@
-"""Which entries a config has: one compacted Parquet index plus the manifests published since.
+"""Which entries a config has: its newest whole checkpoint and the commits after it (``pipeline.store.log``),
+read as one consistent snapshot and cached (checkpoints and commits never change once published).
 
-Readers list the manifests, then read them and the index; a manifest that vanished in between was merged
-into a newer index by a compaction, so they look again. Among manifests naming one video, the first
-published wins (names sort in publishing order); the index already holds only winners. Compaction (after a
-launch, by ``pipeline.gc``, and by writers when manifests pile up) merges manifests into a new index by one
-rename, under a claim so that two compactions never race.
+Compaction (after a launch, by ``pipeline.gc``, and by writers when commits pile up) publishes a checkpoint
+at the log's tip, then cleans up behind it. Nothing here takes a lock: two compactions write the same file.
 """
 
 from __future__ import annotations
@@ -13,13 +11,12 @@ import collections
 import collections.abc
 import dataclasses
 import json
-import os
+import logging
 import typing as tp
 from pathlib import Path
 
-from pipeline.common.files import write_atomic
-from pipeline.store import layout, manifest, tables
-from pipeline.store.leases import Lease, acquire
+from pipeline.store import log as commit_log
+from pipeline.store import manifest
 
 if tp.TYPE_CHECKING:
     import pyarrow as pa
@@ -28,10 +25,12 @@ INDEX_ROW_GROUP = 4096
 """Rows per Parquet row group of the index, sorted by hash: finding one entry reads one row group, found
 by bisecting the groups' first hashes (a million entries: 245 groups)."""
 COMPACT_AFTER = 256
-"""Manifests a writer lets pile up before it compacts them (a launch's end and ``gc`` compact anyway)."""
-COMPACTION_TTL_S = 600.0
+"""Commits a writer lets pile up after the newest checkpoint before it compacts them (a launch's end and
+``gc`` compact anyway)."""
 ATTEMPTS = 20
-"""Looks a reader takes while compactions remove the manifests it listed, before it gives up."""
+"""Looks a reader takes while cleanups remove the commits it listed, before it gives up."""
+
+logger = logging.getLogger(__name__)
 
 T = tp.TypeVar("T")
 
@@ -114,13 +113,13 @@ class Entries(collections.abc.Sequence[EntryInfo]):
 
 
 def _index_row(path: Path, video_hash: str) -> dict[str, tp.Any] | None:
-    """The row of ``video_hash`` in an index sorted by hash, reading only the row group that can hold it."""
+    """The row of ``video_hash`` in a checkpoint sorted by hash, reading only the row group that can hold it."""
     import bisect
 
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    index = pq.ParquetFile(path)
+    index = pq.ParquetFile(path, page_checksum_verification=True)
     meta = index.metadata
     column = index.schema_arrow.get_field_index("video_hash")
     firsts = []
@@ -135,84 +134,95 @@ def _index_row(path: Path, video_hash: str) -> dict[str, tp.Any] | None:
     return None if position < 0 else table.slice(position, 1).to_pylist()[0]
 
 
-def _stat_key(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
 class Catalog:
-    """One config's entries as its index and manifests say, cached: the index is read again only when it
-    was replaced, a manifest's hashes once (published manifests never change): a writer that sees a million
-    entries go by holds their hashes, not their attributes."""
+    """One config's entries: the newest whole checkpoint and the commits after it, folded (``log.Fold``).
+    Asking again reads only what is new; a writer that sees a million entries go by holds their hashes
+    (when it asks whether it has one), never their attributes."""
 
     def __init__(self, config_dir: Path) -> None:
         self.config_dir = config_dir
-        self.index_path = config_dir / layout.INDEX
-        self._index_key: tuple[int, int, int] | None = None
-        self._index_hashes: set[str] | None = None
-        self._index_listing: pa.Table | None = None
-        self._manifests: dict[str, list[str]] = {}
-        """Manifest name -> the video hashes it names (the rest is read when asked for)."""
-        self._pending: dict[str, tuple[str, int]] = {}
-        """Video hash -> (manifest, row) of the first published manifest naming it."""
-        self._names: list[str] = []
+        self.base = 0
+        """The checkpoint's version (0: none, the empty state before commit 1)."""
+        self.tip = 0
+        """The last commit read."""
+        self._base_hashes: pa.ChunkedArray | None = None
+        self._base_revoked: set[str] = set()
+        self._base_set: set[str] | None = None
+        self._base_listing: pa.Table | None = None
+        self._bad: set[int] = set()
+        """Checkpoints found torn (skipped for the one before)."""
+        self.commits: dict[int, commit_log.Commit] = {}
+        """The commits after the checkpoint, by number."""
+        self._fold: commit_log.Fold | None = None
+        self._folded = 0
+        self._in_base: set[str] = set()
 
     # --- reading ----------------------------------------------------------------------------
-    def manifest_names(self) -> list[str]:
-        try:
-            names = os.listdir(self.config_dir / layout.MANIFESTS)
-        except FileNotFoundError:
-            return []
-        return sorted(n for n in names if n.endswith(".parquet") and not n.startswith("."))
-
     def refresh(self) -> None:
-        """See what was published or compacted since the last look."""
-        import pyarrow.parquet as pq
-
-        for _ in range(ATTEMPTS):
-            names = self.manifest_names()
-            key = _stat_key(self.index_path)
+        """See what was committed or checkpointed since the last look."""
+        for version in commit_log.checkpoint_versions(self.config_dir):
+            if version <= self.base:
+                break
+            if version in self._bad:
+                continue
             try:
-                for name in names:
-                    if name not in self._manifests:
-                        table = pq.read_table(self.config_dir / layout.MANIFESTS / name, columns=["video_hash"])
-                        self._manifests[name] = table.column(0).to_pylist()
+                hashes, revoked = commit_log.open_checkpoint(self.config_dir, version)
+            except commit_log.TornFile as e:
+                self._bad.add(version)
+                logger.warning("%s; reading the checkpoint before it and the commits after that", e)
+                continue
             except FileNotFoundError:
-                continue  # merged into a newer index meanwhile: look again
+                continue  # cleaned up since the listing: a newer one is there
+            self._rebase(version, hashes, revoked)
             break
-        else:
-            raise self._unsettled()
-        if key != self._index_key:
-            self._index_key, self._index_hashes, self._index_listing = key, None, None
-        if names == self._names:
-            return
-        if names[: len(self._names)] == self._names:  # only newer manifests: add them
-            pending, new = self._pending, names[len(self._names) :]
-        else:  # some were compacted (or one sorted before another): start again
-            listed = set(names)
-            self._manifests = {n: t for n, t in self._manifests.items() if n in listed}
-            pending, new = {}, names
-        for name in new:
-            for k, vhash in enumerate(self._manifests[name]):
-                pending.setdefault(vhash, (name, k))  # the first published wins
-        self._pending, self._names = pending, names
+        while True:
+            try:
+                commit = commit_log.read_commit(self.config_dir, self.tip + 1)
+            except FileNotFoundError:
+                break
+            self.commits[commit.version] = commit
+            self.tip = commit.version
 
-    def index_hashes(self) -> set[str]:
-        import pyarrow.parquet as pq
+    def _rebase(self, version: int, hashes: pa.ChunkedArray, revoked: set[str]) -> None:
+        self.base, self._base_hashes, self._base_revoked = version, hashes, revoked
+        self._base_set, self._base_listing, self._fold = None, None, None
+        self.commits = {v: c for v, c in self.commits.items() if v > version}
+        self.tip = max(self.tip, version)
 
-        if self._index_hashes is None:
-            if self._index_key is None:
-                self._index_hashes = set()
-            else:
-                self._index_hashes = set(pq.read_table(self.index_path, columns=["video_hash"]).column(0).to_pylist())
-        return self._index_hashes
+    def base_hashes(self) -> set[str]:
+        if self._base_set is None:
+            self._base_set = set() if self._base_hashes is None else set(self._base_hashes.to_pylist())
+        return self._base_set
+
+    def fold(self) -> commit_log.Fold:
+        """The state at ``tip`` (commits applied in order since the checkpoint, incrementally)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self._fold is None:
+            self._in_base = set()
+            self._fold = commit_log.Fold(self._in_base.__contains__, self._base_revoked)
+            self._folded = self.base
+        new = [self.commits[v] for v in range(self._folded + 1, self.tip + 1) if v in self.commits]
+        if new:
+            # the fold asks about the checkpoint only for hashes its commits name: learn those first
+            named = sorted({h for c in new for h in c.hashes})
+            if self._base_set is not None:
+                self._in_base.update(self._base_set.intersection(named))
+            elif self._base_hashes is not None and named:
+                mask = pc.is_in(self._base_hashes, value_set=pa.array(named, pa.string()))
+                self._in_base.update(pc.filter(self._base_hashes, mask).to_pylist())
+            for commit in new:
+                self._fold.apply(commit)
+            self._folded = self.tip
+        return self._fold
 
     def contains(self, video_hash: str) -> bool:
         """Whether the entry was there at the last ``refresh``."""
-        return video_hash in self._pending or video_hash in self.index_hashes()
+        fold = self.fold()
+        if video_hash in fold.pending:
+            return True
+        return video_hash not in fold.removed and video_hash in self.base_hashes()
 
     def has(self, video_hash: str) -> bool:
         self.refresh()
@@ -220,122 +230,162 @@ class Catalog:
 
     def hashes(self) -> set[str]:
         self.refresh()
-        return self.index_hashes() | set(self._pending)
+        fold = self.fold()
+        return (self.base_hashes() - fold.removed) | set(fold.pending)
 
-    def _manifest(self, name: str, columns: list[str] | None = None) -> pa.Table:
-        """A published manifest's columns (FileNotFoundError: compacted since ``refresh``)."""
-        return manifest.read(self.config_dir / layout.MANIFESTS / name, columns)
-
-    def _unsettled(self) -> RuntimeError:
-        return RuntimeError(f"store: {self.config_dir} keeps changing under this reader; try again")
+    @property
+    def revoked(self) -> set[str]:
+        return self.fold().revoked
 
     def _settled(self, read: tp.Callable[[], T]) -> T:
-        """``read()`` after a ``refresh``, again while compactions remove the manifests it reads."""
+        """``read()`` after a ``refresh``, again while cleanups remove the commits it reads."""
         for _ in range(ATTEMPTS):
             self.refresh()
             try:
                 return read()
             except FileNotFoundError:
-                continue  # compacted into the index meanwhile: look there
-        raise self._unsettled()
+                continue  # checkpointed and cleaned up meanwhile: look in the newer checkpoint
+        raise RuntimeError(f"store: {self.config_dir} keeps changing under this reader; try again")
 
     def row(self, video_hash: str) -> dict[str, tp.Any] | None:
-        """The entry's manifest row (where its rows are, its attributes), or None."""
+        """The entry's row (where its rows are, its attributes), or None."""
 
         def read() -> dict[str, tp.Any] | None:
-            if self._index_key is not None:
-                found = _index_row(self.index_path, video_hash)
-                if found is not None:
-                    return found
-            where = self._pending.get(video_hash)
-            return None if where is None else dict(self._manifest(where[0]).slice(where[1], 1).to_pylist()[0])
+            fold = self.fold()
+            where = fold.pending.get(video_hash)
+            if where is not None:
+                rows = commit_log.commit_rows(self.config_dir, where[0])
+                return dict(rows.slice(where[1], 1).to_pylist()[0])
+            if self.base and video_hash not in fold.removed:
+                return _index_row(commit_log.checkpoint_path(self.config_dir, self.base), video_hash)
+            return None
 
         return self._settled(read)
 
-    def _fresh(self, columns: list[str] | None = None, index: tp.Container[str] | None = None) -> pa.Table | None:
-        """The manifests' winning rows whose video is not in the index yet (None when there are none);
-        ``index``: the hashes of the index as the caller read it (by default, ``index_hashes()``)."""
+    def _fresh(self, columns: list[str] | None = None) -> pa.Table | None:
+        """The winning rows committed after the checkpoint (None when there are none)."""
         import pyarrow as pa
 
-        index = self.index_hashes() if index is None else index
-        take: dict[str, list[int]] = {}
-        for vhash, (name, k) in self._pending.items():
-            if vhash not in index:
-                take.setdefault(name, []).append(k)
+        take: dict[int, list[int]] = {}
+        for version, row in self.fold().pending.values():
+            take.setdefault(version, []).append(row)
         if not take:
             return None
-        return pa.concat_tables([self._manifest(name, columns).take(pa.array(rows)) for name, rows in take.items()])
+        return pa.concat_tables(
+            [
+                commit_log.commit_rows(self.config_dir, v, columns).take(pa.array(rows))
+                for v, rows in sorted(take.items())
+            ]
+        )
 
-    def listing(self) -> pa.Table:
-        """The listing columns of every entry, sorted by video hash: the index, and the manifests' winners
-        not in it."""
+    def _base_table(self, columns: list[str] | None) -> pa.Table:
         import pyarrow as pa
         import pyarrow.compute as pc
-        import pyarrow.parquet as pq
+
+        if not self.base:
+            table = manifest.to_table([])
+            return table if columns is None else table.select(columns)
+        table = commit_log.checkpoint_rows(self.config_dir, self.base, columns)
+        removed = self.fold().removed
+        if removed:
+            gone = pc.is_in(table.column("video_hash"), value_set=pa.array(sorted(removed), pa.string()))
+            table = table.filter(pc.invert(gone))
+        return table
+
+    def _state(self, columns: list[str] | None = None) -> pa.Table:
+        """Every entry at ``tip`` as last refreshed, sorted by video hash (FileNotFoundError: a commit it
+        reads was cleaned up meanwhile)."""
+        import pyarrow as pa
+
+        base = self._base_table(columns)
+        fresh = self._fresh(columns)
+        if fresh is None:
+            return base
+        return (fresh if not self.base else pa.concat_tables([base, fresh])).sort_by("video_hash")
+
+    def state(self, columns: list[str] | None = None) -> pa.Table:
+        """Every entry now: the checkpoint's rows not removed since and the winners committed after it."""
+        return self._settled(lambda: self._state(columns))
+
+    def listing(self) -> pa.Table:
+        """The listing columns of every entry, sorted by video hash (the checkpoint's read once)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
         def read() -> pa.Table:
-            if self._index_listing is None:
-                self._index_listing = (
-                    pq.read_table(self.index_path, columns=manifest.LISTING)
-                    if self._index_key is not None
+            if self._base_listing is None:
+                self._base_listing = (
+                    commit_log.checkpoint_rows(self.config_dir, self.base, manifest.LISTING)
+                    if self.base
                     else manifest.to_table([]).select(manifest.LISTING)
                 )
-            fresh = self._fresh(manifest.LISTING, index=()) if self._pending else None
-            if fresh is None:
-                return self._index_listing
-            # judged against this very listing: an index replaced meanwhile (a compaction) must neither hide
-            # rows that the listing read before it lacks nor count them twice
-            known = pc.is_in(fresh.column("video_hash"), value_set=self._index_listing.column("video_hash"))
-            return pa.concat_tables([self._index_listing, fresh.filter(pc.invert(known))]).sort_by("video_hash")
+            base, fold = self._base_listing, self.fold()
+            if fold.removed:
+                gone = pc.is_in(base.column("video_hash"), value_set=pa.array(sorted(fold.removed), pa.string()))
+                base = base.filter(pc.invert(gone))
+            fresh = self._fresh(manifest.LISTING)
+            return base if fresh is None else pa.concat_tables([base, fresh]).sort_by("video_hash")
 
         return self._settled(read)
 
     def rows_by_segment(self) -> dict[str, int]:
         """Segment -> how many entries' rows it holds (for ``gc``: a segment no entry names is garbage)."""
-        import pyarrow.parquet as pq
+        return dict(collections.Counter(self.state(["video_hash", "segment"]).column("segment").to_pylist()))
 
-        def read() -> dict[str, int]:
-            fresh = self._fresh(["segment"])
-            segments = fresh.column(0).to_pylist() if fresh is not None else []
-            if self._index_key is not None:  # read after the manifests: it holds at least what they lacked
-                segments += pq.read_table(self.index_path, columns=["segment"]).column(0).to_pylist()
-            return dict(collections.Counter(segments))
+    def winner_segment(self, video_hash: str) -> str | None:
+        """The segment that holds ``video_hash`` now (a writer checks that its commit won)."""
+        fold = self.fold()
+        where = fold.pending.get(video_hash)
+        if where is not None:
+            return self.commits[where[0]].segments[where[1]]
+        row = self.row(video_hash)
+        return None if row is None else str(row["segment"])
 
-        return self._settled(read)
+    # --- writing ----------------------------------------------------------------------------
+    def commit(self, kind: str, rows: pa.Table, *, writer: str = "", revoked: tp.Sequence[str] = ()) -> int:
+        """Publish a commit after every commit there is; returns its number, read into this catalog."""
+
+        def taken(_: int) -> int:
+            self.refresh()
+            return self.tip + 1
+
+        self.refresh()
+        version = commit_log.publish_commit(
+            self.config_dir, kind, rows, writer=writer, revoked=revoked, first=self.tip + 1, taken=taken
+        )
+        self.refresh()
+        return version
+
+    def remove(self, video_hashes: tp.Collection[str]) -> int:
+        """Commit a tombstone for these entries (their rows stay in their segments until ``gc``)."""
+        rows = manifest.to_table([{"video_hash": h} for h in sorted(video_hashes)])
+        return self.commit(commit_log.REMOVE, rows)
+
+    def revoke(self, writers: tp.Sequence[str]) -> int:
+        """Commit that these writers are presumed dead: their later commits are void."""
+        return self.commit(commit_log.REVOKE, manifest.to_table([]), revoked=sorted(writers))
+
+    def pending_commits(self) -> int:
+        """Commits since the checkpoint (a writer compacts when they pile up)."""
+        return self.tip - self.base
 
     # --- compaction -------------------------------------------------------------------------
-    def compact(self, drop: tp.Collection[str] = ()) -> int:
-        """Merge the manifests into a new index (one rename), leaving out the video hashes in ``drop``;
-        returns how many manifests were merged, 0 when another process is compacting."""
-        claim = acquire(self.config_dir / layout.COMPACTION, "index", COMPACTION_TTL_S)
-        if not isinstance(claim, Lease):
-            return 0
-        try:
-            return self._compact(set(drop))
-        finally:
-            claim.release()
-
-    def _compact(self, drop: set[str]) -> int:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        self.refresh()
-        read_key = self._index_key
-        names = list(self._manifests)
-        if not names and not drop:
-            return 0
-        parts = [manifest.read(self.index_path)] if self._index_key is not None else []
-        fresh = self._fresh()
-        if fresh is not None:
-            parts.append(fresh)
-        table = pa.concat_tables(parts) if parts else manifest.to_table([])
-        if drop:
-            table = table.filter(pc.invert(pc.is_in(table.column("video_hash"), value_set=pa.array(sorted(drop)))))
-        data = tables.parquet_bytes(table.sort_by("video_hash"), row_group_size=INDEX_ROW_GROUP)
-        if _stat_key(self.index_path) != read_key:  # another compaction took over a claim this one held too long
-            return 0
-        write_atomic(self.index_path, data)
-        for name in names:
-            (self.config_dir / layout.MANIFESTS / name).unlink(missing_ok=True)
-        self.refresh()
-        return len(names)
+    def compact(self, grace_s: float = commit_log.GRACE_S) -> int:
+        """Publish a checkpoint at the log's tip, then clean up behind the second newest checkpoint;
+        returns how many commits the new checkpoint folded in (0: nothing new)."""
+        for _ in range(ATTEMPTS):
+            self.refresh()
+            version, folded = self.tip, self.tip - self.base
+            if not folded:
+                break
+            try:
+                table = self._state()  # the state at ``version`` exactly: no refresh in between
+            except FileNotFoundError:
+                continue  # another compaction cleaned up what this one read: look again
+            commit_log.write_checkpoint(self.config_dir, version, table, set(self.revoked), INDEX_ROW_GROUP)
+            self.refresh()
+            break
+        else:
+            raise RuntimeError(f"store: {self.config_dir} keeps changing under this compaction; try again")
+        commit_log.cleanup(self.config_dir, grace_s)
+        return folded

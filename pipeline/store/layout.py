@@ -1,40 +1,48 @@
 """Where everything lives in a store: the one home of its folder and file names.
 
-Layout (``LAYOUT_VERSION`` 4)::
+Layout (``LAYOUT_VERSION`` 5)::
 
     <store>/zarr.json                            root group (attrs: pipeline_store = LAYOUT_VERSION)
     <store>/<config_uid>/zarr.json               group; attrs: canonical config, the model's names
     <store>/<config_uid>/<segment>/              zarr group written whole by one writer: ``embedding``
                                                  (row, *features), ``time`` (row, seconds), ``video``
-                                                 (row, content hash), ``layer`` where layers are kept
-    <store>/<config_uid>/_manifests/*.parquet    each names the entries of one segment (video hash, first
-                                                 row, rows, attributes); an entry exists once named here
-    <store>/<config_uid>/_index.parquet          the manifests compacted into one table, sorted by hash
+                                                 (row, content hash), ``layer`` where layers are kept;
+                                                 named ``s<ms>-<writer>-<random>``
+    <store>/<config_uid>/_log/<N>.parquet        commit N (20 digits): entries added (video hash, segment,
+                                                 first row, rows, attributes), removed, or writers revoked
+    <store>/<config_uid>/_checkpoints/<N>.parquet  every entry as of commit N, sorted by hash; never rewritten
     <store>/<config_uid>/_failed/<hash>.json     last failure of a video under that config
     <store>/<config_uid>/_leases/                per-video claims (``pipeline.store.leases``)
-    <store>/<config_uid>/_compaction/            the claim of whoever compacts the index
     <store>/<config_uid>/_launches/<id>.json     what a launch asked for, its jobs; ``<id>.queue.parquet``
                                                  its queue, which every task of the launch reads
-    <store>/_staging/                            segments being written (renamed into place when whole)
+    <store>/_writers/<writer>.json               a live writer's heartbeat (``pipeline.store.writers``)
+    <store>/_staging/<config_uid>-<segment>/     segments being written (renamed into place when whole)
     <store>/_caches/hashes.parquet               content hashes by (path, size, mtime); durations.parquet
     <store>/_jobs/<config_uid>/                  submitit's job folders and logs, launch summaries
 
-Names starting with ``_`` are never config UIDs or segments. Layout 3 (pipeline 0.2 and before) kept one
-zarr array per entry at ``<config_uid>/<video_hash>/``; ``python -m pipeline.convert`` rewrites it.
+How the log and checkpoints make a consistent, durable store is ``pipeline.store.log`` (docs/store.md).
+Names starting with ``_`` are never config UIDs or segments. Layout 4 (pipeline 0.3) listed entries in
+``_manifests/`` and one ``_index.parquet`` rewritten in place; layout 3 (0.2 and before) kept one zarr array
+per entry at ``<config_uid>/<video_hash>/``; ``python -m pipeline.convert`` rewrites either.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-LAYOUT_VERSION = 4
-"""The store's layout (root attribute ``pipeline_store``): 3 had one array per entry, 4 packs segments."""
+LAYOUT_VERSION = 5
+"""The store's layout (root attribute ``pipeline_store``): 3 had one array per entry, 4 packs segments
+listed by manifests and an index, 5 lists them by a commit log and checkpoints."""
 
 STAGING = "_staging"
 FAILED = "_failed"
 LAUNCHES = "_launches"
 LEASES = "_leases"
+LOG = "_log"
+CHECKPOINTS = "_checkpoints"
+WRITERS = "_writers"
 MANIFESTS = "_manifests"
+"""Layout 4's list of entries (with ``INDEX`` and ``COMPACTION``): read only to convert it."""
 INDEX = "_index.parquet"
 COMPACTION = "_compaction"
 CACHES = "_caches"
@@ -53,6 +61,10 @@ def staging(store: Path) -> Path:
 def caches(store: Path) -> Path:
     """The store-wide caches (content hashes, durations) that make a relaunch cheap."""
     return store / CACHES
+
+
+def writers(store: Path) -> Path:
+    return store / WRITERS
 
 
 def jobs(store: Path, config_uid: str) -> Path:

@@ -1,18 +1,13 @@
-"""The manifest of a segment: one Parquet row per entry (where its rows are, and its attributes). An entry
-exists exactly when a published manifest (or the index compacted from manifests) names it."""
+"""An entry's row: where its rows are (segment, first row, rows) and its attributes, one Parquet row per
+entry in the log's commits and checkpoints (``pipeline.store.log``), and in layout 4's manifests."""
 
 from __future__ import annotations
 
 import json
-import time
 import typing as tp
-import uuid
 from pathlib import Path
 
 import numpy as np
-
-from pipeline.common.files import make_shared_dirs, publish
-from pipeline.store import layout, tables
 
 if tp.TYPE_CHECKING:
     import pyarrow as pa
@@ -118,15 +113,3 @@ def read(path: Path, columns: list[str] | None = None) -> pa.Table:
 
     wanted = schema().names if columns is None else columns
     return pq.read_table(path, columns=wanted, read_dictionary=["attrs"] if "attrs" in wanted else None)
-
-
-def publish_manifest(config_dir: Path, segment: str, rows: list[dict[str, tp.Any]]) -> Path:
-    """Write the manifest aside, then make it visible under a name that sorts in publishing order."""
-    folder = config_dir / layout.MANIFESTS
-    make_shared_dirs(folder, config_dir)
-    tmp = folder / f".{segment}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.write_bytes(tables.parquet_bytes(to_table(rows)))
-    path = folder / f"{time.time_ns():020d}-{segment}.parquet"
-    if not publish(tmp, path):  # segment names are unique: only a copied store could collide
-        raise FileExistsError(f"store: manifest {path} already exists")
-    return path

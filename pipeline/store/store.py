@@ -61,11 +61,12 @@ class Store:
         return int(meta.get("attributes", {}).get("pipeline_store", layout.LAYOUT_VERSION))
 
     def check_layout(self) -> None:
-        """Raise ``OldLayoutError`` (with the command that converts it) for a store of layout 3."""
+        """Raise ``OldLayoutError`` (with the command that converts it) for a store of layout 3 or 4."""
         version = self.layout_version()
         if version < layout.LAYOUT_VERSION:
+            what = "one folder per entry, pipeline 0.2 and before" if version < 4 else "manifests, pipeline 0.3"
             raise OldLayoutError(
-                f"store: {self.path} has layout {version} (one folder per entry, pipeline 0.2 and before); this "
+                f"store: {self.path} has layout {version} ({what}); this "
                 f"version reads and writes layout {layout.LAYOUT_VERSION}: convert it once, losing nothing, with "
                 f"{sys.executable} -m pipeline.convert store={self.path}"
             )
@@ -150,14 +151,16 @@ class Store:
     def done_hashes(self, config_uid: str) -> set[str]:
         return self.catalog(config_uid).hashes()
 
-    def compact(self, config_uid: str) -> int:
-        """Merge the config's manifests into its index (one rename); returns how many were merged."""
-        return self.catalog(config_uid).compact()
+    def compact(self, config_uid: str, grace_s: float | None = None) -> int:
+        """Publish a checkpoint of the config's entries at its log's tip and clean up behind it (files older
+        than ``grace_s``, by default ``log.GRACE_S``); returns how many commits it folded in."""
+        catalog = self.catalog(config_uid)
+        return catalog.compact() if grace_s is None else catalog.compact(grace_s)
 
     def remove_entries(self, config_uid: str, video_hashes: tp.Collection[str]) -> None:
-        """Take entries out of the index (their rows stay in their segments until ``gc`` drops segments
-        that no entry names)."""
-        self.catalog(config_uid).compact(drop=video_hashes)
+        """Commit a tombstone for these entries (their rows stay in their segments until ``gc`` drops
+        segments that no entry names)."""
+        self.catalog(config_uid).remove(video_hashes)
 
     def leases(self, config_uid: str) -> Path:
         return self.path / config_uid / layout.LEASES
@@ -167,8 +170,11 @@ class Store:
         """Write one entry ``(*features, time)`` as a segment of its own, published at once; returns False
         if the video was already stored. Workers pack many entries per segment (``writer``)."""
         out = self.writer(config_uid)
-        out.add(video_hash, data, attrs)
-        return self.flush(out)[video_hash]
+        try:
+            out.add(video_hash, data, attrs)
+            return self.flush(out)[video_hash]
+        finally:
+            out.close()
 
     def writer(self, config_uid: str, **limits: tp.Any) -> SegmentWriter:
         """A writer that packs entries into segments of its own (``SegmentWriter``; ``flush`` publishes)."""

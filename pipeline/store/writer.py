@@ -1,6 +1,8 @@
 """Writing entries: a writer packs the entries it computes into segments of its own, each written whole
-aside, renamed into place, then published by its manifest. Never two writers in one file: zarr's partial
-shard writes read, modify and rewrite a shard, which concurrent writers would corrupt."""
+aside and synced, renamed into place, then published by a commit (``pipeline.store.log``). Never two
+writers in one file: zarr's partial shard writes read, modify and rewrite a shard, which concurrent writers
+would corrupt. A writer holds a liveness record (``pipeline.store.writers``) while it may publish, and
+reports a video as written only when its commit holds the entry once the log is read up to it."""
 
 from __future__ import annotations
 
@@ -17,10 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.common.files import make_shared_dirs, share, share_tree
+from pipeline.common.failures import ENVIRONMENT_ERRNOS, environmental
+from pipeline.common.files import fsync_dir, make_shared_dirs, share, share_tree, sync_tree
 from pipeline.store import layout, manifest
+from pipeline.store import log as commit_log
 from pipeline.store.dims import output_dims
 from pipeline.store.index import COMPACT_AFTER, Catalog
+from pipeline.store.writers import WriterRecord
 from pipeline.testing import faults
 
 TIME_CHUNK = 256
@@ -32,10 +37,13 @@ flushes once its oldest waiting entry has waited ``RunConfig.flush_s``."""
 
 
 class StoreError(OSError):
-    """The store itself cannot take writes (full, read-only): no video is to blame, so the job stops."""
+    """The store itself cannot take writes (full, read-only, failing I/O): no video is to blame, so the job
+    stops and its videos stay not done."""
 
 
-_STORE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
+class WriterRevoked(StoreError):
+    """This writer was presumed dead (stalled past its heartbeat's lapse) and revoked by ``gc``: what it
+    published since is void, its videos are not written and will be computed again."""
 
 
 @dataclasses.dataclass
@@ -47,9 +55,9 @@ class Pending:
     attrs: dict[str, tp.Any]
 
 
-def segment_name() -> str:
-    """A name no other writer will take: milliseconds since the epoch, then random."""
-    return f"s{time.time_ns() // 1_000_000:013d}-{uuid.uuid4().hex[:12]}"
+def segment_name(writer: str) -> str:
+    """A name no other writer will take: milliseconds since the epoch, the writer's id, then random."""
+    return f"s{time.time_ns() // 1_000_000:013d}-{writer}-{uuid.uuid4().hex[:8]}"
 
 
 def _sharded(group: tp.Any, name: str, values: np.ndarray, dims: list[str], **attrs: tp.Any) -> None:
@@ -69,13 +77,15 @@ def _sharded(group: tp.Any, name: str, values: np.ndarray, dims: list[str], **at
     array[...] = values
 
 
-def write_segment(store: Path, config_uid: str, entries: list[Pending]) -> str:
-    """Write ``entries`` (one feature shape and dtype) as one segment of ``config_uid`` and publish its
-    manifest; returns the segment's name. Nothing is visible until the manifest is published."""
+def write_segment(
+    store: Path, config_uid: str, entries: list[Pending], catalog: Catalog, writer: str
+) -> tuple[str, int]:
+    """Write ``entries`` (one feature shape and dtype) as one segment of ``config_uid``, sync it, and
+    commit it; returns the segment's name and its commit's number. Nothing is visible before the commit."""
     import zarr
 
     first = entries[0]
-    segment = segment_name()
+    segment = segment_name(writer)
     staging = layout.staging(store) / f"{config_uid}-{segment}"
     make_shared_dirs(staging.parent, store)
     rows, starts = 0, []
@@ -105,28 +115,32 @@ def write_segment(store: Path, config_uid: str, entries: list[Pending]) -> str:
             if name in feature_dims:
                 _sharded(group, name, np.asarray(values, dtype=np.int64), [name])
         faults.in_write()
+        faults.point("segment-staged")
         share_tree(staging)
+        sync_tree(staging)  # the data on disk before any commit names it
         if not (store / config_uid / "zarr.json").exists():  # a bare writer: the config's group, plain
             make_shared_dirs(store / config_uid, store)
             zarr.open_group(str(store / config_uid), mode="a", zarr_format=3)
             share(store / config_uid / "zarr.json")
         os.rename(staging, store / config_uid / segment)
-        os.utime(store / config_uid / segment)  # gc ages unnamed segments from here, not from staging
+        fsync_dir(store / config_uid)
+        faults.point("segment-placed")
         rows_out = [
             manifest.manifest_row(e.video_hash, segment, start, e.data.shape, str(e.data.dtype), e.attrs)
             for e, start in zip(entries, starts)
         ]
-        manifest.publish_manifest(store / config_uid, segment, rows_out)
+        version = catalog.commit(commit_log.ADD, manifest.to_table(rows_out), writer=writer)
     except OSError as e:
-        if e.errno in _STORE_ERRNOS:
+        if environmental(e):
             what = (
                 f"entry {config_uid}/{first.video_hash}"
                 if len(entries) == 1
                 else f"{len(entries)} entries of {config_uid} ({first.video_hash}, ...)"
             )
+            code = e.errno if e.errno in ENVIRONMENT_ERRNOS else errno.EIO
             raise StoreError(
-                e.errno,
-                f"store: {os.strerror(e.errno or 0).lower()} under {store} while writing {what} "
+                code,
+                f"store: {os.strerror(code).lower()} under {store} while writing {what} "
                 f"({sum(p.data.nbytes for p in entries)} bytes); {'it was' if len(entries) == 1 else 'they were'} "
                 f"not written and stored entries are intact: free space ({sys.executable} -m pipeline.gc "
                 f"store={store}) or fix the store's permissions, then relaunch",
@@ -135,7 +149,7 @@ def write_segment(store: Path, config_uid: str, entries: list[Pending]) -> str:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return segment
+    return segment, version
 
 
 class SegmentWriter:
@@ -154,6 +168,7 @@ class SegmentWriter:
         self.store, self.config_uid, self.catalog = store, config_uid, catalog
         self.flush_bytes, self.flush_s = flush_bytes, flush_s
         self.waiting: list[Pending] = []
+        self.record = WriterRecord(store, config_uid)
         self._since = 0.0
         self._bytes = 0
 
@@ -171,7 +186,8 @@ class SegmentWriter:
         return self.flush_s is not None and time.monotonic() - self._since >= self.flush_s
 
     def flush(self) -> dict[str, bool]:
-        """Write what waits; returns video hash -> written (False: another writer had published it)."""
+        """Write what waits; returns video hash -> written (False: another writer's commit holds it).
+        ``WriterRevoked`` when this writer was revoked: none of what it committed since counts."""
         waiting, self.waiting = self.waiting, []
         written: dict[str, bool] = {}
         groups: dict[tuple[tp.Any, ...], list[Pending]] = {}
@@ -182,8 +198,38 @@ class SegmentWriter:
                 continue
             written[p.video_hash] = True
             groups.setdefault((p.data.shape[:-1], p.data.dtype.str), []).append(p)
+        if not groups:
+            return written
+        self._check_revoked([p.video_hash for p in waiting])
+        self.record.start()
+        segments: dict[str, str] = {}
         for entries in groups.values():
-            write_segment(self.store, self.config_uid, entries)
-        if len(self.catalog.manifest_names()) > COMPACT_AFTER:
+            try:
+                segment, _ = write_segment(self.store, self.config_uid, entries, self.catalog, self.record.id)
+            except Exception as e:
+                self.record.check()  # its staging removed under it by gc: say so, not a missing file
+                if self.record.revoked:
+                    self._check_revoked([p.video_hash for p in waiting])
+                raise e
+            segments.update({p.video_hash: segment for p in entries})
+        self.catalog.refresh()  # the log read up to (and past) these commits: which of them hold their entries
+        self._check_revoked(list(segments))
+        for video_hash, segment in segments.items():
+            written[video_hash] = self.catalog.winner_segment(video_hash) == segment
+        if self.catalog.pending_commits() > COMPACT_AFTER:
             self.catalog.compact()
         return written
+
+    def _check_revoked(self, videos: list[str]) -> None:
+        if self.record.revoked or self.record.id in self.catalog.revoked:
+            self.record.revoked = True
+            raise WriterRevoked(
+                errno.ESTALE,
+                f"store: writer {self.record.id} of {self.config_uid} was presumed dead (its heartbeat stalled "
+                f"past the lapse) and revoked by gc; {len(videos)} video(s) not written ({', '.join(videos[:3])}"
+                f"{', ...' if len(videos) > 3 else ''}): they will be computed again",
+            )
+
+    def close(self) -> None:
+        """This writer publishes nothing more: its liveness record goes."""
+        self.record.close()

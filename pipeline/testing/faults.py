@@ -6,7 +6,9 @@ land where a test needs them. Unset (the default), they do nothing.
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -35,3 +37,50 @@ def in_decoding(path: str) -> None:
     name = os.environ.get(DIE_DECODING)
     if name and Path(path).name == name:
         os._exit(9)
+
+
+AT = "PIPELINE_FAULT_AT"
+"""Faults at named points of the store's protocol: ``POINT=ACTION`` pairs separated by commas. ACTION is
+``kill`` (SIGKILL, as ``kill -9``), ``stall`` (the process stops itself with SIGSTOP, every thread with it,
+after writing its pid to ``$PIPELINE_FAULT_MARKERS/POINT``; the test sends SIGCONT), or an error raised
+there: ``enospc``, ``estale``, ``eio``; ``estale*3`` raises the first three times only."""
+MARKERS = "PIPELINE_FAULT_MARKERS"
+POINTS = (
+    "segment-staged",  # a segment's arrays written in staging, not yet synced
+    "segment-placed",  # the segment renamed into the config's folder, no commit names it yet
+    "commit-written",  # a commit written whole under its temporary name, not yet linked
+    "commit-linked",  # the commit linked to its number, its writer not yet told
+    "checkpoint-written",  # a checkpoint written under its temporary name, not yet linked
+    "checkpoint-linked",  # the checkpoint linked, not yet read back; commits not yet cleaned up
+    "cleanup",  # before each file the cleanup removes
+    "gc-revoked",  # gc committed a writer's revocation, has removed nothing yet
+    "read",  # before each read of a commit or checkpoint
+)
+_ERRORS = {"enospc": errno.ENOSPC, "estale": errno.ESTALE, "eio": errno.EIO}
+_raised: dict[str, int] = {}
+
+
+def point(name: str) -> None:
+    """A fault point of the store's protocol (``AT``); nothing when unset."""
+    spec = os.environ.get(AT)
+    if not spec:
+        return
+    for pair in spec.split(","):
+        where, _, action = pair.partition("=")
+        if where != name:
+            continue
+        kind, _, times = action.partition("*")
+        if kind == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif kind == "stall":
+            folder = os.environ.get(MARKERS)
+            if folder:
+                Path(folder, name).write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGSTOP)
+        elif kind in _ERRORS:
+            count = _raised.get(pair, 0)
+            if times and count >= int(times):
+                continue
+            _raised[pair] = count + 1
+            code = _ERRORS[kind]
+            raise OSError(code, f"{os.strerror(code)} (injected at {name})")

@@ -6,9 +6,14 @@ What goes:
 - every config UID not in ``keep`` (when a keep list is given), with its job logs (``_jobs/<uid>``);
 - every config UID written by an older output format (``format_version`` below the current one): its
   numbers may differ from what this version computes, and a relaunch recomputes it under a new UID;
-- staging folders older than an hour (what a killed worker left mid-write; never visible as entries);
-- segments no entry names, older than an hour (rows of a video that another writer published first, of
-  entries removed, or of a writer killed between its segment and its manifest);
+- staging folders and segments no entry names, of writers that finished or are dead (rows of a video that
+  another writer committed first, of entries removed, or of a writer killed between its segment and its
+  commit). Nothing goes by its age alone: a writer that still holds its record (``pipeline.store.writers``)
+  keeps its files; one judged dead (its process gone on this host, or its heartbeat counter still for
+  ``watch=`` seconds of gc's own clock, 120 by default with ``--apply``) is first revoked in the log, so
+  that if it was only stalled, nothing it commits afterwards counts. A dry run judges only writers of this
+  host. Files of pipeline 0.3's writers (no writer id) go once older than an hour;
+- the records of dead writers;
 - lease files of videos already stored, and lapsed leases older than a day.
 
 ``forget=`` also forgets recorded failures (so that a launch retries those videos without
@@ -26,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import sys
 import time
@@ -35,13 +41,20 @@ from pathlib import Path
 from pipeline.common.files import share
 from pipeline.common.text import folder_bytes, human_size
 from pipeline.config import format_version
-from pipeline.store import Store, content_hash, layout
+from pipeline.store import Store, content_hash, layout, writers
 from pipeline.store.leases import read_lease
 from pipeline.store.records import failure_text
+from pipeline.testing import faults
 from pipeline.tools.args import UsageError, open_store, parse_args
 
-USAGE = "usage: python -m pipeline.gc store=PATH [keep=UID,UID,...] [forget=all|gone|VIDEO,...] [--apply]"
+USAGE = (
+    "usage: python -m pipeline.gc store=PATH [keep=UID,UID,...] [forget=all|gone|VIDEO,...] [watch=SECONDS] [--apply]"
+)
 STAGING_AGE_S = 3600.0
+"""Age after which the staging folders and unnamed segments of pipeline 0.3's writers (no writer id) go."""
+WATCH_S = 120.0
+"""How long ``gc --apply`` watches the heartbeat of a writer on another host before judging it dead."""
+_SEGMENT = re.compile(r"(s\d{13}-[0-9a-f]{12}(?:-[0-9a-f]{8})?)$")
 LEASE_AGE_S = 86400.0
 _TRASH = "_trash"
 
@@ -51,12 +64,44 @@ class Removal:
     path: Path
     reason: str
     bytes: int
+    revoke: tuple[str, str] | None = None
+    """(config UID, writer) to revoke in the log before this goes: a writer judged dead."""
+    segment_of: str | None = None
+    """The config UID whose segment this is: checked again, after revocations, that no entry names it."""
 
 
-def find_removals(store: Store, keep: set[str] | None, *, now: float | None = None) -> list[Removal]:
-    """What ``gc`` would remove, and why; touches nothing."""
+def _owned(
+    name: str, verdicts: dict[str, str], writer_configs: dict[str, str], age: float, cuid: str
+) -> tuple[bool, str, tuple[str, str] | None]:
+    """Whether a staging folder or segment named ``name`` may go, why, and the revocation it needs."""
+    found = _SEGMENT.search(name)
+    writer = writers.writer_of(found.group(1)) if found else None
+    if writer is None:  # pipeline 0.3's, or a stray folder: by age, as then
+        return age > STAGING_AGE_S, f"{age / 3600:.1f} h old, written before writers had records", None
+    verdict = verdicts.get(writer, "closed")
+    if verdict == "closed":
+        return True, f"its writer {writer} has closed", None
+    if verdict == "dead":
+        return True, f"its writer {writer} is dead (revoked first)", (writer_configs.get(writer, cuid), writer)
+    return False, f"its writer {writer} is {verdict}", None
+
+
+def find_removals(
+    store: Store,
+    keep: set[str] | None,
+    *,
+    now: float | None = None,
+    watch_s: float = 0.0,
+    notes: list[str] | None = None,
+) -> list[Removal]:
+    """What ``gc`` would remove, and why; touches nothing (writers on other hosts are watched for
+    ``watch_s`` seconds when they own something to remove; ``notes`` gets what was kept and why)."""
     now = time.time() if now is None else now
+    notes = [] if notes is None else notes
     out: list[Removal] = []
+    # read before any listing: a writer without a record here had committed everything it ever will
+    found_records = writers.records(store.path)
+    writer_configs = {w: str(r.get("config_uid", "")) for w, r in found_records.items()}
     kept: list[str] = []
     for cuid in store.config_uids():
         config = store.config(cuid)
@@ -73,23 +118,40 @@ def find_removals(store: Store, keep: set[str] | None, *, now: float | None = No
         logs = layout.jobs(store.path, cuid)
         if logs.is_dir():
             out.append(Removal(logs, f"job logs of config {cuid}", folder_bytes(logs)))
+    candidates: list[tuple[Path, str]] = []  # (staging folder or unnamed segment, its config UID or "")
     staging = layout.staging(store.path)
     if staging.is_dir():
-        for folder in sorted(staging.iterdir()):
-            age = now - folder.stat().st_mtime
-            if age > STAGING_AGE_S:
-                out.append(Removal(folder, f"unfinished write, {age / 3600:.1f} h old", folder_bytes(folder)))
+        candidates += [(folder, "") for folder in sorted(staging.iterdir())]
     trash = store.path / _TRASH
     if trash.is_dir():
         out.extend(Removal(p, "left in trash", folder_bytes(p)) for p in sorted(trash.iterdir()))
     for cuid in kept:
         named = store.catalog(cuid).rows_by_segment()
         for folder in sorted((store.path / cuid).iterdir()):
-            if layout.is_reserved(folder.name) or not folder.is_dir() or folder.name in named:
-                continue
-            age = now - folder.stat().st_mtime
-            if age > STAGING_AGE_S:
-                out.append(Removal(folder, f"segment no entry names, {age / 3600:.1f} h old", folder_bytes(folder)))
+            if not (layout.is_reserved(folder.name) or not folder.is_dir() or folder.name in named):
+                candidates.append((folder, cuid))
+    owners = {w for f, _ in candidates if (m := _SEGMENT.search(f.name)) and (w := writers.writer_of(m.group(1)))}
+    wanted = (owners & set(found_records)) | {w for w, r in found_records.items() if writers.gone_here(r)}
+    verdicts = {w: "live" for w in found_records}  # owning nothing to remove: not judged
+    verdicts.update(writers.judge(store.path, watch_s, wanted))
+    for folder, cuid in candidates:
+        go, why, revoke = _owned(folder.name, verdicts, writer_configs, now - folder.stat().st_mtime, cuid)
+        what = "segment no entry names" if cuid else "unfinished write"
+        if go:
+            out.append(Removal(folder, f"{what}: {why}", folder_bytes(folder), revoke, segment_of=cuid or None))
+        else:
+            notes.append(f"kept {folder.relative_to(store.path)} ({what}): {why}")
+    for writer, verdict in sorted(verdicts.items()):
+        record = layout.writers(store.path) / f"{writer}.json"
+        if verdict == "dead":
+            revoke = (writer_configs.get(writer, ""), writer) if writer_configs.get(writer) in kept else None
+            out.append(Removal(record, f"record of dead writer {writer}", 0, revoke))
+        elif verdict == "unknown":
+            r = found_records.get(writer, {})
+            notes.append(
+                f"writer {writer} (job {r.get('job_id') or '?'} on {r.get('host', '?')}) not judged: "
+                f"gc --apply watches its heartbeat for {WATCH_S:.0f} s"
+            )
     for cuid in kept:
         done = store.done_hashes(cuid)
         leases = store.leases(cuid)
@@ -122,7 +184,19 @@ def failure_removals(store: Store, forget: str) -> list[Removal]:
 
 
 def apply(store: Store, removals: list[Removal]) -> int:
-    """Remove what ``plan`` listed: rename into ``_trash`` (atomic), then delete. Returns bytes freed."""
+    """Remove what ``find_removals`` listed: dead writers revoked in the log first; a segment is checked
+    again to be named by no entry (a dead writer may have committed before its revocation); then each
+    item renamed into ``_trash`` (atomic) and deleted. Returns bytes freed."""
+    revocations: dict[str, set[str]] = {}
+    for r in removals:
+        if r.revoke is not None and r.revoke[0] in store.config_uids():
+            revocations.setdefault(r.revoke[0], set()).add(r.revoke[1])
+    for cuid, dead in sorted(revocations.items()):
+        store.catalog(cuid).revoke(sorted(dead))
+    if revocations:
+        faults.point("gc-revoked")
+    named = {cuid: store.catalog(cuid).rows_by_segment() for cuid in {r.segment_of for r in removals if r.segment_of}}
+    removals = [r for r in removals if not (r.segment_of and r.path.name in named.get(r.segment_of, {}))]
     trash = store.path / _TRASH
     trash.mkdir(exist_ok=True)
     share(trash)
@@ -147,7 +221,7 @@ def apply(store: Store, removals: list[Removal]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    values, flags, words = parse_args(argv, {"store", "keep", "forget"}, {"--apply"}, USAGE)
+    values, flags, words = parse_args(argv, {"store", "keep", "forget", "watch"}, {"--apply"}, USAGE)
     if words:
         raise UsageError(f"unexpected argument {words[0]!r}\n{USAGE}")
     store = open_store(values)
@@ -160,7 +234,14 @@ def main(argv: list[str] | None = None) -> int:
             merged = store.compact(cuid)
             if merged:
                 print(f"compacted {merged} manifest(s) of {cuid} into its index")
-    removals = find_removals(store, keep)
+    try:
+        watch_s = float(values["watch"]) if "watch" in values else (WATCH_S if "--apply" in flags else 0.0)
+    except ValueError:
+        raise UsageError(f"watch: {values['watch']!r} is not a number of seconds\n{USAGE}") from None
+    notes: list[str] = []
+    removals = find_removals(store, keep, watch_s=watch_s, notes=notes)
+    for note in notes:
+        print(note)
     if values.get("forget"):
         removals += failure_removals(store, values["forget"])
     for r in removals:

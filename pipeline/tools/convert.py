@@ -1,14 +1,20 @@
-"""``python -m pipeline.convert store=PATH``: rewrite a store of layout 3 (pipeline 0.2 and before: one zarr
-array per entry) into layout 4 (packed segments, Parquet index), losing nothing.
+"""``python -m pipeline.convert store=PATH``: rewrite a store of an older layout into the current one
+(``layout.LAYOUT_VERSION``), losing nothing. Run it with no launch writing to the store.
 
-Every entry is written into segments with its attributes, read back and compared (numbers, times and
-attributes) before its old folder goes; launch records get their queue file, the JSON caches become Parquet.
+- Layout 4 (pipeline 0.3: segments listed by ``_manifests/`` and an ``_index.parquet`` rewritten in place):
+  the entries they list (the index's, then the first manifest naming each other video) become the log's
+  first commit and a checkpoint; every entry is read back before the old lists go. No segment is rewritten.
+- Layout 3 (0.2 and before: one zarr array per entry): every entry is written into segments with its
+  attributes, read back and compared (numbers, times and attributes) before its old folder goes; launch
+  records get their queue file, the JSON caches become Parquet.
+
 The root's layout attribute changes last: an interrupted conversion is finished by running it again.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import typing as tp
@@ -17,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.common.files import write_atomic
-from pipeline.store import Store, layout, records, tables
+from pipeline.store import Store, layout, manifest, records, tables
+from pipeline.store import log as commit_log
 from pipeline.store.manifest import jsonable
 from pipeline.tools.args import UsageError, open_store, parse_args
 
@@ -68,6 +75,53 @@ def convert_config(store: Store, config_uid: str) -> int:
     return len(folders)
 
 
+def legacy_listing(config_dir: Path) -> tp.Any:
+    """The entries layout 4 listed: its index, then, for each video not in it, the first published
+    manifest naming it (manifest names sort in publishing order). None when it listed none."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parts = []
+    index = config_dir / layout.INDEX
+    if index.is_file():
+        parts.append(manifest.read(index))
+    folder = config_dir / layout.MANIFESTS
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".parquet")) if folder.is_dir() else []
+    for name in names:
+        table = manifest.read(folder / name)
+        seen = pa.concat_tables(parts).column("video_hash") if parts else pa.array([], pa.string())
+        _, first = np.unique(np.asarray(table.column("video_hash").to_pylist(), dtype=object), return_index=True)
+        table = table.take(pa.array(sorted(first.tolist()), pa.int64()))
+        parts.append(table.filter(pc.invert(pc.is_in(table.column("video_hash"), value_set=seen))))
+    if not parts:
+        return None
+    return pa.concat_tables([t.cast(parts[0].schema) for t in parts]).sort_by("video_hash")
+
+
+def convert_log(store: Store, config_uid: str) -> int:
+    """Layout 4's index and manifests into the log's first commit and a checkpoint; each entry read back
+    (its segment and rows as listed) before the old lists go. Returns the entries listed."""
+    config_dir = store.path / config_uid
+    table = legacy_listing(config_dir)
+    if table is None:
+        return 0
+    catalog = store.catalog(config_uid)
+    catalog.refresh()
+    if catalog.tip == 0:  # not committed by an earlier, interrupted run
+        catalog.commit(commit_log.ADD, table)
+    catalog.compact()
+    listed = catalog.state(["video_hash", "segment", "first_row", "rows"]).to_pylist()
+    expected = table.select(["video_hash", "segment", "first_row", "rows"]).to_pylist()
+    if listed != expected:
+        raise RuntimeError(f"convert: the log of {config_uid} does not list what its index did; nothing removed")
+    for row in expected:
+        Store(store.path).load_numpy(f"{config_uid}/{row['video_hash']}")
+    for name in (layout.MANIFESTS, layout.COMPACTION):
+        shutil.rmtree(config_dir / name, ignore_errors=True)
+    (config_dir / layout.INDEX).unlink(missing_ok=True)
+    return table.num_rows
+
+
 def convert_launches(store: Store, config_uid: str) -> None:
     """A layout-3 launch record holds its videos; layout 4 keeps them in a queue file beside it."""
     config_dir = store.path / config_uid
@@ -106,14 +160,18 @@ def convert(store: Store, out: tp.TextIO | None = None) -> int:
         return 0
     total = 0
     for config_uid in store.config_uids():
+        listed = convert_log(store, config_uid)
+        if listed:
+            print(f"  {config_uid}: {listed} entries of its index and manifests now in its log", file=out)
         n = convert_config(store, config_uid)
         convert_launches(store, config_uid)
-        print(f"  {config_uid}: {n} entries packed into segments", file=out)
-        total += n
+        if n:
+            print(f"  {config_uid}: {n} entries packed into segments", file=out)
+        total += n + listed
     convert_caches(store)
     zarr.open_group(str(store.path), mode="a", zarr_format=3).attrs["pipeline_store"] = layout.LAYOUT_VERSION
     print(
-        f"store {store.path}: {total} entries converted to layout {layout.LAYOUT_VERSION}, each read back equal",
+        f"store {store.path}: {total} entries converted to layout {layout.LAYOUT_VERSION}, each read back",
         file=out,
     )
     return total

@@ -157,7 +157,9 @@ def test_gc_dry_run_touches_nothing_and_apply_removes_only_what_it_listed(
     code, out, _ = _main(gc, f"store={store.path}", f"keep={uid_a}", capsys=capsys)
     assert code == 0 and "dry run, nothing removed" in out
     assert "would remove" in out and uid_b in out and "x-killed-mid-write" in out
-    assert "y-being-written-now" not in out and f"{uid_a} " not in out
+    removing = "\n".join(line for line in out.splitlines() if "would remove" in line)
+    assert "y-being-written-now" not in removing and f"{uid_a} " not in removing
+    assert "kept _staging/y-being-written-now (unfinished write): 0.0 h old" in out
     assert _tree(store.path) == before
 
     code, out, _ = _main(gc, f"store={store.path}", f"keep={uid_a}", "--apply", capsys=capsys)
@@ -257,19 +259,22 @@ def test_index_follows_writes_compactions_and_removals(tmp_path: Path, make_run:
 
     for i in range(5):
         put(i)
-    index, manifests = store.path / cuid / "_index.parquet", store.path / cuid / "_manifests"
-    assert not index.exists() and len(list(manifests.glob("*.parquet"))) == 5
+    log, checkpoints = store.path / cuid / "_log", store.path / cuid / "_checkpoints"
+    assert not checkpoints.exists() and len(list(log.glob("*.parquet"))) == 5
     first = store.entries(cuid)
     assert [e.video_hash for e in first] == [f"{i:032x}" for i in range(5)]
     assert first[0].shape == (4, 2) and first[0].video_path == "/v/0.mp4"
     assert list(store.entries(cuid)) == list(first)
-    assert store.compact(cuid) == 5 and index.exists() and not list(manifests.glob("*.parquet"))
-    assert list(Store(store.path).entries(cuid)) == list(first)  # a fresh reader: the index alone
+    assert store.compact(cuid) == 5 and [p.name for p in checkpoints.iterdir()] == [f"{5:020d}.parquet"]
+    assert len(list(log.glob("*.parquet"))) == 5  # kept: no older checkpoint to fall back on yet
+    assert list(Store(store.path).entries(cuid)) == list(first)  # a fresh reader: the checkpoint
     put(5)
-    assert len(store.entries(cuid)) == 6 and len(list(manifests.glob("*.parquet"))) == 1  # index + 1 manifest
-    store.remove_entries(cuid, [f"{2:032x}"])
+    assert len(store.entries(cuid)) == 6 and len(list(log.glob("*.parquet"))) == 6  # checkpoint + 1 commit
+    store.remove_entries(cuid, [f"{2:032x}"])  # a tombstone: commit 7
     assert [e.video_hash for e in Store(store.path).entries(cuid)] == [f"{i:032x}" for i in (0, 1, 3, 4, 5)]
-    assert not list(manifests.glob("*.parquet"))
+    assert store.compact(cuid, grace_s=0) == 2
+    assert sorted(p.name for p in log.glob("*.parquet")) == [f"{n:020d}.parquet" for n in (6, 7)]
+    assert sorted(p.name for p in checkpoints.iterdir()) == [f"{n:020d}.parquet" for n in (5, 7)]
     for i in (0, 1, 3, 4, 5):
         np.testing.assert_array_equal(Store(store.path).load_numpy(f"{cuid}/{i:032x}")[0], written[i])
     with pytest.raises(KeyError, match="no entry"):
@@ -320,6 +325,6 @@ def test_encoding_example_reuses_the_cache_by_config(models_dir: Path, sample_di
     assert "computed 0 of 3 videos, reused 3" in second.stdout
     assert second.stdout.strip().splitlines()[-1] == first.stdout.strip().splitlines()[-1]
     after = _tree(store)
-    assert {k: v for k, v in after.items() if k in mtimes and "_index" not in k} == {
-        k: v for k, v in mtimes.items() if "_index" not in k
+    assert {k: v for k, v in after.items() if k in mtimes and "_checkpoints" not in k} == {
+        k: v for k, v in mtimes.items() if "_checkpoints" not in k
     }

@@ -1,0 +1,329 @@
+"""A config's commit log: how entries come to exist and stop existing, with no clock and no lock deciding
+what is stored (the protocol page is docs/store.md).
+
+- A **commit** is a Parquet file written whole and fsync'd under a temporary name, then published by
+  ``link()`` to ``_log/<N>.parquet``. ``link`` fails when N is taken, so each number holds one commit for
+  good; a writer that lost N reads it and tries the next number.
+- A commit **adds** entries (video hash, segment, rows, attributes), **removes** them (a tombstone), or
+  **revokes** writers presumed dead: their commits numbered after the revocation are void.
+- The state at N is the fold of commits 1..N (``Fold``): an entry is the lowest add naming it since it was
+  last removed, so a committed value never changes, and a listed entry goes only by a commit saying so.
+- A **checkpoint** ``_checkpoints/<N>.parquet`` is the state at N, published like a commit and never
+  rewritten (two compactions that race write the same file). Readers take the newest whole checkpoint and
+  the commits after it; a torn one is skipped with a warning for the one before it.
+- **Cleanup** removes commits and checkpoints only behind the second newest whole checkpoint, and only
+  files older than ``GRACE_S``, longer than any reader's look: clocks decide when, never what.
+
+Every file is written with Parquet page checksums and read with them verified: a torn file is detected
+(its footer's length, its pages' CRC) rather than read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import re
+import time
+import typing as tp
+import uuid
+from pathlib import Path
+
+from pipeline.common.files import fsync_dir, link_new, make_shared_dirs, write_synced
+from pipeline.common.retry import retry_io
+from pipeline.store import layout, manifest
+from pipeline.testing import faults
+
+if tp.TYPE_CHECKING:
+    import pyarrow as pa
+
+GRACE_S = 3600.0
+"""Age before a file that cleanup may remove is removed: longer than any reader's look at the log."""
+KEY = b"pipeline"
+"""The Parquet key-value metadata of commits and checkpoints (JSON: kind, writer, revoked, version)."""
+ADD, REMOVE, REVOKE, TORN = "add", "remove", "revoke", "torn"
+_NAME = re.compile(r"^(\d{20})\.parquet$")
+
+log = logging.getLogger(__name__)
+
+
+def file_name(version: int) -> str:
+    return f"{version:020d}.parquet"
+
+
+def version_of(name: str) -> int | None:
+    """The number of a commit or checkpoint file name, None for anything else (temporary files...)."""
+    found = _NAME.match(name)
+    return int(found.group(1)) if found else None
+
+
+class TornFile(ValueError):
+    """A commit or checkpoint that cannot be read whole (truncated, empty, a page's checksum wrong)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Commit:
+    """What commit ``version`` says (its rows' attributes are read from the file when asked for)."""
+
+    version: int
+    kind: str
+    writer: str = ""
+    hashes: tuple[str, ...] = ()
+    segments: tuple[str, ...] = ()
+    revoked: tuple[str, ...] = ()
+
+
+class Fold:
+    """The state after a checkpoint, commit by commit; pure (no files): which add wins each entry.
+
+    ``in_base(h)``: whether the checkpoint holds ``h``. ``pending``: video hash -> (commit, row) of the add
+    that holds it now, for those added after the checkpoint; ``removed``: the checkpoint's entries removed
+    since. A commit of a revoked writer, numbered after the revocation, changes nothing (``void``)."""
+
+    def __init__(self, in_base: tp.Callable[[str], bool], revoked: tp.Iterable[str] = ()) -> None:
+        self.in_base = in_base
+        self.revoked = set(revoked)
+        self.pending: dict[str, tuple[int, int]] = {}
+        self.removed: set[str] = set()
+        self.void: set[int] = set()
+
+    def present(self, video_hash: str) -> bool:
+        if video_hash in self.pending:
+            return True
+        return video_hash not in self.removed and self.in_base(video_hash)
+
+    def apply(self, commit: Commit) -> None:
+        if commit.kind == TORN or (commit.writer and commit.writer in self.revoked):
+            self.void.add(commit.version)
+            return
+        if commit.kind == REVOKE:
+            self.revoked.update(commit.revoked)
+        elif commit.kind == ADD:
+            for row, video_hash in enumerate(commit.hashes):
+                if not self.present(video_hash):
+                    self.pending[video_hash] = (commit.version, row)
+        elif commit.kind == REMOVE:
+            for video_hash in commit.hashes:
+                self.pending.pop(video_hash, None)
+                if self.in_base(video_hash):
+                    self.removed.add(video_hash)
+
+    def won(self, commit: Commit, row: int) -> bool:
+        """Whether row ``row`` of add ``commit`` holds its entry now."""
+        return self.pending.get(commit.hashes[row]) == (commit.version, row)
+
+
+# --- files ------------------------------------------------------------------------------------------
+def _bytes(table: pa.Table, meta: dict[str, tp.Any], row_group_size: int | None = None) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = table.replace_schema_metadata({KEY: json.dumps(meta).encode()})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", row_group_size=row_group_size, write_page_checksum=True)
+    return bytes(sink.getvalue())
+
+
+def _read(path: Path, columns: list[str] | None) -> tuple[pa.Table, dict[str, tp.Any]]:
+    """A commit or checkpoint's columns (all when None) and its metadata; ``TornFile`` when it cannot be
+    read whole; ``FileNotFoundError`` when it is gone (cleaned up)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def read() -> tuple[pa.Table, dict[str, tp.Any]]:
+        faults.point("read")
+        try:
+            wanted = manifest.schema().names if columns is None else columns
+            table = pq.read_table(
+                path,
+                columns=wanted,
+                read_dictionary=["attrs"] if "attrs" in wanted else None,
+                page_checksum_verification=True,
+            )
+            meta = json.loads((table.schema.metadata or {}).get(KEY, b"null"))
+        except (pa.ArrowInvalid, ValueError) as e:
+            raise TornFile(f"store: {path} is torn or empty ({e})") from e
+        except OSError as e:
+            if isinstance(e, FileNotFoundError) or e.errno is not None:
+                raise
+            raise TornFile(f"store: {path} cannot be read whole ({e})") from e  # Arrow's checksum error
+        if not isinstance(meta, dict):
+            raise TornFile(f"store: {path} is not a commit or checkpoint of this store (no {KEY.decode()} metadata)")
+        return table.replace_schema_metadata(None), meta
+
+    return retry_io(read, str(path))
+
+
+def log_dir(config_dir: Path) -> Path:
+    return config_dir / layout.LOG
+
+
+def checkpoint_dir(config_dir: Path) -> Path:
+    return config_dir / layout.CHECKPOINTS
+
+
+def read_commit(config_dir: Path, version: int) -> Commit:
+    """Commit ``version``; a torn one is void (with a warning): it was synced before it was linked, so only
+    a file system that lied about the sync tears one. FileNotFoundError: no such commit (yet, or any more)."""
+    path = log_dir(config_dir) / file_name(version)
+    try:
+        table, meta = _read(path, ["video_hash", "segment"])
+    except TornFile as e:
+        log.warning("%s; it is ignored", e)
+        return Commit(version, TORN)
+    return Commit(
+        version,
+        str(meta.get("kind", ADD)),
+        str(meta.get("writer", "")),
+        tuple(table.column(0).to_pylist()),
+        tuple(s or "" for s in table.column(1).to_pylist()),
+        tuple(meta.get("revoked", [])),
+    )
+
+
+def commit_rows(config_dir: Path, version: int, columns: list[str] | None = None) -> pa.Table:
+    """The rows of commit ``version`` (FileNotFoundError: cleaned up since; look in a newer checkpoint)."""
+    return _read(log_dir(config_dir) / file_name(version), columns)[0]
+
+
+def publish_commit(
+    config_dir: Path,
+    kind: str,
+    rows: pa.Table,
+    *,
+    writer: str = "",
+    revoked: tp.Sequence[str] = (),
+    first: int,
+    taken: tp.Callable[[int], int],
+) -> int:
+    """Write a commit whole, sync it, and link it to the lowest free number from ``first``; ``taken(n)``
+    is called when ``n`` was taken by another commit and returns the next number to try (the caller reads
+    what took it). Returns the commit's number."""
+    folder = log_dir(config_dir)
+    make_shared_dirs(folder, config_dir)
+    data = _bytes(rows, {"kind": kind, "writer": writer, "revoked": list(revoked)})
+    tmp = folder / f".{writer or 'x'}-{uuid.uuid4().hex[:12]}.tmp"
+    write_synced(tmp, data)
+    faults.point("commit-written")
+    version = first
+    try:
+        while True:
+            try:
+                if link_new(tmp, folder / file_name(version)):
+                    break
+            except FileNotFoundError:
+                if tmp.exists():
+                    raise
+                write_synced(tmp, data)  # a cleanup took the temporary file: it is written again
+                continue
+            version = taken(version)
+    finally:
+        tmp.unlink(missing_ok=True)
+    faults.point("commit-linked")
+    return version
+
+
+def checkpoint_versions(config_dir: Path) -> list[int]:
+    """The checkpoints' versions, newest first."""
+
+    def listing() -> list[str]:
+        try:
+            return os.listdir(checkpoint_dir(config_dir))
+        except FileNotFoundError:
+            return []
+
+    names = retry_io(listing, str(checkpoint_dir(config_dir)))
+    return sorted((v for v in map(version_of, names) if v is not None), reverse=True)
+
+
+def checkpoint_path(config_dir: Path, version: int) -> Path:
+    return checkpoint_dir(config_dir) / file_name(version)
+
+
+def open_checkpoint(config_dir: Path, version: int) -> tuple[pa.ChunkedArray, set[str]]:
+    """A checkpoint's video hashes and the writers revoked as of it; ``TornFile`` when it is not whole."""
+    table, meta = _read(checkpoint_path(config_dir, version), ["video_hash"])
+    if meta.get("version") != version or meta.get("rows") != table.num_rows:
+        raise TornFile(f"store: {checkpoint_path(config_dir, version)} does not hold what its footer says")
+    return table.column(0), set(meta.get("revoked", []))
+
+
+def checkpoint_rows(config_dir: Path, version: int, columns: list[str] | None = None) -> pa.Table:
+    return _read(checkpoint_path(config_dir, version), columns)[0]
+
+
+def write_checkpoint(
+    config_dir: Path, version: int, table: pa.Table, revoked: tp.Iterable[str], row_group: int
+) -> bool:
+    """Publish ``table`` (every entry at ``version``, sorted by hash) as that version's checkpoint, then
+    read it back whole; False when another compaction had published it (the same rows: the log decides)."""
+    folder = checkpoint_dir(config_dir)
+    make_shared_dirs(folder, config_dir)
+    meta = {"kind": "checkpoint", "version": version, "rows": table.num_rows, "revoked": sorted(revoked)}
+    tmp = folder / f".{uuid.uuid4().hex[:12]}.tmp"
+    write_synced(tmp, _bytes(table, meta, row_group))
+    faults.point("checkpoint-written")
+    try:
+        ours = link_new(tmp, checkpoint_path(config_dir, version))
+    except FileNotFoundError:
+        if tmp.exists():
+            raise
+        # stalled past the grace, its file cleaned up as a leftover: the next compaction publishes one
+        log.warning("store: a compaction of %s stalled past %.0f s; its checkpoint was dropped", config_dir, GRACE_S)
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    faults.point("checkpoint-linked")
+    back = checkpoint_rows(config_dir, version, ["video_hash"])  # TornFile if what was linked is not whole
+    if back.num_rows != table.num_rows:
+        raise TornFile(f"store: checkpoint {checkpoint_path(config_dir, version)} reads back {back.num_rows} rows")
+    return ours
+
+
+def cleanup(config_dir: Path, grace_s: float = GRACE_S) -> int:
+    """Remove what no reader needs: commits and checkpoints behind the second newest whole checkpoint,
+    torn checkpoints and temporary files, each only once older than ``grace_s``. Returns files removed."""
+    now = time.time()
+
+    def old(path: Path) -> bool:
+        try:
+            return now - path.stat().st_mtime >= grace_s
+        except FileNotFoundError:
+            return False
+
+    def remove(path: Path) -> int:
+        faults.point("cleanup")
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            return 1
+        return 0
+
+    removed = 0
+    whole: list[int] = []
+    for version in checkpoint_versions(config_dir):
+        if len(whole) == 2:
+            break
+        try:
+            open_checkpoint(config_dir, version)
+            whole.append(version)
+        except TornFile:
+            if old(checkpoint_path(config_dir, version)):
+                removed += remove(checkpoint_path(config_dir, version))
+    for folder in (log_dir(config_dir), checkpoint_dir(config_dir)):
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(folder):
+                number = version_of(name)
+                path = folder / name
+                if number is None:
+                    behind = name.endswith(".tmp")  # a temporary file: its writer writes it again if alive
+                elif folder.name == layout.LOG:
+                    behind = len(whole) == 2 and number <= whole[1]
+                else:
+                    behind = len(whole) == 2 and number < whole[1]
+                if behind and old(path):
+                    removed += remove(path)
+        if removed:
+            fsync_dir(folder)
+    return removed

@@ -1,0 +1,216 @@
+"""Writers' liveness records, so that ``gc`` can fence a writer instead of guessing from ages.
+
+Each writer that stages segments holds ``<store>/_writers/<writer>.json``: its host, pid, job and a
+heartbeat **counter** that a thread raises every ``BEAT_S``. The record is created before the writer
+stages anything and removed when it closes; its segments and staging folders carry its id in their names.
+
+Whether a writer is dead is judged by whoever wants its files, on its own clock (``Watch``): the counter
+unchanged for ``ttl`` seconds of the judge's monotonic clock, whatever the writer's or the file server's
+clocks say; or, on the writer's own host, its process gone. A writer judged dead is revoked in the log
+(``pipeline.store.log``) before anything of it is removed, so a writer that was only stalled publishes
+nothing that counts when it resumes, and learns it was revoked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import threading
+import time
+import typing as tp
+import uuid
+from pathlib import Path
+
+from pipeline.common.files import make_shared_dirs, now, write_atomic
+from pipeline.common.retry import backoff
+from pipeline.store import layout
+
+BEAT_S = 10.0
+"""How often a writer raises its heartbeat counter (``PIPELINE_WRITER_BEAT_S`` overrides it: tests)."""
+_ID = re.compile(r"^s\d{13}-([0-9a-f]{12})-[0-9a-f]{8}$")
+
+logger = logging.getLogger(__name__)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def writer_of(segment: str) -> str | None:
+    """The writer id in a segment's name, None for a segment written before writers had ids (pipeline 0.3)."""
+    found = _ID.match(segment)
+    return found.group(1) if found else None
+
+
+def _job_id() -> str:
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '')}"
+    return env.get("SLURM_JOB_ID") or env.get("SUBMITIT_LOCAL_JOB_ID", "")
+
+
+class WriterRecord:
+    """This process's record as a writer of ``config_uid``: ``start`` creates it and its heartbeat,
+    ``close`` removes it. ``revoked`` turns True when the record was removed by someone else (``gc``
+    presumed this writer dead)."""
+
+    def __init__(self, store: Path, config_uid: str, beat_s: float | None = None) -> None:
+        self.id = new_id()
+        self.store, self.config_uid = store, config_uid
+        self.beat_s = beat_s or float(os.environ.get("PIPELINE_WRITER_BEAT_S") or BEAT_S)
+        self.path = layout.writers(store) / f"{self.id}.json"
+        self.beat = 0
+        self.revoked = False
+        self._started = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _record(self) -> dict[str, tp.Any]:
+        return {
+            "writer": self.id,
+            "config_uid": self.config_uid,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "job_id": _job_id(),
+            "beat": self.beat,
+            "started": now(),
+        }
+
+    def start(self) -> None:
+        """Create the record (before anything is staged under this writer's id) and start beating."""
+        if self._started:
+            return
+        make_shared_dirs(self.path.parent, self.store)
+        write_atomic(self.path, json.dumps(self._record()))
+        self._started = True
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"writer-{self.id}")
+        self._thread.start()
+
+    def check(self) -> None:
+        """Note whether the record is gone (removed by ``gc``: this writer was revoked)."""
+        if self._started and not self.path.exists():
+            self.revoked = True
+
+    def renew(self) -> None:
+        """Raise the counter, unless the record is gone: then this writer was revoked."""
+        if not self.path.exists():
+            self.revoked = True
+            return
+        self.beat += 1
+        write_atomic(self.path, json.dumps(self._record()))
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.wait(self.beat_s if not failures else backoff(failures, 1.0, self.beat_s)):
+            try:
+                self.renew()
+                if failures:
+                    logger.warning("store: writer %s renews its record again after %d failure(s)", self.id, failures)
+                failures = 0
+            except OSError as e:  # a transient NFS error must not let the record lapse: try again sooner
+                failures += 1
+                logger.warning("store: writer %s cannot renew %s (%s); retrying", self.id, self.path, e)
+            if self.revoked:
+                return
+
+    def close(self) -> None:
+        """Stop beating and remove the record (this writer will publish nothing more)."""
+        self._stop.set()
+        if self._started and not self.revoked:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        self._started = False
+
+
+def records(store: Path) -> dict[str, dict[str, tp.Any]]:
+    """Writer id -> its record (an unreadable record reads as one without a host, judged by its counter:
+    its bytes)."""
+    folder = layout.writers(store)
+    out: dict[str, dict[str, tp.Any]] = {}
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(folder):
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            try:
+                text = (folder / name).read_text()
+            except FileNotFoundError:
+                continue
+            try:
+                record = dict(json.loads(text))
+            except ValueError:
+                record = {"beat": text}
+            out[name[: -len(".json")]] = record
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def gone_here(record: tp.Mapping[str, tp.Any]) -> bool:
+    """The record's process ran on this host and is gone: dead, whatever any clock says."""
+    pid = record.get("pid")
+    return record.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid)
+
+
+class Watch:
+    """Judges whether holders are alive by their counters, on the judge's own monotonic clock: a holder is
+    lapsed once the same counter has been seen for ``ttl`` seconds. A first sight is never lapsed."""
+
+    def __init__(self, ttl: float, clock: tp.Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.clock = ttl, clock
+        self.seen: dict[str, tuple[tp.Any, float]] = {}
+
+    def lapsed(self, key: str, counter: tp.Any) -> bool:
+        now_s = self.clock()
+        previous = self.seen.get(key)
+        if previous is None or previous[0] != counter:
+            self.seen[key] = (counter, now_s)
+            return False
+        return now_s - previous[1] >= self.ttl
+
+
+def judge(store: Path, watch_s: float, wanted: tp.Collection[str] | None = None) -> dict[str, str]:
+    """Writer id -> ``live``, ``dead`` or ``unknown`` for the records of ``store`` (those in ``wanted`` if
+    given). Gone on this host: dead at once; else watched for ``watch_s`` seconds (0: not watched,
+    ``unknown``): a counter that moved is live, one that did not is dead."""
+    found = {w: r for w, r in records(store).items() if wanted is None or w in wanted}
+    verdict: dict[str, str] = {}
+    watch = Watch(watch_s)
+    for writer, record in found.items():
+        if gone_here(record):
+            verdict[writer] = "dead"
+        else:
+            watch.lapsed(writer, record.get("beat"))
+    watched = [w for w in found if w not in verdict]
+    if watched and watch_s > 0:
+        deadline = time.monotonic() + watch_s
+        while watched and time.monotonic() < deadline:
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            again = records(store)
+            for writer in list(watched):
+                if writer not in again:
+                    verdict[writer] = "closed"
+                    watched.remove(writer)
+                elif again[writer].get("beat") != found[writer].get("beat"):
+                    verdict[writer] = "live"
+                    watched.remove(writer)
+        last = records(store)
+        for writer in watched:
+            if writer not in last:
+                verdict[writer] = "closed"
+            else:
+                verdict[writer] = "dead" if watch.lapsed(writer, last[writer].get("beat")) else "live"
+    for writer in watched:
+        verdict.setdefault(writer, "unknown")
+    return verdict
