@@ -31,9 +31,11 @@ run: $(STAMP) sample_videos/.done
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
-# Hostile inputs and injected faults only; ends with the count of inputs, faults and entries lost.
+# Hostile inputs and injected faults only, the store's fault points and a randomized history among them;
+# ends with the history's seed and figures and the count of inputs, faults and entries lost.
 faults: $(STAMP)
-	$(PY) -m pytest -q tests/e2e/test_bad_input.py tests/e2e/test_faults.py $(ARGS)
+	$(PY) -m pytest -q tests/e2e/test_bad_input.py tests/e2e/test_faults.py tests/store/test_log.py \
+	  tests/store/test_leases.py tests/store/test_history.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipeline tests examples benchmarks

@@ -7,6 +7,9 @@ the launch's compaction). Printed per size: files and folders of the config, byt
 loading one entry and a 10-step window on a fresh ``Store`` (median of 20), and entries lost (listed
 less than written, plus loaded numbers that differ from what was written): must be 0.
 
+Then the commit log alone: ``--committers`` processes (16) commit one-entry commits for ``--commit-s``
+seconds; printed: commits per second together, and each commit's latency (median and 99th percentile).
+
 Then a dry run over ``--corpus`` tiny real videos (distinct bytes), timed by stage: listing, hashing,
 probing durations, planning; and the bytes of one task's submission at two corpus sizes.
 
@@ -158,6 +161,46 @@ def bench_size(size: int, folder: Path, writers: int) -> dict[str, object]:
     }
 
 
+def committer(path: str, seconds: float, out: object) -> None:
+    """Commit one-entry commits (a row naming a segment of its own, as a writer's) until ``seconds`` pass;
+    put each commit's latency in ``out``."""
+    from pipeline.store import manifest
+
+    catalog = Store(path).catalog("commits")
+    latencies = []
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        row = manifest.manifest_row(os.urandom(16).hex(), "s-bench", 0, (FEATURES, STEPS), "float32", {"times": []})
+        began = time.perf_counter()
+        catalog.commit("add", manifest.to_table([row]), writer="bench")
+        latencies.append(time.perf_counter() - began)
+    out.put(latencies)  # type: ignore[attr-defined]
+
+
+def bench_commits(folder: Path, committers: int, seconds: float) -> dict[str, float]:
+    """Commits per second of ``committers`` concurrent processes, and the latency of one."""
+    path = folder / "commits.zarr"
+    Store(path).ensure()
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=committer, args=(str(path), seconds, out)) for _ in range(committers)]
+    for p in procs:
+        p.start()
+    latencies = [t for _ in procs for t in out.get()]
+    for p in procs:
+        p.join()
+    catalog = Store(path).catalog("commits")
+    catalog.refresh()
+    assert catalog.tip == len(latencies) == len(catalog.hashes()), (catalog.tip, len(latencies))
+    latencies.sort()
+    return {
+        "commits": len(latencies),
+        "per_s": len(latencies) / seconds,
+        "median_ms": statistics.median(latencies) * 1e3,
+        "p99_ms": latencies[int(0.99 * (len(latencies) - 1))] * 1e3,
+    }
+
+
 def human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -234,11 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1000,100000,1000000")
     parser.add_argument("--writers", type=int, default=16)
     parser.add_argument("--corpus", type=int, default=100_000, help="tiny videos of the dry run (0: skip it)")
+    parser.add_argument("--committers", type=int, default=16, help="concurrent committers (0: skip the commit rate)")
+    parser.add_argument("--commit-s", type=float, default=20.0, help="seconds the committers commit")
     parser.add_argument("--dir", default=None, help="where to build the stores (removed afterwards)")
     parser.add_argument("--smoke", action="store_true", help="200 entries, 2 writers, 30 videos: checks it runs")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.sizes, args.writers, args.corpus = "200", 2, 30
+        args.sizes, args.writers, args.corpus, args.committers, args.commit_s = "200", 2, 30, 2, 2.0
     folder = Path(tempfile.mkdtemp(prefix="store-bench-", dir=args.dir))
     try:
         print(f"store: entries of {STEPS} steps x {FEATURES} float32 features, {args.writers} writer processes")
@@ -259,6 +304,13 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             shutil.rmtree(folder / f"store_{size}.zarr")
+        if args.committers and hasattr(Store, "catalog") and hasattr(Store(folder).catalog("x"), "commit"):
+            c = bench_commits(folder, args.committers, args.commit_s)
+            print(
+                f"\ncommit log: {args.committers} concurrent committers for {args.commit_s:.0f} s: {c['commits']:,} "
+                f"commits, {c['per_s']:.0f} commits/s together; one commit {c['median_ms']:.1f} ms median, "
+                f"{c['p99_ms']:.1f} ms 99th percentile"
+            )
         if args.corpus:
             stages = bench_dry_run(folder, args.corpus)
             print(f"\ndry run over {args.corpus:,} tiny real videos ({human(stages.pop('bytes hashed'))} hashed):")

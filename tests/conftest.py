@@ -180,7 +180,18 @@ def count_lost(before: dict[str, str], after: dict[str, str]) -> int:
     return lost
 
 
+HISTORY: dict[str, tp.Any] = {}
+"""The randomized history test's figures (``tests/store/test_history.py``), printed at the end of the run."""
+
+
 def pytest_terminal_summary(terminalreporter: tp.Any) -> None:
+    if HISTORY:
+        terminalreporter.write_line(
+            f"store history: seed {HISTORY.get('seed')}, {HISTORY.get('histories', 0)} history, "
+            f"{HISTORY.get('operations', 0)} operations, {HISTORY.get('faults injected', 0)} faults injected "
+            f"{HISTORY.get('by fault', {})}, {HISTORY.get('broken invariants', 'unknown')} broken invariants "
+            "(must be 0)"
+        )
     if TALLY["inputs tried"] or TALLY["faults injected"]:
         terminalreporter.write_line(
             "bad input and faults: "

@@ -13,7 +13,7 @@ from pipeline.launch.submission import Submission
 from pipeline.launch.summary import Summary
 from pipeline.launch.worker import VideoResult
 from pipeline.store import Store
-from pipeline.store.leases import lease_holder, live_leases
+from pipeline.store.leases import Watch, lease_holder, live_leases
 from pipeline.store.records import failure_text
 
 _ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(\w*(?:Error|Exception|Died|Interrupt)): (.*)$")
@@ -146,7 +146,7 @@ def settle(launch: Submission, store: Store, best: dict[str, VideoResult], dead:
         elif holder and holder not in ours:
             busy[vhash] = path
         else:
-            holder = lease_holder(store.leases(cuid) / f"{vhash}.json") or holder
+            holder = lease_holder(store.leases(cuid), vhash) or holder
             jid = holder if holder in dead else next(iter(dead), "")
             summary.not_done[path] = f"job {jid} {dead[jid]}" if jid else "no job stored it"
     return busy
@@ -158,9 +158,10 @@ def _wait_for_others(launch: Submission, busy: dict[str, str], out: tp.TextIO) -
         return
     store, cuid, summary = Store(launch.run.store), launch.plan.config_uid, launch.summary
     print(f"waiting for {len(busy)} video(s) that another launcher is computing", file=out)
+    watch = Watch()  # a holder is judged by its heartbeat counter on this launcher's clock
     while busy:
         failures = store.failures(cuid)
-        live = live_leases(store.leases(cuid), launch.run.lease_ttl_s)
+        live = live_leases(store.leases(cuid), launch.run.lease_ttl_s, watch)
         for vhash, path in list(busy.items()):
             if store.has(cuid, vhash):
                 summary.cached.append(path)

@@ -36,6 +36,8 @@ class VideoResult:
     seconds: float = 0.0
     holder: str = ""
     """``busy``: the job id of the worker holding the video's lease."""
+    sibling: bool = False
+    """``busy``: held by another job of the same launch (never waited for: it stores it or leaves it)."""
     note: str = ""
     """Something the user should know about a computed video (exact timing for a variable frame rate)."""
 
@@ -127,15 +129,20 @@ def work_queue(
             def progress(vhash: str = "", embedded: bool = False) -> None:
                 bar.update(1, durations.get(vhash, 0.0) if embedded else 0.0)
 
-            n = n_decoders(run.decoders)
-            if n and embedder.batchable:
-                _run_batched(run, store, embedder, heartbeat, committer, pending, launch, n, progress)
-            else:
-                for path, vhash in pending:
-                    outcome = _one_video(run, store, embedder, heartbeat, committer, path, vhash, launch)
-                    if outcome is not None:
-                        results.append(outcome)
-                    progress(vhash, embedded=outcome is None)
+            def walk(items: list[tuple[str, str]], step: tp.Callable[..., tp.Any]) -> None:
+                n = n_decoders(run.decoders)
+                if n and embedder.batchable:
+                    _run_batched(run, store, embedder, heartbeat, committer, items, launch, n, step)
+                else:
+                    for path, vhash in items:
+                        outcome = _one_video(run, store, embedder, heartbeat, committer, path, vhash, launch)
+                        if outcome is not None:
+                            results.append(outcome)
+                        step(vhash, embedded=outcome is None)
+
+            walk(pending, progress)
+            committer.flush()  # what this job computed lands before it waits on others' videos
+            _revisit_busy(run, results, walk)
         committer.flush()
     except StoreError:
         committer.abandon()
@@ -147,6 +154,29 @@ def work_queue(
         heartbeat.stop()
         committer.out.close()
     return results
+
+
+REVISIT_TTLS = 1.25
+"""A job that met videos held by other workers comes back to them for this many lease TTLs: long enough
+to see a dead holder's heartbeat stand still (a lease is judged by whoever wants it, on its own clock)."""
+
+
+Walk = tp.Callable[[list[tuple[str, str]], tp.Callable[..., tp.Any]], None]
+
+
+def _revisit_busy(run: RunConfig, results: list[VideoResult], walk: Walk) -> None:
+    """Claim again, every ``lease_ttl_s / 4``, the videos another worker held: those it stores are found
+    stored, those whose holder died (its counter still for ``lease_ttl_s``) are taken over and computed."""
+    deadline = time.monotonic() + REVISIT_TTLS * run.lease_ttl_s
+    while True:
+        busy = [(r.video_path, r.video_hash) for r in results if r.status == "busy" and not r.sibling]
+        left = deadline - time.monotonic()
+        if not busy or left <= 0:
+            return
+        time.sleep(min(run.lease_ttl_s / 4, left))
+        again = {vhash for _, vhash in busy}
+        results[:] = [r for r in results if r.video_hash not in again]
+        walk(busy, lambda *_, **__: None)
 
 
 class Committer:
@@ -238,7 +268,9 @@ def _claim(run: RunConfig, store: Store, path: str, vhash: str, launch: str) -> 
     if not isinstance(claim, Lease):
         holder = claim.owner
         job = str(holder.get("job_id") or "")
-        return VideoResult(path, vhash, "busy", f"held by job {job or '?'} on {holder.get('host', '?')}", holder=job)
+        note = f"held by job {job or '?'} on {holder.get('host', '?')}"
+        sibling = bool(launch) and holder.get("launch") == launch
+        return VideoResult(path, vhash, "busy", note, holder=job, sibling=sibling)
     if store.has(cuid, vhash):
         claim.release()
         return VideoResult(path, vhash, "cached")

@@ -159,10 +159,28 @@ class Catalog:
 
     # --- reading ----------------------------------------------------------------------------
     def refresh(self) -> None:
-        """See what was committed or checkpointed since the last look."""
+        """See what was committed or checkpointed since the last look: the newest whole checkpoint, then
+        commits by number until one is missing. A look ends at least as new as the newest checkpoint seen at
+        its end, so a commit removed behind a newer checkpoint meanwhile never truncates it."""
+        for _ in range(ATTEMPTS):
+            self._rebase_newest()
+            while True:
+                try:
+                    commit = commit_log.read_commit(self.config_dir, self.tip + 1)
+                except FileNotFoundError:
+                    break
+                self.commits[commit.version] = commit
+                self.tip = commit.version
+            newest = next((v for v in commit_log.checkpoint_versions(self.config_dir) if v not in self._bad), 0)
+            if newest <= self.tip:
+                return
+        raise RuntimeError(f"store: {self.config_dir} keeps changing under this reader; try again")
+
+    def _rebase_newest(self) -> None:
+        """Take the newest whole checkpoint newer than the one read (a torn one: the one before it)."""
         for version in commit_log.checkpoint_versions(self.config_dir):
             if version <= self.base:
-                break
+                return
             if version in self._bad:
                 continue
             try:
@@ -174,14 +192,7 @@ class Catalog:
             except FileNotFoundError:
                 continue  # cleaned up since the listing: a newer one is there
             self._rebase(version, hashes, revoked)
-            break
-        while True:
-            try:
-                commit = commit_log.read_commit(self.config_dir, self.tip + 1)
-            except FileNotFoundError:
-                break
-            self.commits[commit.version] = commit
-            self.tip = commit.version
+            return
 
     def _rebase(self, version: int, hashes: pa.ChunkedArray, revoked: set[str]) -> None:
         self.base, self._base_hashes, self._base_revoked = version, hashes, revoked

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging
 import math
 import os
 import shutil
@@ -27,6 +28,8 @@ from pipeline.store.dims import output_dims
 from pipeline.store.index import COMPACT_AFTER, Catalog
 from pipeline.store.writers import WriterRecord
 from pipeline.testing import faults
+
+logger = logging.getLogger(__name__)
 
 TIME_CHUNK = 256
 """Rows (time steps) per chunk: reading a time window reads only its chunks of the segment's shard."""
@@ -217,7 +220,14 @@ class SegmentWriter:
         for video_hash, segment in segments.items():
             written[video_hash] = self.catalog.winner_segment(video_hash) == segment
         if self.catalog.pending_commits() > COMPACT_AFTER:
-            self.catalog.compact()
+            try:
+                self.catalog.compact()
+            except OSError as e:  # the commits stand; a compaction only makes reading faster
+                if not environmental(e):
+                    raise
+                logger.warning(
+                    "store: compaction of %s skipped (%s); the next one folds these commits", self.config_uid, e
+                )
         return written
 
     def _check_revoked(self, videos: list[str]) -> None:

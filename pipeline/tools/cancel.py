@@ -19,7 +19,7 @@ import typing as tp
 
 from pipeline.launch.slurm import active_arrays, listed_arrays
 from pipeline.store import Store
-from pipeline.store.leases import lease_holder
+from pipeline.store.leases import lease_files, lease_holder
 from pipeline.tools.args import UsageError, chosen_configs, open_store, parse_args
 from pipeline.tools.liveness import children, local_job_running
 
@@ -91,8 +91,8 @@ def cancel_config(store: Store, config_uid: str) -> list[str]:
     released = 0
     arrays = {j.split("_")[0] for j in job_ids}  # an array job id covers its tasks; a local job id is itself
     folder = store.leases(config_uid)
-    for path in folder.glob("*.json") if folder.is_dir() else []:
-        owner_job = lease_holder(path)
+    for vhash, path in lease_files(folder):
+        owner_job = lease_holder(folder, vhash)
         if owner_job and owner_job.split("_")[0] in arrays:
             path.unlink(missing_ok=True)
             released += 1

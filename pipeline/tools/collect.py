@@ -13,7 +13,9 @@ What goes:
   ``watch=`` seconds of gc's own clock, 120 by default with ``--apply``) is first revoked in the log, so
   that if it was only stalled, nothing it commits afterwards counts. A dry run judges only writers of this
   host. Files of pipeline 0.3's writers (no writer id) go once older than an hour;
-- the records of dead writers;
+- the records of dead writers, and temporary files that interrupted writes left (a full disk, a kill)
+  beside records, leases and caches, once older than an hour (nothing ever reads them; the log's own are
+  cleaned by every compaction);
 - lease files of videos already stored, and lapsed leases older than a day.
 
 ``forget=`` also forgets recorded failures (so that a launch retries those videos without
@@ -42,7 +44,7 @@ from pipeline.common.files import share
 from pipeline.common.text import folder_bytes, human_size
 from pipeline.config import format_version
 from pipeline.store import Store, content_hash, layout, writers
-from pipeline.store.leases import read_lease
+from pipeline.store.leases import lease_files, read_lease
 from pipeline.store.records import failure_text
 from pipeline.testing import faults
 from pipeline.tools.args import UsageError, open_store, parse_args
@@ -134,8 +136,19 @@ def find_removals(
     wanted = (owners & set(found_records)) | {w for w, r in found_records.items() if writers.gone_here(r)}
     verdicts = {w: "live" for w in found_records}  # owning nothing to remove: not judged
     verdicts.update(writers.judge(store.path, watch_s, wanted))
+    # a writer with no record at the first read either had closed (its commits all made: apply checks its
+    # segments against the log read again) or started since; one that started has a record by now, since
+    # it creates it before it stages anything
+    later = writers.records(store.path)
+    for writer in owners - set(found_records):
+        verdicts[writer] = "live" if writer in later else "closed"
+        writer_configs.setdefault(writer, str(later.get(writer, {}).get("config_uid", "")))
     for folder, cuid in candidates:
-        go, why, revoke = _owned(folder.name, verdicts, writer_configs, now - folder.stat().st_mtime, cuid)
+        try:
+            age = now - folder.stat().st_mtime
+        except FileNotFoundError:
+            continue  # renamed into place, or removed, since the listing
+        go, why, revoke = _owned(folder.name, verdicts, writer_configs, age, cuid)
         what = "segment no entry names" if cuid else "unfinished write"
         if go:
             out.append(Removal(folder, f"{what}: {why}", folder_bytes(folder), revoke, segment_of=cuid or None))
@@ -152,16 +165,32 @@ def find_removals(
                 f"writer {writer} (job {r.get('job_id') or '?'} on {r.get('host', '?')}) not judged: "
                 f"gc --apply watches its heartbeat for {WATCH_S:.0f} s"
             )
+    folders = [layout.writers(store.path), layout.caches(store.path)]
+    folders += [store.path / cuid / sub for cuid in kept for sub in (layout.LEASES, layout.LAUNCHES, layout.FAILED)]
+    for folder in folders:  # what a write aside left when it was interrupted (a full disk, a kill)
+        for path in sorted(folder.glob(".*")) if folder.is_dir() else []:
+            try:
+                age = now - path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if path.is_file() and age > STAGING_AGE_S:
+                out.append(
+                    Removal(
+                        path, f"temporary file of an interrupted write, {age / 3600:.1f} h old", path.stat().st_size
+                    )
+                )
     for cuid in kept:
         done = store.done_hashes(cuid)
         leases = store.leases(cuid)
-        for path in sorted(leases.glob("*.json")) if leases.is_dir() else []:
-            if path.stem in done:
-                out.append(Removal(path, "lease of a stored video", path.stat().st_size))
-                continue
+        for vhash, path in lease_files(leases):
             state = read_lease(path, LEASE_AGE_S)
-            if state is not None and state.age_s > LEASE_AGE_S:
-                out.append(Removal(path, f"lapsed lease, {state.age_s / 3600:.1f} h old", path.stat().st_size))
+            if state is None:
+                continue  # released since the listing
+            if vhash in done:
+                out.append(Removal(path, "lease of a stored video", len(state.counter or b"")))
+            elif state.age_s > LEASE_AGE_S:
+                reason = f"lapsed lease, {state.age_s / 3600:.1f} h old"
+                out.append(Removal(path, reason, len(state.counter or b"")))
     return out
 
 
