@@ -113,7 +113,7 @@ def job_result(job: tp.Any) -> tp.Any:
     return job.result()
 
 
-_RANK = {"computed": 4, "discarded": 3, "failed": 2, "cached": 1, "busy": 0}
+_RANK = {"computed": 4, "discarded": 3, "failed": 2, "not_done": 2, "cached": 1, "busy": 0}
 """Every job reports each video of the queue it reached; the most informative report wins."""
 
 
@@ -137,6 +137,8 @@ def settle(launch: Submission, store: Store, best: dict[str, VideoResult], dead:
             summary.cached.append(path)
         elif status == "failed" and r:
             summary.failed[path] = r.error
+        elif status == "not_done" and r and not store.has(cuid, vhash):
+            summary.not_done[path] = r.error
         elif status == "cached":
             summary.cached.append(path)
         elif store.has(cuid, vhash):  # stored by a job of ours that died later, or by another launcher

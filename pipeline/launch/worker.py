@@ -9,6 +9,7 @@ import time
 import typing as tp
 
 from pipeline.common.env import job_cpus, n_decoders
+from pipeline.common.failures import environmental
 from pipeline.common.files import now
 from pipeline.common.progress import Progress
 from pipeline.common.quiet import silence_libraries
@@ -29,7 +30,7 @@ class WorkerDied(RuntimeError):
 class VideoResult:
     video_path: str
     video_hash: str
-    status: tp.Literal["computed", "cached", "failed", "busy", "discarded"]
+    status: tp.Literal["computed", "cached", "failed", "busy", "discarded", "not_done"]
     """``busy``: another live worker holds this video's lease; ``discarded``: computed, but another
     worker stored it first (only possible when two take over one lapsed lease at the same instant)."""
     error: str = ""
@@ -235,6 +236,8 @@ class Committer:
             except StoreError:
                 raise
             except Exception as e:  # noqa: BLE001 - recorded as this video's failure
+                if environmental(e):  # the store's, not the video's: the job stops, the videos stay not done
+                    raise StoreError(e.errno if isinstance(e, OSError) else None, f"store: {e}") from e
                 failed[p.video_hash] = e
         return written, failed
 
@@ -304,9 +307,15 @@ def _commit(
 
 
 def _failure(run: RunConfig, store: Store, path: str, vhash: str, error: BaseException, started: float) -> VideoResult:
-    store.record_failure(run.embed.uid(), vhash, path, error)
+    """A video that raised: recorded against it if the fault is its own; an environment's fault (an I/O
+    error, a stale handle, the file missing on this node) leaves it not done, for a relaunch to retry."""
     seconds = time.perf_counter() - started if started else 0.0
-    return VideoResult(path, vhash, "failed", f"{type(error).__name__}: {error}", seconds)
+    text = f"{type(error).__name__}: {error}"
+    if environmental(error) or isinstance(error, FileNotFoundError):
+        note = f"{text} (the environment's fault: not recorded against the video)"
+        return VideoResult(path, vhash, "not_done", note, seconds)
+    store.record_failure(run.embed.uid(), vhash, path, error)
+    return VideoResult(path, vhash, "failed", text, seconds)
 
 
 def _one_video(

@@ -27,6 +27,9 @@ by bisecting the groups' first hashes (a million entries: 245 groups)."""
 COMPACT_AFTER = 256
 """Commits a writer lets pile up after the newest checkpoint before it compacts them (a launch's end and
 ``gc`` compact anyway)."""
+FEW = 32
+"""Hashes named by the commits after a checkpoint up to which each is looked up in its row group, rather
+than reading the checkpoint's every hash."""
 ATTEMPTS = 20
 """Looks a reader takes while cleanups remove the commits it listed, before it gives up."""
 
@@ -114,12 +117,24 @@ class Entries(collections.abc.Sequence[EntryInfo]):
 
 def _index_row(path: Path, video_hash: str) -> dict[str, tp.Any] | None:
     """The row of ``video_hash`` in a checkpoint sorted by hash, reading only the row group that can hold it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return _find_row(pq.ParquetFile(path, page_checksum_verification=True), video_hash)
+    except (pa.ArrowInvalid, ValueError) as e:
+        raise commit_log.TornFile(f"store: {path} is torn ({e})") from e
+    except OSError as e:
+        if isinstance(e, FileNotFoundError) or e.errno is not None:
+            raise
+        raise commit_log.TornFile(f"store: {path} cannot be read whole ({e})") from e
+
+
+def _find_row(index: tp.Any, video_hash: str) -> dict[str, tp.Any] | None:
     import bisect
 
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    index = pq.ParquetFile(path, page_checksum_verification=True)
     meta = index.metadata
     column = index.schema_arrow.get_field_index("video_hash")
     firsts = []
@@ -184,29 +199,45 @@ class Catalog:
             if version in self._bad:
                 continue
             try:
-                hashes, revoked = commit_log.open_checkpoint(self.config_dir, version)
+                revoked = commit_log.open_checkpoint(self.config_dir, version)
             except commit_log.TornFile as e:
                 self._bad.add(version)
                 logger.warning("%s; reading the checkpoint before it and the commits after that", e)
                 continue
             except FileNotFoundError:
                 continue  # cleaned up since the listing: a newer one is there
-            self._rebase(version, hashes, revoked)
+            self._rebase(version, revoked)
             return
 
-    def _rebase(self, version: int, hashes: pa.ChunkedArray, revoked: set[str]) -> None:
-        self.base, self._base_hashes, self._base_revoked = version, hashes, revoked
+    def _rebase(self, version: int, revoked: set[str]) -> None:
+        self.base, self._base_hashes, self._base_revoked = version, None, revoked
         self._base_set, self._base_listing, self._fold = None, None, None
         self.commits = {v: c for v, c in self.commits.items() if v > version}
         self.tip = max(self.tip, version)
 
-    def base_hashes(self) -> set[str]:
+    def _forget_torn_base(self, error: commit_log.TornFile) -> None:
+        """The checkpoint read turned out torn (a page's checksum): read again from the one before it."""
+        logger.warning("%s; reading the checkpoint before it and the commits after that", error)
+        self._bad.add(self.base)
+        self.base = self.tip = 0
+        self.commits, self._base_hashes, self._base_revoked = {}, None, set()
+        self._base_set, self._base_listing, self._fold = None, None, None
+
+    def _hashes(self) -> pa.ChunkedArray | None:
+        """The checkpoint's video hashes, read when first needed (a reader of one entry never needs them)."""
+        if self.base and self._base_hashes is None:
+            self._base_hashes = commit_log.checkpoint_rows(self.config_dir, self.base, ["video_hash"]).column(0)
+        return self._base_hashes
+
+    def _base_set_now(self) -> set[str]:
         if self._base_set is None:
-            self._base_set = set() if self._base_hashes is None else set(self._base_hashes.to_pylist())
+            hashes = self._hashes()
+            self._base_set = set() if hashes is None else set(hashes.to_pylist())
         return self._base_set
 
-    def fold(self) -> commit_log.Fold:
-        """The state at ``tip`` (commits applied in order since the checkpoint, incrementally)."""
+    def _fold_now(self) -> commit_log.Fold:
+        """The state at ``tip`` (commits applied in order since the checkpoint, incrementally); raises
+        FileNotFoundError / TornFile when the checkpoint it reads went or is torn (``_retrying``)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -220,20 +251,54 @@ class Catalog:
             named = sorted({h for c in new for h in c.hashes})
             if self._base_set is not None:
                 self._in_base.update(self._base_set.intersection(named))
-            elif self._base_hashes is not None and named:
-                mask = pc.is_in(self._base_hashes, value_set=pa.array(named, pa.string()))
-                self._in_base.update(pc.filter(self._base_hashes, mask).to_pylist())
+            elif self.base and len(named) <= FEW and self._base_hashes is None:
+                path = commit_log.checkpoint_path(self.config_dir, self.base)
+                self._in_base.update(h for h in named if _index_row(path, h) is not None)
+            elif self.base and named:
+                hashes = self._hashes()
+                mask = pc.is_in(hashes, value_set=pa.array(named, pa.string()))
+                self._in_base.update(pc.filter(hashes, mask).to_pylist())
             for commit in new:
                 self._fold.apply(commit)
             self._folded = self.tip
         return self._fold
 
+    def _retrying(self, read: tp.Callable[[], T]) -> T:
+        """``read()``, again after a refresh while cleanups remove what it reads (a checkpoint or commits
+        behind two newer checkpoints) or the checkpoint turns out torn (then from the one before it)."""
+        for _ in range(ATTEMPTS):
+            try:
+                return read()
+            except FileNotFoundError:
+                pass  # checkpointed and cleaned up meanwhile: look in the newer checkpoint
+            except commit_log.TornFile as e:
+                self._forget_torn_base(e)
+            self.refresh()
+        raise RuntimeError(f"store: {self.config_dir} keeps changing under this reader; try again")
+
+    def _settled(self, read: tp.Callable[[], T]) -> T:
+        """``read()`` after a ``refresh`` (``_retrying``)."""
+        self.refresh()
+        return self._retrying(read)
+
+    def fold(self) -> commit_log.Fold:
+        """The state at the last ``refresh``."""
+        return self._retrying(self._fold_now)
+
+    def base_hashes(self) -> set[str]:
+        """The checkpoint's video hashes (some may have been removed since: ``fold().removed``)."""
+        return self._retrying(self._base_set_now)
+
     def contains(self, video_hash: str) -> bool:
-        """Whether the entry was there at the last ``refresh``."""
-        fold = self.fold()
-        if video_hash in fold.pending:
-            return True
-        return video_hash not in fold.removed and video_hash in self.base_hashes()
+        """Whether the entry was there at the last ``refresh`` (or a newer look, if what it read went)."""
+
+        def check() -> bool:
+            fold = self._fold_now()
+            if video_hash in fold.pending:
+                return True
+            return video_hash not in fold.removed and video_hash in self._base_set_now()
+
+        return self._retrying(check)
 
     def has(self, video_hash: str) -> bool:
         self.refresh()
@@ -241,28 +306,22 @@ class Catalog:
 
     def hashes(self) -> set[str]:
         self.refresh()
-        fold = self.fold()
-        return (self.base_hashes() - fold.removed) | set(fold.pending)
+
+        def read() -> set[str]:
+            fold = self._fold_now()
+            return (self._base_set_now() - fold.removed) | set(fold.pending)
+
+        return self._retrying(read)
 
     @property
     def revoked(self) -> set[str]:
         return self.fold().revoked
 
-    def _settled(self, read: tp.Callable[[], T]) -> T:
-        """``read()`` after a ``refresh``, again while cleanups remove the commits it reads."""
-        for _ in range(ATTEMPTS):
-            self.refresh()
-            try:
-                return read()
-            except FileNotFoundError:
-                continue  # checkpointed and cleaned up meanwhile: look in the newer checkpoint
-        raise RuntimeError(f"store: {self.config_dir} keeps changing under this reader; try again")
-
     def row(self, video_hash: str) -> dict[str, tp.Any] | None:
         """The entry's row (where its rows are, its attributes), or None."""
 
         def read() -> dict[str, tp.Any] | None:
-            fold = self.fold()
+            fold = self._fold_now()
             where = fold.pending.get(video_hash)
             if where is not None:
                 rows = commit_log.commit_rows(self.config_dir, where[0])
@@ -278,7 +337,7 @@ class Catalog:
         import pyarrow as pa
 
         take: dict[int, list[int]] = {}
-        for version, row in self.fold().pending.values():
+        for version, row in self._fold_now().pending.values():
             take.setdefault(version, []).append(row)
         if not take:
             return None
@@ -297,7 +356,7 @@ class Catalog:
             table = manifest.to_table([])
             return table if columns is None else table.select(columns)
         table = commit_log.checkpoint_rows(self.config_dir, self.base, columns)
-        removed = self.fold().removed
+        removed = self._fold_now().removed
         if removed:
             gone = pc.is_in(table.column("video_hash"), value_set=pa.array(sorted(removed), pa.string()))
             table = table.filter(pc.invert(gone))
@@ -330,7 +389,7 @@ class Catalog:
                     if self.base
                     else manifest.to_table([]).select(manifest.LISTING)
                 )
-            base, fold = self._base_listing, self.fold()
+            base, fold = self._base_listing, self._fold_now()
             if fold.removed:
                 gone = pc.is_in(base.column("video_hash"), value_set=pa.array(sorted(fold.removed), pa.string()))
                 base = base.filter(pc.invert(gone))
@@ -391,9 +450,13 @@ class Catalog:
                 break
             try:
                 table = self._state()  # the state at ``version`` exactly: no refresh in between
+                revoked = set(self._fold_now().revoked)
             except FileNotFoundError:
                 continue  # another compaction cleaned up what this one read: look again
-            commit_log.write_checkpoint(self.config_dir, version, table, set(self.revoked), INDEX_ROW_GROUP)
+            except commit_log.TornFile as e:
+                self._forget_torn_base(e)
+                continue
+            commit_log.write_checkpoint(self.config_dir, version, table, revoked, INDEX_ROW_GROUP)
             self.refresh()
             break
         else:

@@ -242,12 +242,31 @@ def checkpoint_path(config_dir: Path, version: int) -> Path:
     return checkpoint_dir(config_dir) / file_name(version)
 
 
-def open_checkpoint(config_dir: Path, version: int) -> tuple[pa.ChunkedArray, set[str]]:
-    """A checkpoint's video hashes and the writers revoked as of it; ``TornFile`` when it is not whole."""
-    table, meta = _read(checkpoint_path(config_dir, version), ["video_hash"])
-    if meta.get("version") != version or meta.get("rows") != table.num_rows:
-        raise TornFile(f"store: {checkpoint_path(config_dir, version)} does not hold what its footer says")
-    return table.column(0), set(meta.get("revoked", []))
+def open_checkpoint(config_dir: Path, version: int) -> set[str]:
+    """The writers revoked as of a checkpoint, from its footer alone (a reader of one entry reads no more);
+    ``TornFile`` when the footer is not whole or does not say what the file's name does. Its pages are
+    checked as they are read (``checkpoint_rows``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = checkpoint_path(config_dir, version)
+
+    def read() -> set[str]:
+        faults.point("read")
+        try:
+            footer = pq.read_metadata(path)
+            meta = json.loads((footer.metadata or {}).get(KEY, b"null"))
+        except (pa.ArrowInvalid, ValueError) as e:
+            raise TornFile(f"store: {path} is torn or empty ({e})") from e
+        except OSError as e:
+            if isinstance(e, FileNotFoundError) or e.errno is not None:
+                raise
+            raise TornFile(f"store: {path} cannot be read whole ({e})") from e
+        if not isinstance(meta, dict) or meta.get("version") != version or meta.get("rows") != footer.num_rows:
+            raise TornFile(f"store: {path} does not hold what its name and footer say")
+        return set(meta.get("revoked", []))
+
+    return retry_io(read, str(path))
 
 
 def checkpoint_rows(config_dir: Path, version: int, columns: list[str] | None = None) -> pa.Table:

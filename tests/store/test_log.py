@@ -142,6 +142,23 @@ def test_a_torn_checkpoint_is_skipped_for_the_one_before_it_and_its_commits(
     assert not newest.exists()
 
 
+def test_a_checkpoint_whose_pages_rotted_under_a_whole_footer_is_caught_by_their_checksums(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, acked = _seeded(tmp_path / "s.zarr")
+    assert store.write(CFG, _h(5), _value(5), _attrs(5))
+    acked[_h(5)] = digest(_value(5))
+    store.compact(CFG, grace_s=0)
+    newest = commit_log.checkpoint_path(store.path / CFG, commit_log.checkpoint_versions(store.path / CFG)[0])
+    blob = bytearray(newest.read_bytes())
+    for k in range(8, 40):  # inside the first page, well before the footer
+        blob[k] ^= 0xFF
+    newest.write_bytes(bytes(blob))
+    commit_log.open_checkpoint(store.path / CFG, commit_log.version_of(newest.name) or 0)  # the footer is whole
+    assert Observer(store.path, CFG).look(acked) == []
+    assert "torn" in caplog.text or "cannot be read whole" in caplog.text
+
+
 def test_estale_on_reads_is_retried_and_the_read_succeeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store, acked = _seeded(tmp_path / "s.zarr")
     monkeypatch.setenv(faults.AT, "read=estale*3")
