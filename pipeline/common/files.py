@@ -115,7 +115,10 @@ def link_new(tmp: Path, path: Path) -> bool:
     try:
         os.link(tmp, path)
     except FileExistsError:
-        return False
+        # NFS's LINK is not idempotent: a retransmitted call whose first reply was lost answers "exists"
+        # for the link that succeeded; the temporary file's link count says (open(2), O_EXCL on NFS)
+        if os.stat(tmp).st_nlink < 2 or not os.path.samefile(tmp, path):
+            return False
     except OSError as e:
         if e.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
             raise NoHardLinks(

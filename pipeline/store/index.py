@@ -171,6 +171,8 @@ class Catalog:
         self._fold: commit_log.Fold | None = None
         self._folded = 0
         self._in_base: set[str] = set()
+        self._committed = 0
+        """The number of this catalog's last commit (the next is past it)."""
 
     # --- reading ----------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -243,7 +245,7 @@ class Catalog:
 
         if self._fold is None:
             self._in_base = set()
-            self._fold = commit_log.Fold(self._in_base.__contains__, self._base_revoked)
+            self._fold = commit_log.Fold(self._in_base.__contains__, self._base_revoked, self.base)
             self._folded = self.base
         new = [self.commits[v] for v in range(self._folded + 1, self.tip + 1) if v in self.commits]
         if new:
@@ -413,18 +415,16 @@ class Catalog:
 
     # --- writing ----------------------------------------------------------------------------
     def commit(self, kind: str, rows: pa.Table, *, writer: str = "", revoked: tp.Sequence[str] = ()) -> int:
-        """Publish a commit after every commit there is; returns its number, read into this catalog."""
-
-        def taken(_: int) -> int:
-            self.refresh()
-            return self.tip + 1
-
-        self.refresh()
-        version = commit_log.publish_commit(
-            self.config_dir, kind, rows, writer=writer, revoked=revoked, first=self.tip + 1, taken=taken
-        )
-        self.refresh()
-        return version
+        """Publish a commit at the lowest free number past what this catalog read and past the newest
+        checkpoint (a number behind a checkpoint would be void); returns its number. A commit's content
+        never depends on the commits before it, so a number taken is passed by, not read: ``refresh``
+        reads them all afterwards, this one included."""
+        newest = next(iter(commit_log.checkpoint_versions(self.config_dir)), 0)
+        self._committed = commit_log.publish_commit(
+            self.config_dir, kind, rows, writer=writer, revoked=revoked,
+            first=max(self.tip, newest, self._committed) + 1, taken=lambda number: number + 1,
+        )  # fmt: skip
+        return self._committed
 
     def remove(self, video_hashes: tp.Collection[str]) -> int:
         """Commit a tombstone for these entries (their rows stay in their segments until ``gc``)."""

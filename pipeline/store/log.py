@@ -82,9 +82,11 @@ class Fold:
     that holds it now, for those added after the checkpoint; ``removed``: the checkpoint's entries removed
     since. A commit of a revoked writer, numbered after the revocation, changes nothing (``void``)."""
 
-    def __init__(self, in_base: tp.Callable[[str], bool], revoked: tp.Iterable[str] = ()) -> None:
+    def __init__(self, in_base: tp.Callable[[str], bool], revoked: tp.Iterable[str] = (), base: int = 0) -> None:
         self.in_base = in_base
         self.revoked = set(revoked)
+        self.revoked_at = dict.fromkeys(self.revoked, base)
+        """Writer -> the commit that revoked it (the checkpoint's version for those revoked before it)."""
         self.pending: dict[str, tuple[int, int]] = {}
         self.removed: set[str] = set()
         self.void: set[int] = set()
@@ -99,7 +101,10 @@ class Fold:
             self.void.add(commit.version)
             return
         if commit.kind == REVOKE:
-            self.revoked.update(commit.revoked)
+            for writer in commit.revoked:
+                if writer not in self.revoked:
+                    self.revoked.add(writer)
+                    self.revoked_at[writer] = commit.version
         elif commit.kind == ADD:
             for row, video_hash in enumerate(commit.hashes):
                 if not self.present(video_hash):

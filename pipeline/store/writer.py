@@ -206,19 +206,24 @@ class SegmentWriter:
         self._check_revoked([p.video_hash for p in waiting])
         self.record.start()
         segments: dict[str, str] = {}
+        versions: dict[str, int] = {}
         for entries in groups.values():
             try:
-                segment, _ = write_segment(self.store, self.config_uid, entries, self.catalog, self.record.id)
+                segment, version = write_segment(self.store, self.config_uid, entries, self.catalog, self.record.id)
             except Exception as e:
                 self.record.check()  # its staging removed under it by gc: say so, not a missing file
                 if self.record.revoked:
                     self._check_revoked([p.video_hash for p in waiting])
                 raise e
             segments.update({p.video_hash: segment for p in entries})
+            versions.update({p.video_hash: version for p in entries})
         self.catalog.refresh()  # the log read up to (and past) these commits: which of them hold their entries
-        self._check_revoked(list(segments))
         for video_hash, segment in segments.items():
             written[video_hash] = self.catalog.winner_segment(video_hash) == segment
+        revoked_at = self.catalog.fold().revoked_at.get(self.record.id)
+        if revoked_at is not None:  # what it committed before its revocation stands; what came after is void
+            self.record.revoked = True
+            self._check_revoked([h for h, v in versions.items() if v > revoked_at])
         if self.catalog.pending_commits() > COMPACT_AFTER:
             try:
                 self.catalog.compact()
@@ -231,6 +236,8 @@ class SegmentWriter:
         return written
 
     def _check_revoked(self, videos: list[str]) -> None:
+        if not videos:
+            return
         if self.record.revoked or self.record.id in self.catalog.revoked:
             self.record.revoked = True
             raise WriterRevoked(

@@ -96,12 +96,18 @@ class WriterRecord:
             self.revoked = True
 
     def renew(self) -> None:
-        """Raise the counter, unless the record is gone: then this writer was revoked."""
-        if not self.path.exists():
+        """Raise the counter, in place (never creating the file: a record that gc removed stays removed, and
+        this writer knows it was revoked). A reader that catches the file mid-write sees the counter move."""
+        self.beat += 1
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC)
+        except FileNotFoundError:
             self.revoked = True
             return
-        self.beat += 1
-        write_atomic(self.path, json.dumps(self._record()))
+        try:
+            os.write(fd, json.dumps(self._record()).encode())
+        finally:
+            os.close(fd)
 
     def _run(self) -> None:
         failures = 0
@@ -120,6 +126,8 @@ class WriterRecord:
     def close(self) -> None:
         """Stop beating and remove the record (this writer will publish nothing more)."""
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.beat_s)
         if self._started and not self.revoked:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()

@@ -78,13 +78,16 @@ def _owned(
     """Whether a staging folder or segment named ``name`` may go, why, and the revocation it needs."""
     found = _SEGMENT.search(name)
     writer = writers.writer_of(found.group(1)) if found else None
-    if writer is None:  # pipeline 0.3's, or a stray folder: by age, as then
+    if found is None or writer is None:  # pipeline 0.3's, or a stray folder: by age, as then
         return age > STAGING_AGE_S, f"{age / 3600:.1f} h old, written before writers had records", None
     verdict = verdicts.get(writer, "closed")
+    config = writer_configs.get(writer) or cuid or name[: found.start() - 1]  # a staging folder: <cuid>-<segment>
     if verdict == "closed":
-        return True, f"its writer {writer} has closed", None
+        # revoked too: a listing of _writers/ that NFS served from its cache may have hidden a live record,
+        # and revoking a writer that did close costs one commit
+        return True, f"its writer {writer} has closed (revoked first)", (config, writer)
     if verdict == "dead":
-        return True, f"its writer {writer} is dead (revoked first)", (writer_configs.get(writer, cuid), writer)
+        return True, f"its writer {writer} is dead (revoked first)", (config, writer)
     return False, f"its writer {writer} is {verdict}", None
 
 

@@ -323,3 +323,52 @@ def test_a_dead_writer_s_commit_that_landed_before_its_revocation_keeps_its_segm
     collect.apply(store, _garbage(store))
     assert (store.path / CFG / segment).is_dir()
     assert observer.look(acked) == [] and _h(10) in {e.video_hash for e in Store(store.path).entries(CFG)}
+
+
+def test_a_writer_revoked_after_its_commit_keeps_that_write_and_writes_nothing_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gc revokes a writer between its commit and its look at the log: the commit came first, so the entry
+    stands and the writer is told it was written; its next flush raises ``WriterRevoked``."""
+    store, acked = _seeded(tmp_path / "s.zarr")
+    out = store.writer(CFG)
+    real = commit_log.faults.point
+
+    revoking: list[bool] = []
+
+    def revoke_after_link(name: str) -> None:
+        real(name)
+        if name == "commit-linked" and not revoking:
+            revoking.append(True)  # once: the revocation is a commit too
+            Store(store.path).catalog(CFG).revoke([out.record.id])
+
+    monkeypatch.setattr(commit_log.faults, "point", revoke_after_link)
+    out.add(_h(8), _value(8), _attrs(8))
+    assert out.flush() == {_h(8): True}
+    monkeypatch.setattr(commit_log.faults, "point", real)
+    acked[_h(8)] = digest(_value(8))
+    assert Observer(store.path, CFG).look(acked) == []
+    out.add(_h(9), _value(9), _attrs(9))
+    with pytest.raises(WriterRevoked, match="not written"):
+        out.flush()
+    assert _h(9) not in {e.video_hash for e in Store(store.path).entries(CFG)}
+
+
+def test_gc_revokes_even_a_writer_it_saw_no_record_of_before_removing_its_files(tmp_path: Path) -> None:
+    """A writer whose record a cached listing hid looks closed: gc revokes it all the same, so if it was
+    alive, its commit after the removal is void and it is told so, rather than naming a deleted segment."""
+    store, acked = _seeded(tmp_path / "s.zarr")
+    out = store.writer(CFG)
+    out.record.start()
+    hidden = out.record.path.read_bytes()
+    out.record.path.unlink()  # as a stale listing would show it: no record
+    staged = store.path / "_staging" / f"{CFG}-s{0:013d}-{out.record.id}-{0:08x}"
+    staged.mkdir(parents=True)
+    removals = collect.find_removals(Store(store.path), None)
+    assert [(r.path.name, r.revoke) for r in removals] == [(staged.name, (CFG, out.record.id))]
+    out.record.path.write_bytes(hidden)  # it was alive all along
+    collect.apply(store, removals)
+    out.add(_h(9), _value(9), _attrs(9))
+    with pytest.raises(WriterRevoked):
+        out.flush()
+    assert Observer(store.path, CFG).look(acked) == []
