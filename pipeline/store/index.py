@@ -12,9 +12,11 @@ import collections.abc
 import dataclasses
 import json
 import logging
+import time
 import typing as tp
 from pathlib import Path
 
+from pipeline.common.retry import backoff
 from pipeline.store import log as commit_log
 from pipeline.store import manifest
 
@@ -268,13 +270,15 @@ class Catalog:
     def _retrying(self, read: tp.Callable[[], T]) -> T:
         """``read()``, again after a refresh while cleanups remove what it reads (a checkpoint or commits
         behind two newer checkpoints) or the checkpoint turns out torn (then from the one before it)."""
-        for _ in range(ATTEMPTS):
+        for attempt in range(ATTEMPTS):
             try:
                 return read()
             except FileNotFoundError:
                 pass  # checkpointed and cleaned up meanwhile: look in the newer checkpoint
             except commit_log.TornFile as e:
                 self._forget_torn_base(e)
+            if attempt:
+                time.sleep(backoff(attempt - 1, 0.05, 2.0))  # a listing NFS serves from its cache catches up
             self.refresh()
         raise RuntimeError(f"store: {self.config_dir} keeps changing under this reader; try again")
 

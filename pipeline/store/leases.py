@@ -36,6 +36,7 @@ import typing as tp
 import uuid
 from pathlib import Path
 
+from pipeline.common import processes
 from pipeline.common.files import link_new, make_shared_dirs, write_atomic
 from pipeline.common.retry import backoff
 
@@ -51,17 +52,13 @@ def current_job_id() -> str:
 
 
 def _owner() -> dict[str, tp.Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "job_id": current_job_id(), "token": uuid.uuid4().hex}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "pid_space": processes.pid_space(),
+        "job_id": current_job_id(),
+        "token": uuid.uuid4().hex,
+    }
 
 
 class Watch:
@@ -156,7 +153,7 @@ def read_lease(path: Path, ttl: float, watch: Watch | None = None) -> LeaseState
     found = parse(path.name)
     generation = found[1] if found else 0
     age = time.time() - mtime
-    if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int) and not _pid_alive(owner["pid"]):
+    if processes.gone_here(owner):
         live = False
     elif watch is not None:
         live = not watch.lapsed(str(path), raw, ttl)

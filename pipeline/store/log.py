@@ -306,10 +306,26 @@ def write_checkpoint(
     return ours
 
 
+def _server_now(folder: Path) -> float:
+    """The time the file system stamps on a file created now (the server's clock on NFS); this node's clock
+    where the folder cannot take the probe."""
+    probe = folder / f".now-{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        probe.write_bytes(b"")
+        return probe.stat().st_mtime
+    except OSError:
+        return time.time()
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
 def cleanup(config_dir: Path, grace_s: float = GRACE_S) -> int:
     """Remove what no reader needs: commits and checkpoints behind the second newest whole checkpoint,
-    torn checkpoints and temporary files, each only once older than ``grace_s``. Returns files removed."""
-    now = time.time()
+    torn checkpoints and temporary files, each only once older than ``grace_s``. Returns files removed.
+    Ages are read against the file server's clock (the time it stamps on a probe file), not this node's:
+    a node whose clock is hours ahead cleans up no sooner."""
+    now = _server_now(log_dir(config_dir))
 
     def old(path: Path) -> bool:
         try:

@@ -25,6 +25,7 @@ import typing as tp
 import uuid
 from pathlib import Path
 
+from pipeline.common import processes
 from pipeline.common.files import make_shared_dirs, now, write_atomic
 from pipeline.common.retry import backoff
 from pipeline.store import layout
@@ -75,6 +76,7 @@ class WriterRecord:
             "config_uid": self.config_uid,
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "pid_space": processes.pid_space(),
             "job_id": _job_id(),
             "beat": self.beat,
             "started": now(),
@@ -155,20 +157,9 @@ def records(store: Path) -> dict[str, dict[str, tp.Any]]:
     return out
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def gone_here(record: tp.Mapping[str, tp.Any]) -> bool:
-    """The record's process ran on this host and is gone: dead, whatever any clock says."""
-    pid = record.get("pid")
-    return record.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid)
+    """The record's process ran where this one can see its pid, and is gone: dead, whatever any clock says."""
+    return processes.gone_here(dict(record))
 
 
 class Watch:

@@ -246,3 +246,18 @@ def test_the_heartbeat_survives_transient_errors_and_says_so(
     assert id(held) in beat.held and "cannot renew lease" in caplog.text
     beat.beat_once()
     assert json.loads(held.path.read_text())["beat"] == 1 and id(held) in beat.held
+
+
+def test_a_dead_pid_proves_nothing_from_another_pid_namespace_of_the_same_host_name(tmp_path: Path) -> None:
+    """A container shares its host's name: a pid that does not exist here may live there. Only a record
+    of this boot and PID namespace is judged by its pid; another is judged by its counter alone."""
+    from pipeline.common import processes
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    here = {"host": os.uname().nodename, "pid": int(dead.stdout), "pid_space": processes.pid_space()}
+    elsewhere = {**here, "pid_space": f"{os.uname().nodename}/another-boot/4026531836"}
+    assert processes.gone_here(here) and not processes.gone_here(elsewhere)
+    folder = tmp_path / "_leases"
+    folder.mkdir()
+    (folder / "v.1.json").write_text(json.dumps({"owner": elsewhere, "attempt": 1}))
+    assert isinstance(lease.acquire(folder, "v", ttl=60, watch=lease.Watch()), lease.LeaseState)
