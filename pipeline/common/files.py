@@ -51,6 +51,35 @@ def make_shared_dirs(path: Path, top: Path | None = None) -> None:
         share(folder)
 
 
+class NotPrivate(PermissionError):
+    """A folder that jobs unpickle and run from is writable by others, or owned by someone else."""
+
+
+def make_private_dir(path: Path, top: Path) -> Path:
+    """``path``, a folder only its owner can write (others read it), below shared folders that carry the
+    sticky bit (members create their own folder there, and cannot rename or remove another's): where a
+    user's jobs keep what they unpickle and run. Raises ``NotPrivate`` when it exists and another user
+    owns it or can write it."""
+    make_shared_dirs(path.parent, top)
+    probe = path.parent
+    while probe != top and top in probe.parents:
+        with contextlib.suppress(OSError):
+            if os.stat(probe).st_uid == os.getuid():
+                os.chmod(probe, stat.S_IMODE(os.stat(probe).st_mode) | stat.S_ISVTX)
+        probe = probe.parent
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o755)
+        os.chmod(path, 0o755)  # no setgid, no group write, whatever the parent and the umask
+    st = os.stat(path)
+    if st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & (stat.S_IWGRP | stat.S_IWOTH):
+        raise NotPrivate(
+            f"{path} holds the jobs' pickled submissions, which they unpickle and run, but "
+            + ("another user owns it" if st.st_uid != os.getuid() else "other users can write it")
+            + f"; remove it or make it yours alone (chmod 755 {path})"
+        )
+    return path
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Replace ``path`` with ``data`` in one rename: readers see the old file or the new one, never half.
     The file is shared with the store's group."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 import typing as tp
 import uuid
 from pathlib import Path
 
-from pipeline.common.files import make_shared_dirs
+from pipeline.common.files import make_private_dir
 from pipeline.common.text import human_size
 from pipeline.config import RunConfig
 from pipeline.embedding.decoding import VideoError
@@ -138,14 +139,18 @@ def submit(
     if not n_jobs:
         return Submission(run, plan, [], summary)
     store.ensure_config(run.embed)
-    make_shared_dirs(layout.jobs(store.path, plan.config_uid), store.path)
-    executor = make_executor(run, layout.jobs(store.path, plan.config_uid))
+    folder = make_private_dir(layout.user_jobs(store.path, plan.config_uid), store.path)
+    executor = make_executor(run, folder)
     run_dict = run.model_dump(mode="json")
     launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     # the queue is written once; each task's submission names it, so it stays small whatever the corpus
     queue = str(store.write_queue(plan.config_uid, launch_id, plan.to_compute))
-    with executor.batch():
-        jobs = [executor.submit(QueueJob(), run_dict, queue, launch_id) for _ in range(n_jobs)]
+    umask = os.umask(0o022)  # the pickles jobs will run: writable by this user alone
+    try:
+        with executor.batch():
+            jobs = [executor.submit(QueueJob(), run_dict, queue, launch_id) for _ in range(n_jobs)]
+    finally:
+        os.umask(umask)
     summary.job_ids = [str(j.job_id) for j in jobs]
     store.record_launch(
         plan.config_uid, launch_id, len(plan.to_compute), summary.job_ids, run.executor.resolved_name(), command

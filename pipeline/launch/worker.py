@@ -432,6 +432,7 @@ class QueueJob:
         self, run_dict: dict[str, tp.Any], items: list[tuple[str, str]] | str, launch: str = ""
     ) -> list[VideoResult]:
         """``items``: the path of the launch's queue file (a list of ``(path, hash)`` before 0.3)."""
+        os.umask(os.umask(0o022) | 0o022)  # the result submitit pickles for the launcher: writable by none but us
         queue = read_queue(items) if isinstance(items, str) else items
         return work_queue(run_dict, queue, self.results, launch, job=self)
 

@@ -18,7 +18,8 @@ Layout (``LAYOUT_VERSION`` 5)::
     <store>/_writers/<writer>.json               a live writer's heartbeat (``pipeline.store.writers``)
     <store>/_staging/<config_uid>-<segment>/     segments being written (renamed into place when whole)
     <store>/_caches/hashes.parquet               content hashes by (path, size, mtime); durations.parquet
-    <store>/_jobs/<config_uid>/                  submitit's job folders and logs, launch summaries
+    <store>/_jobs/<config_uid>/<user>/           that user's job folders and logs (only the user can write
+                                                 them: jobs unpickle what they hold); launch summaries above
 
 How the log and checkpoints make a consistent, durable store is ``pipeline.store.log`` (docs/store.md).
 Names starting with ``_`` are never config UIDs or segments. Layout 4 (pipeline 0.3) listed entries in
@@ -28,6 +29,7 @@ per entry at ``<config_uid>/<video_hash>/``; ``python -m pipeline.convert`` rewr
 
 from __future__ import annotations
 
+import getpass
 from pathlib import Path
 
 LAYOUT_VERSION = 5
@@ -68,8 +70,15 @@ def writers(store: Path) -> Path:
 
 
 def jobs(store: Path, config_uid: str) -> Path:
-    """The config's job folders and logs (``<job id>_0_log.out`` / ``.err`` per job) and launch summaries."""
+    """The config's launch summaries, and each user's job folder (``user_jobs``)."""
     return store / JOBS / config_uid
+
+
+def user_jobs(store: Path, config_uid: str, user: str | None = None) -> Path:
+    """One user's job folders of a config: submitit's pickled submissions and results, which the jobs
+    unpickle and run, and their logs (``<job id>_0_log.out`` / ``.err``): this user's alone to write
+    (``files.make_private_dir``), since a lab shares a store's data, never its code."""
+    return jobs(store, config_uid) / (user or getpass.getuser())
 
 
 def is_reserved(name: str) -> bool:

@@ -190,7 +190,7 @@ def test_library_noise_stays_out_unless_verbose(sample_dir: Path, tmp_path: Path
         args = _cli_args(sample_dir / "bars_12fps.mp4", store, tmp_path / f"models{verbose}", "executor=local")
         done = run_cli(*args, f"verbose={str(verbose).lower()}", env=env, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
-        logs = "".join(p.read_text() for p in store.glob("_jobs/*/*_log.err"))
+        logs = "".join(p.read_text() for p in store.glob("_jobs/*/*/*_log.err"))
         heard = [n for n in noise if n in done.stdout + done.stderr + logs]
         assert heard if verbose else not heard, (verbose, heard)
         assert "computed 1" in done.stdout  # our own lines stay

@@ -47,3 +47,34 @@ def test_a_dry_run_plans_and_submits_nothing(make_run: tp.Any) -> None:
     assert handle is not None and not handle.jobs
     assert "dry run: nothing submitted" in out.getvalue() and "longest first" in out.getvalue()
     assert not Store(run.store).config_uids()
+
+
+def test_the_jobs_folder_is_its_user_s_alone_and_a_loosened_one_is_refused(
+    make_run: tp.Any, sample_dir: Path
+) -> None:
+    """What jobs unpickle and run lives in ``_jobs/<config>/<user>/``: writable by that user alone, below
+    shared folders with the sticky bit (another member can neither write there nor swap the folder)."""
+    import getpass
+    import os
+    import stat
+
+    import pytest
+
+    from pipeline.common.files import NotPrivate
+
+    run = make_run(videos_per_job=1, max_jobs=1)
+    handle = submit(run, out=io.StringIO())
+    assert handle is not None
+    store = Store(run.store)
+    shared = store.path / "_jobs" / handle.plan.config_uid
+    mine = shared / getpass.getuser()
+    assert stat.S_IMODE(shared.stat().st_mode) & stat.S_ISVTX
+    assert stat.S_IMODE(shared.parent.stat().st_mode) & stat.S_ISVTX
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o755 and mine.stat().st_uid == os.getuid()
+    os.chmod(mine, 0o775)  # loosened: another member could put their own pickle in its place
+    with pytest.raises(NotPrivate, match="other users can write it"):
+        submit(make_run(videos_per_job=1, max_jobs=1, store=run.store), out=io.StringIO())
+    os.chmod(mine, 0o755)
+    handle.jobs[0].result()
+    written = [p for p in mine.rglob("*") if p.is_file()]
+    assert written and not [p for p in written if p.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH)]
