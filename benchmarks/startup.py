@@ -36,7 +36,7 @@ def timeline(work: Path, pythonpath: str) -> dict[str, float]:
             marks["submitted"] = time.time() - t0
     launcher.wait()
     marks["launcher exits"] = time.time() - t0
-    logs = "".join(p.read_text() for p in store.glob("_jobs/*/*_log.*"))
+    logs = "".join(p.read_text() for p in store.glob("_jobs/*/*/*_log.*"))  # _jobs/<config>/<user>/
     for stamp, what in _STAMP.findall(logs):
         when = dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
         marks["job starts" if what == "Starting" else "job done"] = when - t0
