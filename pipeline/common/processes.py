@@ -1,12 +1,15 @@
-"""Whether a process that wrote a record is gone, judged without any clock: only where this process can
-see it, that is on the same machine (boot) and in the same PID namespace. A hostname alone is not enough:
-containers share their host's name, and two nodes can share one."""
+"""Whether the holder of a record (a lease, a writer's record) is gone: by its pid, without any clock, only
+where this process can see it, that is on the same machine (boot) and in the same PID namespace (a
+hostname alone is not enough: containers share their host's name, and two nodes can share one); else by
+its heartbeat counter standing still on the judge's own monotonic clock (``Watch``)."""
 
 from __future__ import annotations
 
 import functools
 import os
 import socket
+import time
+import typing as tp
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,3 +45,21 @@ def gone_here(owner: dict[str, object]) -> bool:
     space = owner.get("pid_space")
     here = space == pid_space() if space is not None else owner.get("host") == socket.gethostname()
     return here and not pid_alive(pid)
+
+
+class Watch:
+    """A judge's memory of the counters it saw: a holder is lapsed once the same counter has been seen for
+    ``ttl`` seconds of the judge's monotonic clock, whatever the holder's or the file server's clocks say.
+    A first sight is never lapsed."""
+
+    def __init__(self, clock: tp.Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.seen: dict[str, tuple[tp.Any, float]] = {}
+
+    def lapsed(self, key: str, counter: tp.Any, ttl: float) -> bool:
+        now_s = self.clock()
+        previous = self.seen.get(key)
+        if previous is None or previous[0] != counter:
+            self.seen[key] = (counter, now_s)
+            return False
+        return now_s - previous[1] >= ttl

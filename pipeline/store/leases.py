@@ -38,6 +38,7 @@ from pathlib import Path
 
 from pipeline.common import processes
 from pipeline.common.files import link_new, make_shared_dirs, write_atomic
+from pipeline.common.processes import Watch
 from pipeline.common.retry import backoff
 
 logger = logging.getLogger(__name__)
@@ -59,23 +60,6 @@ def _owner() -> dict[str, tp.Any]:
         "job_id": current_job_id(),
         "token": uuid.uuid4().hex,
     }
-
-
-class Watch:
-    """A claimant's memory of the counters it saw: a holder is lapsed once the same counter has been seen
-    for ``ttl`` seconds of this process's monotonic clock. A first sight is never lapsed."""
-
-    def __init__(self, clock: tp.Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.seen: dict[str, tuple[tp.Any, float]] = {}
-
-    def lapsed(self, key: str, counter: tp.Any, ttl: float) -> bool:
-        now_s = self.clock()
-        previous = self.seen.get(key)
-        if previous is None or previous[0] != counter:
-            self.seen[key] = (counter, now_s)
-            return False
-        return now_s - previous[1] >= ttl
 
 
 WATCH = Watch()

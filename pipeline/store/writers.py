@@ -29,6 +29,7 @@ from pipeline.common import processes
 from pipeline.common.files import make_shared_dirs, now, write_atomic
 from pipeline.common.retry import backoff
 from pipeline.store import layout
+from pipeline.store.leases import current_job_id
 
 BEAT_S = 10.0
 """How often a writer raises its heartbeat counter (``PIPELINE_WRITER_BEAT_S`` overrides it: tests)."""
@@ -45,13 +46,6 @@ def writer_of(segment: str) -> str | None:
     """The writer id in a segment's name, None for a segment written before writers had ids (pipeline 0.3)."""
     found = _ID.match(segment)
     return found.group(1) if found else None
-
-
-def _job_id() -> str:
-    env = os.environ
-    if env.get("SLURM_ARRAY_JOB_ID"):
-        return f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '')}"
-    return env.get("SLURM_JOB_ID") or env.get("SUBMITIT_LOCAL_JOB_ID", "")
 
 
 class WriterRecord:
@@ -77,7 +71,7 @@ class WriterRecord:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "pid_space": processes.pid_space(),
-            "job_id": _job_id(),
+            "job_id": current_job_id(),
             "beat": self.beat,
             "started": now(),
         }
@@ -162,35 +156,18 @@ def gone_here(record: tp.Mapping[str, tp.Any]) -> bool:
     return processes.gone_here(dict(record))
 
 
-class Watch:
-    """Judges whether holders are alive by their counters, on the judge's own monotonic clock: a holder is
-    lapsed once the same counter has been seen for ``ttl`` seconds. A first sight is never lapsed."""
-
-    def __init__(self, ttl: float, clock: tp.Callable[[], float] = time.monotonic) -> None:
-        self.ttl, self.clock = ttl, clock
-        self.seen: dict[str, tuple[tp.Any, float]] = {}
-
-    def lapsed(self, key: str, counter: tp.Any) -> bool:
-        now_s = self.clock()
-        previous = self.seen.get(key)
-        if previous is None or previous[0] != counter:
-            self.seen[key] = (counter, now_s)
-            return False
-        return now_s - previous[1] >= self.ttl
-
-
 def judge(store: Path, watch_s: float, wanted: tp.Collection[str] | None = None) -> dict[str, str]:
     """Writer id -> ``live``, ``dead`` or ``unknown`` for the records of ``store`` (those in ``wanted`` if
     given). Gone on this host: dead at once; else watched for ``watch_s`` seconds (0: not watched,
     ``unknown``): a counter that moved is live, one that did not is dead."""
     found = {w: r for w, r in records(store).items() if wanted is None or w in wanted}
     verdict: dict[str, str] = {}
-    watch = Watch(watch_s)
+    watch = processes.Watch()
     for writer, record in found.items():
         if gone_here(record):
             verdict[writer] = "dead"
         else:
-            watch.lapsed(writer, record.get("beat"))
+            watch.lapsed(writer, record.get("beat"), watch_s)
     watched = [w for w in found if w not in verdict]
     if watched and watch_s > 0:
         deadline = time.monotonic() + watch_s
@@ -209,7 +186,7 @@ def judge(store: Path, watch_s: float, wanted: tp.Collection[str] | None = None)
             if writer not in last:
                 verdict[writer] = "closed"
             else:
-                verdict[writer] = "dead" if watch.lapsed(writer, last[writer].get("beat")) else "live"
+                verdict[writer] = "dead" if watch.lapsed(writer, last[writer].get("beat"), watch_s) else "live"
     for writer in watched:
         verdict.setdefault(writer, "unknown")
     return verdict

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.common.processes import Watch
 from pipeline.store import Store
 from pipeline.store import log as commit_log
 from pipeline.store.writer import WriterRevoked
-from pipeline.store.writers import Watch
 from pipeline.testing import faults
 from pipeline.tools import collect
 
@@ -62,15 +62,15 @@ def test_a_revoked_writer_s_later_commits_are_void_its_earlier_ones_stand() -> N
 
 def test_a_holder_is_lapsed_only_after_its_counter_stood_still_for_ttl_on_the_judge_s_clock() -> None:
     now = [1000.0]
-    watch = Watch(30.0, clock=lambda: now[0])
-    assert not watch.lapsed("w", 5)  # a first sight never is, whatever the file's age
+    watch = Watch(clock=lambda: now[0])
+    assert not watch.lapsed("w", 5, 30.0)  # a first sight never is, whatever the file's age
     now[0] += 29.0
-    assert not watch.lapsed("w", 5)
+    assert not watch.lapsed("w", 5, 30.0)
     now[0] += 1.0
-    assert watch.lapsed("w", 5)
-    assert not watch.lapsed("w", 6)  # it moved: alive, watched again from now
+    assert watch.lapsed("w", 5, 30.0)
+    assert not watch.lapsed("w", 6, 30.0)  # it moved: alive, watched again from now
     now[0] += 29.9
-    assert not watch.lapsed("w", 6)
+    assert not watch.lapsed("w", 6, 30.0)
 
 
 # --- files --------------------------------------------------------------------------------------------
