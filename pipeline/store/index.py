@@ -119,17 +119,10 @@ class Entries(collections.abc.Sequence[EntryInfo]):
 
 def _index_row(path: Path, video_hash: str) -> dict[str, tp.Any] | None:
     """The row of ``video_hash`` in a checkpoint sorted by hash, reading only the row group that can hold it."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    try:
+    with commit_log.whole(path):
         return _find_row(pq.ParquetFile(path, page_checksum_verification=True), video_hash)
-    except (pa.ArrowInvalid, ValueError) as e:
-        raise commit_log.TornFile(f"store: {path} is torn ({e})") from e
-    except OSError as e:
-        if isinstance(e, FileNotFoundError) or e.errno is not None:
-            raise
-        raise commit_log.TornFile(f"store: {path} cannot be read whole ({e})") from e
 
 
 def _find_row(index: tp.Any, video_hash: str) -> dict[str, tp.Any] | None:
@@ -354,26 +347,25 @@ class Catalog:
             ]
         )
 
-    def _base_table(self, columns: list[str] | None) -> pa.Table:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
+    def _checkpoint_rows(self, columns: list[str] | None) -> pa.Table:
+        """The checkpoint's rows as published (an empty table where there is none yet)."""
         if not self.base:
             table = manifest.to_table([])
             return table if columns is None else table.select(columns)
-        table = commit_log.checkpoint_rows(self.config_dir, self.base, columns)
+        return commit_log.checkpoint_rows(self.config_dir, self.base, columns)
+
+    def _state(self, columns: list[str] | None = None, base: pa.Table | None = None) -> pa.Table:
+        """Every entry at ``tip`` as last refreshed, sorted by video hash: the checkpoint's rows (``base``,
+        when the caller holds them) not removed since, and the winners committed after it
+        (FileNotFoundError: a commit it reads was cleaned up meanwhile)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        base = self._checkpoint_rows(columns) if base is None else base
         removed = self._fold_now().removed
         if removed:
-            gone = pc.is_in(table.column("video_hash"), value_set=pa.array(sorted(removed), pa.string()))
-            table = table.filter(pc.invert(gone))
-        return table
-
-    def _state(self, columns: list[str] | None = None) -> pa.Table:
-        """Every entry at ``tip`` as last refreshed, sorted by video hash (FileNotFoundError: a commit it
-        reads was cleaned up meanwhile)."""
-        import pyarrow as pa
-
-        base = self._base_table(columns)
+            gone = pc.is_in(base.column("video_hash"), value_set=pa.array(sorted(removed), pa.string()))
+            base = base.filter(pc.invert(gone))
         fresh = self._fresh(columns)
         if fresh is None:
             return base
@@ -385,22 +377,11 @@ class Catalog:
 
     def listing(self) -> pa.Table:
         """The listing columns of every entry, sorted by video hash (the checkpoint's read once)."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
 
         def read() -> pa.Table:
             if self._base_listing is None:
-                self._base_listing = (
-                    commit_log.checkpoint_rows(self.config_dir, self.base, manifest.LISTING)
-                    if self.base
-                    else manifest.to_table([]).select(manifest.LISTING)
-                )
-            base, fold = self._base_listing, self._fold_now()
-            if fold.removed:
-                gone = pc.is_in(base.column("video_hash"), value_set=pa.array(sorted(fold.removed), pa.string()))
-                base = base.filter(pc.invert(gone))
-            fresh = self._fresh(manifest.LISTING)
-            return base if fresh is None else pa.concat_tables([base, fresh]).sort_by("video_hash")
+                self._base_listing = self._checkpoint_rows(manifest.LISTING)
+            return self._state(manifest.LISTING, self._base_listing)
 
         return self._settled(read)
 

@@ -63,6 +63,25 @@ class TornFile(ValueError):
     """A commit or checkpoint that cannot be read whole (truncated, empty, a page's checksum wrong)."""
 
 
+@contextlib.contextmanager
+def whole(path: Path) -> tp.Iterator[None]:
+    """Reading ``path``: what says it is not whole (a footer Arrow cannot parse, a page whose checksum is
+    wrong) raised as ``TornFile``; a missing file and the system's I/O errors raised as they are (cleaned up
+    since; retried by ``retry_io``)."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except TornFile:
+        raise
+    except (pa.ArrowInvalid, ValueError) as e:
+        raise TornFile(f"store: {path} is torn or empty ({e})") from e
+    except OSError as e:
+        if isinstance(e, FileNotFoundError) or e.errno is not None:
+            raise
+        raise TornFile(f"store: {path} cannot be read whole ({e})") from e  # Arrow's checksum error
+
+
 @dataclasses.dataclass(frozen=True)
 class Commit:
     """What commit ``version`` says (its rows' attributes are read from the file when asked for)."""
@@ -134,13 +153,12 @@ def _bytes(table: pa.Table, meta: dict[str, tp.Any], row_group_size: int | None 
 def _read(path: Path, columns: list[str] | None) -> tuple[pa.Table, dict[str, tp.Any]]:
     """A commit or checkpoint's columns (all when None) and its metadata; ``TornFile`` when it cannot be
     read whole; ``FileNotFoundError`` when it is gone (cleaned up)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     def read() -> tuple[pa.Table, dict[str, tp.Any]]:
         faults.point("read")
-        try:
-            wanted = manifest.schema().names if columns is None else columns
+        wanted = manifest.schema().names if columns is None else columns
+        with whole(path):
             table = pq.read_table(
                 path,
                 columns=wanted,
@@ -148,12 +166,6 @@ def _read(path: Path, columns: list[str] | None) -> tuple[pa.Table, dict[str, tp
                 page_checksum_verification=True,
             )
             meta = json.loads((table.schema.metadata or {}).get(KEY, b"null"))
-        except (pa.ArrowInvalid, ValueError) as e:
-            raise TornFile(f"store: {path} is torn or empty ({e})") from e
-        except OSError as e:
-            if isinstance(e, FileNotFoundError) or e.errno is not None:
-                raise
-            raise TornFile(f"store: {path} cannot be read whole ({e})") from e  # Arrow's checksum error
         if not isinstance(meta, dict):
             raise TornFile(f"store: {path} is not a commit or checkpoint of this store (no {KEY.decode()} metadata)")
         return table.replace_schema_metadata(None), meta
@@ -251,22 +263,15 @@ def open_checkpoint(config_dir: Path, version: int) -> set[str]:
     """The writers revoked as of a checkpoint, from its footer alone (a reader of one entry reads no more);
     ``TornFile`` when the footer is not whole or does not say what the file's name does. Its pages are
     checked as they are read (``checkpoint_rows``)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = checkpoint_path(config_dir, version)
 
     def read() -> set[str]:
         faults.point("read")
-        try:
+        with whole(path):
             footer = pq.read_metadata(path)
             meta = json.loads((footer.metadata or {}).get(KEY, b"null"))
-        except (pa.ArrowInvalid, ValueError) as e:
-            raise TornFile(f"store: {path} is torn or empty ({e})") from e
-        except OSError as e:
-            if isinstance(e, FileNotFoundError) or e.errno is not None:
-                raise
-            raise TornFile(f"store: {path} cannot be read whole ({e})") from e
         if not isinstance(meta, dict) or meta.get("version") != version or meta.get("rows") != footer.num_rows:
             raise TornFile(f"store: {path} does not hold what its name and footer say")
         return set(meta.get("revoked", []))

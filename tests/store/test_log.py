@@ -121,14 +121,20 @@ def test_racing_writers_with_different_values_one_wins_for_good_the_other_is_tol
     two.close()
 
 
-def test_a_torn_checkpoint_is_skipped_for_the_one_before_it_and_its_commits(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def _two_checkpoints(tmp_path: Path) -> tuple[Store, dict[str, str], Path]:
+    """A store with a checkpoint before the newest, its acknowledged writes and the newest's path."""
     store, acked = _seeded(tmp_path / "s.zarr")
     assert store.write(CFG, _h(5), _value(5), _attrs(5))
     acked[_h(5)] = digest(_value(5))
     store.compact(CFG, grace_s=0)
     newest = commit_log.checkpoint_path(store.path / CFG, commit_log.checkpoint_versions(store.path / CFG)[0])
+    return store, acked, newest
+
+
+def test_a_torn_checkpoint_is_skipped_for_the_one_before_it_and_its_commits(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, acked, newest = _two_checkpoints(tmp_path)
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a crash that tore it
     assert Observer(store.path, CFG).look(acked) == []
     assert "torn or empty" in caplog.text
@@ -145,11 +151,7 @@ def test_a_torn_checkpoint_is_skipped_for_the_one_before_it_and_its_commits(
 def test_a_checkpoint_whose_pages_rotted_under_a_whole_footer_is_caught_by_their_checksums(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store, acked = _seeded(tmp_path / "s.zarr")
-    assert store.write(CFG, _h(5), _value(5), _attrs(5))
-    acked[_h(5)] = digest(_value(5))
-    store.compact(CFG, grace_s=0)
-    newest = commit_log.checkpoint_path(store.path / CFG, commit_log.checkpoint_versions(store.path / CFG)[0])
+    store, acked, newest = _two_checkpoints(tmp_path)
     blob = bytearray(newest.read_bytes())
     for k in range(8, 40):  # inside the first page, well before the footer
         blob[k] ^= 0xFF
