@@ -157,6 +157,7 @@ class Catalog:
         """The last commit read."""
         self._base_hashes: pa.ChunkedArray | None = None
         self._base_revoked: set[str] = set()
+        self._base_progress: dict[str, dict[str, tp.Any]] = {}
         self._base_set: set[str] | None = None
         self._base_listing: pa.Table | None = None
         self._bad: set[int] = set()
@@ -196,18 +197,19 @@ class Catalog:
             if version in self._bad:
                 continue
             try:
-                revoked = commit_log.open_checkpoint(self.config_dir, version)
+                footer = commit_log.open_checkpoint(self.config_dir, version)
             except commit_log.TornFile as e:
                 self._bad.add(version)
                 logger.warning("%s; reading the checkpoint before it and the commits after that", e)
                 continue
             except FileNotFoundError:
                 continue  # cleaned up since the listing: a newer one is there
-            self._rebase(version, revoked)
+            self._rebase(version, footer)
             return
 
-    def _rebase(self, version: int, revoked: set[str]) -> None:
-        self.base, self._base_hashes, self._base_revoked = version, None, revoked
+    def _rebase(self, version: int, footer: commit_log.Footer) -> None:
+        self.base, self._base_hashes, self._base_revoked = version, None, footer.revoked
+        self._base_progress = footer.progress
         self._base_set, self._base_listing, self._fold = None, None, None
         self.commits = {v: c for v, c in self.commits.items() if v > version}
         self.tip = max(self.tip, version)
@@ -218,7 +220,7 @@ class Catalog:
         self._bad.add(self.base)
         self.base = self.tip = 0
         self.commits, self._base_hashes, self._base_revoked = {}, None, set()
-        self._base_set, self._base_listing, self._fold = None, None, None
+        self._base_set, self._base_listing, self._fold, self._base_progress = None, None, None, {}
 
     def _hashes(self) -> pa.ChunkedArray | None:
         """The checkpoint's video hashes, read when first needed (a reader of one entry never needs them)."""
@@ -240,7 +242,8 @@ class Catalog:
 
         if self._fold is None:
             self._in_base = set()
-            self._fold = commit_log.Fold(self._in_base.__contains__, self._base_revoked, self.base)
+            steps = {h: int(row["rows"]) for h, row in self._base_progress.items()}
+            self._fold = commit_log.Fold(self._in_base.__contains__, self._base_revoked, self.base, steps)
             self._folded = self.base
         new = [self.commits[v] for v in range(self._folded + 1, self.tip + 1) if v in self.commits]
         if new:
@@ -314,6 +317,7 @@ class Catalog:
 
     @property
     def revoked(self) -> set[str]:
+        """The writers revoked as of the last ``refresh``."""
         return self.fold().revoked
 
     def row(self, video_hash: str) -> dict[str, tp.Any] | None:
@@ -386,8 +390,37 @@ class Catalog:
         return self._settled(read)
 
     def rows_by_segment(self) -> dict[str, int]:
-        """Segment -> how many entries' rows it holds (for ``gc``: a segment no entry names is garbage)."""
-        return dict(collections.Counter(self.state(["video_hash", "segment"]).column("segment").to_pylist()))
+        """Segment -> how many entries' rows and videos' progress it holds (for ``gc``: a segment that
+        neither names is garbage)."""
+        named = collections.Counter(self.state(["video_hash", "segment"]).column("segment").to_pylist())
+        named.update(str(row["segment"]) for row in self._retrying(self._progress_rows))
+        return dict(named)
+
+    # --- progress ---------------------------------------------------------------------------
+    def _progress_row(self, video_hash: str) -> dict[str, tp.Any] | None:
+        where = self._fold_now().progress.get(video_hash)
+        if where is None:
+            return None
+        if where[1] < 0:
+            return dict(self._base_progress[video_hash])
+        return dict(commit_log.commit_rows(self.config_dir, where[0]).slice(where[1], 1).to_pylist()[0])
+
+    def _progress_rows(self) -> list[dict[str, tp.Any]]:
+        rows = []
+        for video_hash in sorted(self._fold_now().progress):
+            row = self._progress_row(video_hash)
+            if row is not None:
+                rows.append(row)
+        return rows
+
+    def progress_row(self, video_hash: str) -> dict[str, tp.Any] | None:
+        """The row of the video's furthest progress (its steps so far, not an entry), None when it has none
+        or its entry was added since."""
+        return self._settled(lambda: self._progress_row(video_hash))
+
+    def progress_rows(self) -> list[dict[str, tp.Any]]:
+        """Every video's progress row now, by video hash."""
+        return self._settled(self._progress_rows)
 
     def winner_segment(self, video_hash: str) -> str | None:
         """The segment that holds ``video_hash`` now (a writer checks that its commit won)."""
@@ -436,12 +469,13 @@ class Catalog:
             try:
                 table = self._state()  # the state at ``version`` exactly: no refresh in between
                 revoked = set(self._fold_now().revoked)
+                progress = self._progress_rows()
             except FileNotFoundError:
                 continue  # another compaction cleaned up what this one read: look again
             except commit_log.TornFile as e:
                 self._forget_torn_base(e)
                 continue
-            commit_log.write_checkpoint(self.config_dir, version, table, revoked, INDEX_ROW_GROUP)
+            commit_log.write_checkpoint(self.config_dir, version, table, revoked, INDEX_ROW_GROUP, progress)
             self.refresh()
             break
         else:

@@ -4,8 +4,10 @@ what is stored (the protocol page is docs/store.md).
 - A **commit** is a Parquet file written whole and fsync'd under a temporary name, then published by
   ``link()`` to ``_log/<N>.parquet``. ``link`` fails when N is taken, so each number holds one commit for
   good; a writer that lost N reads it and tries the next number.
-- A commit **adds** entries (video hash, segment, rows, attributes), **removes** them (a tombstone), or
-  **revokes** writers presumed dead: their commits numbered after the revocation are void.
+- A commit **adds** entries (video hash, segment, rows, attributes), **removes** them (a tombstone),
+  **revokes** writers presumed dead (their commits numbered after the revocation are void), or records a
+  video's **progress**: the steps computed so far, never an entry, dropped once the entry is added or
+  removed (a long video resumed by another task builds on it).
 - The state at N is the fold of commits 1..N (``Fold``): an entry is the lowest add naming it since it was
   last removed, so a committed value never changes, and a listed entry goes only by a commit saying so.
 - A **checkpoint** ``_checkpoints/<N>.parquet`` is the state at N, published like a commit and never
@@ -43,7 +45,7 @@ GRACE_S = 3600.0
 """Age before a file that cleanup may remove is removed: longer than any reader's look at the log."""
 KEY = b"pipeline"
 """The Parquet key-value metadata of commits and checkpoints (JSON: kind, writer, revoked, version)."""
-ADD, REMOVE, REVOKE, TORN = "add", "remove", "revoke", "torn"
+ADD, REMOVE, REVOKE, PROGRESS, TORN = "add", "remove", "revoke", "progress", "torn"
 _NAME = re.compile(r"^(\d{20})\.parquet$")
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,17 @@ class Commit:
     hashes: tuple[str, ...] = ()
     segments: tuple[str, ...] = ()
     revoked: tuple[str, ...] = ()
+    rows: tuple[int, ...] = ()
+    """Each row's time steps (a progress commit's rows: how far each video got)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Footer:
+    """What a checkpoint's footer says besides its entries: the writers revoked as of its version, and the
+    videos' progress then (video hash -> its row, as a commit's), which is no entry."""
+
+    revoked: set[str]
+    progress: dict[str, dict[str, tp.Any]]
 
 
 class Fold:
@@ -99,15 +112,24 @@ class Fold:
 
     ``in_base(h)``: whether the checkpoint holds ``h``. ``pending``: video hash -> (commit, row) of the add
     that holds it now, for those added after the checkpoint; ``removed``: the checkpoint's entries removed
-    since. A commit of a revoked writer, numbered after the revocation, changes nothing (``void``)."""
+    since; ``progress``: video hash -> (commit, row, steps) of its furthest progress not yet replaced by its
+    entry (``(base, -1, steps)`` for the checkpoint's own). A commit of a revoked writer, numbered after the
+    revocation, changes nothing (``void``)."""
 
-    def __init__(self, in_base: tp.Callable[[str], bool], revoked: tp.Iterable[str] = (), base: int = 0) -> None:
+    def __init__(
+        self,
+        in_base: tp.Callable[[str], bool],
+        revoked: tp.Iterable[str] = (),
+        base: int = 0,
+        progress: tp.Mapping[str, int] | None = None,
+    ) -> None:
         self.in_base = in_base
         self.revoked = set(revoked)
         self.revoked_at = dict.fromkeys(self.revoked, base)
         """Writer -> the commit that revoked it (the checkpoint's version for those revoked before it)."""
         self.pending: dict[str, tuple[int, int]] = {}
         self.removed: set[str] = set()
+        self.progress: dict[str, tuple[int, int, int]] = {h: (base, -1, n) for h, n in (progress or {}).items()}
         self.void: set[int] = set()
 
     def present(self, video_hash: str) -> bool:
@@ -126,11 +148,19 @@ class Fold:
                     self.revoked_at[writer] = commit.version
         elif commit.kind == ADD:
             for row, video_hash in enumerate(commit.hashes):
+                self.progress.pop(video_hash, None)
                 if not self.present(video_hash):
                     self.pending[video_hash] = (commit.version, row)
+        elif commit.kind == PROGRESS:
+            # the furthest progress holds (every task computes the same steps); the first to get that far on ties
+            for row, (video_hash, steps) in enumerate(zip(commit.hashes, commit.rows)):
+                held = self.progress.get(video_hash)
+                if not self.present(video_hash) and (held is None or steps > held[2]):
+                    self.progress[video_hash] = (commit.version, row, steps)
         elif commit.kind == REMOVE:
             for video_hash in commit.hashes:
                 self.pending.pop(video_hash, None)
+                self.progress.pop(video_hash, None)
                 if self.in_base(video_hash):
                     self.removed.add(video_hash)
 
@@ -186,7 +216,7 @@ def read_commit(config_dir: Path, version: int) -> Commit:
     a file system that lied about the sync tears one. FileNotFoundError: no such commit (yet, or any more)."""
     path = log_dir(config_dir) / file_name(version)
     try:
-        table, meta = _read(path, ["video_hash", "segment"])
+        table, meta = _read(path, ["video_hash", "segment", "rows"])
     except TornFile as e:
         log.warning("%s; it is ignored", e)
         return Commit(version, TORN)
@@ -197,6 +227,7 @@ def read_commit(config_dir: Path, version: int) -> Commit:
         tuple(table.column(0).to_pylist()),
         tuple(s or "" for s in table.column(1).to_pylist()),
         tuple(meta.get("revoked", [])),
+        tuple(int(n or 0) for n in table.column(2).to_pylist()),
     )
 
 
@@ -259,22 +290,23 @@ def checkpoint_path(config_dir: Path, version: int) -> Path:
     return checkpoint_dir(config_dir) / file_name(version)
 
 
-def open_checkpoint(config_dir: Path, version: int) -> set[str]:
-    """The writers revoked as of a checkpoint, from its footer alone (a reader of one entry reads no more);
-    ``TornFile`` when the footer is not whole or does not say what the file's name does. Its pages are
-    checked as they are read (``checkpoint_rows``)."""
+def open_checkpoint(config_dir: Path, version: int) -> Footer:
+    """A checkpoint's footer: the writers revoked as of it and the videos' progress (a reader of one entry
+    reads no more); ``TornFile`` when the footer is not whole or does not say what the file's name does.
+    Its pages are checked as they are read (``checkpoint_rows``)."""
     import pyarrow.parquet as pq
 
     path = checkpoint_path(config_dir, version)
 
-    def read() -> set[str]:
+    def read() -> Footer:
         faults.point("read")
         with whole(path):
             footer = pq.read_metadata(path)
             meta = json.loads((footer.metadata or {}).get(KEY, b"null"))
         if not isinstance(meta, dict) or meta.get("version") != version or meta.get("rows") != footer.num_rows:
             raise TornFile(f"store: {path} does not hold what its name and footer say")
-        return set(meta.get("revoked", []))
+        progress = {str(row["video_hash"]): dict(row) for row in meta.get("progress", [])}
+        return Footer(set(meta.get("revoked", [])), progress)
 
     return retry_io(read, str(path))
 
@@ -284,13 +316,25 @@ def checkpoint_rows(config_dir: Path, version: int, columns: list[str] | None = 
 
 
 def write_checkpoint(
-    config_dir: Path, version: int, table: pa.Table, revoked: tp.Iterable[str], row_group: int
+    config_dir: Path,
+    version: int,
+    table: pa.Table,
+    revoked: tp.Iterable[str],
+    row_group: int,
+    progress: tp.Sequence[tp.Mapping[str, tp.Any]] = (),
 ) -> bool:
-    """Publish ``table`` (every entry at ``version``, sorted by hash) as that version's checkpoint, then
-    read it back whole; False when another compaction had published it (the same rows: the log decides)."""
+    """Publish ``table`` (every entry at ``version``, sorted by hash) as that version's checkpoint, with the
+    videos' ``progress`` rows in its footer, then read it back whole; False when another compaction had
+    published it (the same rows: the log decides)."""
     folder = checkpoint_dir(config_dir)
     make_shared_dirs(folder, config_dir)
-    meta = {"kind": "checkpoint", "version": version, "rows": table.num_rows, "revoked": sorted(revoked)}
+    meta = {
+        "kind": "checkpoint",
+        "version": version,
+        "rows": table.num_rows,
+        "revoked": sorted(revoked),
+        "progress": sorted((dict(row) for row in progress), key=lambda row: str(row["video_hash"])),
+    }
     tmp = folder / f".{uuid.uuid4().hex[:12]}.tmp"
     write_synced(tmp, _bytes(table, meta, row_group))
     faults.point("checkpoint-written")

@@ -17,7 +17,7 @@ from pipeline.common.files import now, share
 from pipeline.config import ConfigLike, EmbedConfig, LayerAggregation, Layers, embed_config_of, looks_like_config_uid
 from pipeline.store import layout, reader, records
 from pipeline.store.hashing import content_hash
-from pipeline.store.index import Catalog, Entries
+from pipeline.store.index import ATTEMPTS, Catalog, Entries
 from pipeline.store.writer import SegmentWriter
 
 
@@ -187,6 +187,21 @@ class Store:
             if ok:
                 records.clear_failure(self.path / out.config_uid, video_hash)
         return written
+
+    def progress(self, config_uid: str, video_hash: str) -> tuple[np.ndarray, dict[str, tp.Any]] | None:
+        """The video's furthest progress ``(*features, steps)`` with its attributes (``times`` of those
+        steps), as a writer saved it (``SegmentWriter.save_progress``); None when it has none or its entry
+        is stored. Never an entry: listings and loads do not see it."""
+        catalog = self.catalog(config_uid)
+        for _ in range(ATTEMPTS):
+            row = catalog.progress_row(video_hash)
+            if row is None:
+                return None
+            try:
+                return reader.read_window(self.path, config_uid, row, None, None)
+            except FileNotFoundError:
+                continue  # overtaken by further progress, and its segment collected, since the look
+        raise RuntimeError(f"store: the progress of {config_uid}/{video_hash} keeps changing under this reader")
 
     def write_queue(self, config_uid: str, launch_id: str, items: list[tuple[str, str]]) -> Path:
         """Write a launch's queue of ``(video_path, video_hash)`` once; its tasks read it (``read_queue``)."""

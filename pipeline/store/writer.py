@@ -81,10 +81,11 @@ def _sharded(group: tp.Any, name: str, values: np.ndarray, dims: list[str], **at
 
 
 def write_segment(
-    store: Path, config_uid: str, entries: list[Pending], catalog: Catalog, writer: str
+    store: Path, config_uid: str, entries: list[Pending], catalog: Catalog, writer: str, kind: str = commit_log.ADD
 ) -> tuple[str, int]:
     """Write ``entries`` (one feature shape and dtype) as one segment of ``config_uid``, sync it, and
-    commit it; returns the segment's name and its commit's number. Nothing is visible before the commit."""
+    commit it as ``kind`` (entries added, or videos' progress); returns the segment's name and its commit's
+    number. Nothing is visible before the commit."""
     import zarr
 
     first = entries[0]
@@ -132,7 +133,7 @@ def write_segment(
             manifest.manifest_row(e.video_hash, segment, start, e.data.shape, str(e.data.dtype), e.attrs)
             for e, start in zip(entries, starts)
         ]
-        version = catalog.commit(commit_log.ADD, manifest.to_table(rows_out), writer=writer)
+        version = catalog.commit(kind, manifest.to_table(rows_out), writer=writer)
     except OSError as e:
         if environmental(e):
             what = (
@@ -203,27 +204,59 @@ class SegmentWriter:
             groups.setdefault((p.data.shape[:-1], p.data.dtype.str), []).append(p)
         if not groups:
             return written
-        self._check_revoked([p.video_hash for p in waiting])
-        self.record.start()
         segments: dict[str, str] = {}
         versions: dict[str, int] = {}
         for entries in groups.values():
-            try:
-                segment, version = write_segment(self.store, self.config_uid, entries, self.catalog, self.record.id)
-            except Exception as e:
-                self.record.check()  # its staging removed under it by gc: say so, not a missing file
-                if self.record.revoked:
-                    self._check_revoked([p.video_hash for p in waiting])
-                raise e
+            segment, version = self._publish(entries, commit_log.ADD, [p.video_hash for p in waiting])
             segments.update({p.video_hash: segment for p in entries})
             versions.update({p.video_hash: version for p in entries})
         self.catalog.refresh()  # the log read up to (and past) these commits: which of them hold their entries
         for video_hash, segment in segments.items():
             written[video_hash] = self.catalog.winner_segment(video_hash) == segment
+        self._check_fenced(versions)
+        self._compact_if_due()
+        return written
+
+    def save_progress(self, video_hash: str, data: np.ndarray, attrs: dict[str, tp.Any]) -> bool:
+        """Publish the steps computed so far for a video (``data`` ``(*features, steps)``, ``attrs`` with
+        their ``times``) as its progress, never an entry: a task that takes the video next continues from
+        there (``Store.progress``). True when the log holds it as the video's furthest progress; False when
+        the video's entry is there already or another task got as far. ``WriterRevoked`` as ``flush``."""
+        pending = Pending(video_hash, np.asarray(data), attrs)
+        if pending.data.ndim < 1 or pending.data.shape[-1] == 0:
+            raise ValueError(f"store: progress of {video_hash} holds no step (shape {pending.data.shape})")
+        self.catalog.refresh()
+        if self.catalog.contains(video_hash):
+            return False
+        segment, version = self._publish([pending], commit_log.PROGRESS, [video_hash])
+        self.catalog.refresh()
+        row = self.catalog.progress_row(video_hash)
+        self._check_fenced({video_hash: version})
+        self._compact_if_due()
+        return row is not None and row["segment"] == segment
+
+    def _publish(self, entries: list[Pending], kind: str, videos: list[str]) -> tuple[str, int]:
+        """One segment written and committed as ``kind`` under this writer's record (``WriterRevoked``
+        rather than a missing file when gc fenced this writer meanwhile)."""
+        self._check_revoked(videos)
+        self.record.start()
+        try:
+            return write_segment(self.store, self.config_uid, entries, self.catalog, self.record.id, kind)
+        except Exception as e:
+            self.record.check()  # its staging removed under it by gc: say so, not a missing file
+            if self.record.revoked:
+                self._check_revoked(videos)
+            raise e
+
+    def _check_fenced(self, versions: dict[str, int]) -> None:
+        """After reading the log past these commits (video -> commit): what this writer committed before its
+        revocation stands; what came after is void (``WriterRevoked``)."""
         revoked_at = self.catalog.fold().revoked_at.get(self.record.id)
-        if revoked_at is not None:  # what it committed before its revocation stands; what came after is void
+        if revoked_at is not None:
             self.record.revoked = True
             self._check_revoked([h for h, v in versions.items() if v > revoked_at])
+
+    def _compact_if_due(self) -> None:
         if self.catalog.pending_commits() > COMPACT_AFTER:
             try:
                 self.catalog.compact()
@@ -233,7 +266,6 @@ class SegmentWriter:
                 logger.warning(
                     "store: compaction of %s skipped (%s); the next one folds these commits", self.config_uid, e
                 )
-        return written
 
     def _check_revoked(self, videos: list[str]) -> None:
         if not videos:

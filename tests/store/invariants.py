@@ -1,6 +1,7 @@
 """The store's promises, checked after every fault: a listed entry loads; an entry's value never changes
 once seen; a listed entry never disappears (unless a commit removed it); every acknowledged write is
-listed. ``Observer`` remembers what it saw across looks; each check returns the broken promises."""
+listed; a video's progress is never listed, and the progress the log holds loads. ``Observer`` remembers
+what it saw across looks; each check returns the broken promises."""
 
 from __future__ import annotations
 
@@ -43,6 +44,18 @@ class Observer:
             value = digest(data)
             if self.seen.setdefault(video_hash, value) != value:
                 broken.append(f"entry {video_hash} changed value after it was seen")
+        try:
+            progress = store.catalog(self.config_uid).progress_rows()
+        except Exception as e:  # noqa: BLE001
+            return [*broken, f"reading progress raised {type(e).__name__}: {e}"]
+        for row in progress:
+            video_hash = str(row["video_hash"])
+            if video_hash in listed:
+                broken.append(f"entry {video_hash} is listed with progress beside it")
+            try:
+                store.progress(self.config_uid, video_hash)
+            except Exception as e:  # noqa: BLE001
+                broken.append(f"progress of {video_hash} does not load: {type(e).__name__}: {e}")
         for video_hash in sorted(set(self.seen) - listed - self.removed):
             broken.append(f"entry {video_hash} was listed, then disappeared")
         for video_hash, value in sorted(acknowledged.items()):
