@@ -1,7 +1,7 @@
 """Whose fault a failure is: the video's own (it cannot be decoded, the model raises on its clips) or the
 environment's (a full disk, an I/O error, a read-only store, a stale NFS handle, a file system without
-hard links). Only the video's own faults are recorded against the video; the environment's stop the job
-and leave its videos not done, to be retried."""
+hard links, a file missing on the node, a GPU in a bad state). Only the video's own faults are recorded
+against the video; the environment's leave its videos not done, to be retried by another job or launch."""
 
 from __future__ import annotations
 
@@ -34,3 +34,23 @@ def environmental(error: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+_DEVICE_ERRORS = ("CUDA error", "CUDA driver error", "cuDNN error", "CUBLAS_STATUS_", "CUDNN_STATUS_", "NCCL error")
+"""How CUDA's failures other than out-of-memory begin (a launch failure, an illegal access, an ECC error,
+a lost device): the device's state, not the video's clips. PyTorch raises them as ``RuntimeError`` (its
+``AcceleratorError`` since 2.8)."""
+
+
+def device_fault(error: BaseException) -> bool:
+    """The GPU failed, not the video: every later forward on it fails too (CUDA's errors are sticky)."""
+    if type(error).__name__ == "AcceleratorError":
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and "out of memory" not in text and any(m in text for m in _DEVICE_ERRORS)
+
+
+def not_the_video(error: BaseException) -> bool:
+    """Whether a video that raised this is to be left not done rather than recorded as failed: the
+    environment's fault (``environmental``), the GPU's (``device_fault``), or its file missing on this node."""
+    return environmental(error) or device_fault(error) or isinstance(error, FileNotFoundError)

@@ -72,6 +72,9 @@ class RunConfig(pydantic.BaseModel):
     """Videos recorded as failed under this config are skipped by later launches unless this is set."""
     max_attempts: int = 3
     """A video whose worker died (killed, out of memory) this many times is recorded as failed."""
+    max_failures_in_a_row: int = 8
+    """A job whose videos fail (or are left not done) this many times in a row stops taking videos: a node
+    without the video mount or a GPU in a bad state would otherwise go through the whole shared queue."""
     lease_ttl_s: float = 120.0
     """A worker's claim on a video lapses this long after its last heartbeat."""
     flush_s: float = pydantic.Field(default=120.0, ge=0)
@@ -88,7 +91,7 @@ class RunConfig(pydantic.BaseModel):
     in the model's process (the engine alone)."""
     executor: ExecutorConfig = ExecutorConfig()
 
-    @pydantic.field_validator("batch_size", "videos_per_job", "max_jobs", "max_attempts")
+    @pydantic.field_validator("batch_size", "videos_per_job", "max_jobs", "max_attempts", "max_failures_in_a_row")
     @classmethod
     def _at_least_one(cls, value: int) -> int:
         if value < 1:

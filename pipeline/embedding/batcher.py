@@ -4,7 +4,8 @@ Decoding processes (``feeding``) plan each video and send its preprocessed frame
 once its last frame has arrived. Batches take ready steps first come, first served, whatever their video;
 the pixels go to the device from pinned memory without blocking, and while a batch runs the next one is
 assembled. A video is handed back (``done``) as soon as its last step is reduced, and a video that fails
-(its decoding raises, its decoding process dies, its steps make the model raise) fails alone.
+(its decoding raises, its decoding process dies, its steps make the model raise) fails alone. A batch
+that runs out of memory is halved, down to one clip, and later batches keep the size that fitted.
 
 The numbers are the engine's (``Embedder.embed``): the same plan, the same per-frame preprocessing, the
 same reduction; only which clips share a batch differs (``tests/embedding/test_batcher.py``).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import typing as tp
 
 import numpy as np
@@ -25,6 +27,16 @@ from pipeline.embedding.steps import VideoSteps
 
 IDLE_S = 0.05
 """How long the model waits for more frames before it runs a partial batch."""
+
+logger = logging.getLogger(__name__)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """The device (or the host, on the CPU) had no memory for the batch: a smaller one may fit."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 @dataclasses.dataclass
@@ -71,6 +83,8 @@ class Batcher:
         )
         self.feeder = Feeder(spec, n_decoders)
         self.max_in_flight = n_decoders + 1
+        self.batch = embedder.batch_size
+        """Clips per forward: the configured batch, lowered for good once one ran out of memory."""
 
     def close(self) -> None:
         self.feeder.close()
@@ -88,7 +102,6 @@ class Batcher:
         self.failed = failed
         pending: _Pending | None = None
         more = True
-        batch = self.embedder.batch_size
         while True:
             while more and len(self.videos) < self.max_in_flight:
                 item = next_video()
@@ -99,15 +112,15 @@ class Batcher:
                 self.feeder.submit(*item)
             if not self.videos and pending is None:
                 return
-            if len(self.ready) < batch or pending is None:
+            if len(self.ready) < self.batch or pending is None:
                 message = self.feeder.get(timeout=IDLE_S if self.ready or pending is not None else 1.0)
                 if message is not None:
                     self._receive(message)
-                    if len(self.ready) < batch:
+                    if len(self.ready) < self.batch:
                         continue
             launched = None
             if self.ready:
-                launched = self._start([self.ready.popleft() for _ in range(min(batch, len(self.ready)))])
+                launched = self._start([self.ready.popleft() for _ in range(min(self.batch, len(self.ready)))])
             if pending is not None:
                 self._collect(pending, done)
             pending = launched
@@ -175,23 +188,51 @@ class Batcher:
             pixels = pixels.pin_memory().to(self.device, non_blocking=True)
         return self.embedder.reduce(self.embedder.adapter.hidden_states_from_pixels(pixels))
 
+    def _fitting(self, steps: list[tuple[str, int]]) -> tuple[torch.Tensor, list[int]]:
+        """The forward pass of ``steps``, in halves (and halves of those, down to one clip) while it runs
+        out of memory; the failed batch is let go of before the halves run."""
+        try:
+            return self._forward(steps)
+        except Exception as e:  # noqa: BLE001 - only out of memory is retried, below
+            if not out_of_memory(e) or len(steps) == 1:
+                raise
+            message = str(e).splitlines()[0]
+        # out of the except block: its traceback, which holds the failed batch's tensors, is gone
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        half = len(steps) // 2
+        if half < self.batch:
+            logger.warning(
+                "out of memory with a batch of %d clips (%s): batches of %d clips from now on",
+                len(steps),
+                message,
+                half,
+            )
+            self.batch = half
+        first, rest = self._fitting(steps[:half]), self._fitting(steps[half:])
+        return torch.cat([first[0], rest[0]]), first[1]
+
     def _start(self, steps: list[tuple[str, int]]) -> _Pending | None:
         """Start the forward pass of ``steps``; on the GPU it runs while the caller assembles the next batch.
         If it raises, each video's steps are run alone, so that only a video whose clips fail fails."""
+        result: tuple[torch.Tensor, list[int]] | None = None
         try:
-            out, indices = self._forward(steps)
-        except Exception:  # noqa: BLE001 - find the video at fault below
+            result = self._fitting(steps)
+        except Exception:  # noqa: BLE001 - find the video at fault below, the failed batch let go of first
+            pass
+        if result is None:
             parts = []
             for key in dict.fromkeys(k for k, _ in steps):
                 mine = [s for s in steps if s[0] == key]
                 try:
-                    parts.append((mine, *self._forward(mine)))
+                    parts.append((mine, *self._fitting(mine)))
                 except Exception as e:  # noqa: BLE001 - this video fails alone
                     self._fail(self.videos[key], e)
             if not parts:
                 return None
             steps = [s for mine, _, _ in parts for s in mine]
-            out, indices = torch.cat([o for _, o, _ in parts]), parts[0][2]
+            result = torch.cat([o for _, o, _ in parts]), parts[0][2]
+        out, indices = result
         self._release_frames(steps)
         event = None
         if out.device.type == "cuda":

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import time
 import typing as tp
 
 from pipeline.common.env import job_cpus, n_decoders
-from pipeline.common.failures import environmental
+from pipeline.common.failures import environmental, not_the_video
 from pipeline.common.files import now
 from pipeline.common.progress import Progress
 from pipeline.common.quiet import silence_libraries
@@ -24,6 +25,11 @@ from pipeline.testing import faults
 
 class WorkerDied(RuntimeError):
     """A video's worker was killed (or died) too many times while embedding it."""
+
+
+class JobStopped(RuntimeError):
+    """A job failed ``max_failures_in_a_row`` videos in a row and stopped taking more (a node without the
+    video mount, a GPU in a bad state): the rest of the shared queue is left to the other jobs."""
 
 
 @dataclasses.dataclass
@@ -48,6 +54,34 @@ def environment_versions() -> dict[str, str]:
     from importlib.metadata import version
 
     return {name: version(name) for name in ("torch", "torchvision", "transformers", "av")}
+
+
+class Streak:
+    """A job's failures in a row (failed or not done; a video handed to the writer ends a streak): past
+    ``limit`` the job stops taking videos, so that a broken node does not fail or skip the whole shared
+    queue in minutes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.count, self.last = limit, 0, ""
+
+    def add(self, result: VideoResult | None) -> None:
+        """A video's outcome (None: computed, handed to the writer)."""
+        if result is None or result.status in ("computed", "discarded"):
+            self.count = 0
+        elif result.status in ("failed", "not_done"):
+            self.count += 1
+            self.last = f"{result.video_path}: {result.error}"
+
+    @property
+    def broken(self) -> bool:
+        return self.count >= self.limit
+
+    def error(self) -> JobStopped:
+        return JobStopped(
+            f"job {current_job_id() or os.getpid()} on {socket.gethostname()} stopped taking videos after "
+            f"{self.count} failures in a row (max_failures_in_a_row={self.limit}; last: {self.last}); its node "
+            "or device may be broken: the other jobs take the rest of the queue, and a relaunch what is left"
+        )
 
 
 def _set_threads() -> None:
@@ -117,6 +151,7 @@ def work_queue(
     embedder = Embedder(run.embed, run.model_source(), device=run.resolved_device(), batch_size=run.batch_size)
     heartbeat = Heartbeat(run.lease_ttl_s)
     committer = Committer(store, store.writer(cuid, flush_s=run.flush_s), heartbeat, results)
+    streak = Streak(run.max_failures_in_a_row)
     if job is not None:
         job.committer = committer  # for checkpoint: a pre-empted job publishes what it computed
     try:
@@ -133,16 +168,22 @@ def work_queue(
             def walk(items: list[tuple[str, str]], step: tp.Callable[..., tp.Any]) -> None:
                 n = n_decoders(run.decoders)
                 if n and embedder.batchable:
-                    _run_batched(run, store, embedder, heartbeat, committer, items, launch, n, step)
+                    _run_batched(run, store, embedder, heartbeat, committer, items, launch, n, step, streak)
                 else:
                     for path, vhash in items:
+                        if streak.broken:
+                            break
                         outcome = _one_video(run, store, embedder, heartbeat, committer, path, vhash, launch)
                         if outcome is not None:
                             results.append(outcome)
+                        if outcome is None or outcome.status in ("failed", "not_done"):
+                            streak.add(outcome)
                         step(vhash, embedded=outcome is None)
 
             walk(pending, progress)
             committer.flush()  # what this job computed lands before it waits on others' videos
+            if streak.broken:
+                raise streak.error()
             _revisit_busy(run, results, walk)
         committer.flush()
     except StoreError:
@@ -311,7 +352,7 @@ def _failure(run: RunConfig, store: Store, path: str, vhash: str, error: BaseExc
     error, a stale handle, the file missing on this node) leaves it not done, for a relaunch to retry."""
     seconds = time.perf_counter() - started if started else 0.0
     text = f"{type(error).__name__}: {error}"
-    if environmental(error) or isinstance(error, FileNotFoundError):
+    if not_the_video(error):
         note = f"{text} (the environment's fault: not recorded against the video)"
         return VideoResult(path, vhash, "not_done", note, seconds)
     store.record_failure(run.embed.uid(), vhash, path, error)
@@ -365,6 +406,7 @@ def _run_batched(
     launch: str,
     n: int,
     progress: tp.Callable[..., tp.Any],
+    streak: Streak,
 ) -> None:
     """The queue through ``Batcher``: ``n`` decoding processes, several videos in flight, shared batches."""
     from pipeline.embedding.batcher import Batcher
@@ -373,6 +415,8 @@ def _run_batched(
     claims: dict[str, tuple[str, Lease, float]] = {}
 
     def next_video() -> tuple[str, str] | None:
+        if streak.broken:
+            return None
         for path, vhash in queue:
             claim = _claim(run, store, path, vhash, launch)
             if isinstance(claim, Lease):
@@ -385,6 +429,7 @@ def _run_batched(
 
     def done(vhash: str, emb: tp.Any) -> None:
         path, claim, started = claims.pop(vhash)
+        streak.add(None)
         try:
             _commit(run, committer, embedder, emb, path, vhash, started, claim)
         except BaseException:
@@ -398,6 +443,7 @@ def _run_batched(
         path, claim, started = claims.pop(vhash)
         try:
             committer.results.append(_failure(run, store, path, vhash, error, started))
+            streak.add(committer.results[-1])
         finally:
             heartbeat.drop(claim)
             claim.release()

@@ -166,3 +166,50 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_batch_out_of_memory_is_let_go_of_and_halved_down_to_what_fits(
+    make_run: tp.Any, videos: tp.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real forward, behind a trap that raises CUDA's out-of-memory error for more than two clips: the
+    batch of four is freed, then run as halves, later batches keep two clips, and every video is stored
+    bit for bit as the engine computes it alone. A clip that does not fit alone fails its video only."""
+    import weakref
+
+    run = make_run(batch_size=4)
+    embedder = Embedder(run.embed, run.model_source(), batch_size=4)
+    adapter = embedder.adapter
+    forward = adapter.hidden_states_from_pixels
+    failed_batches: list[weakref.ref[torch.Tensor]] = []
+    sizes: list[int] = []
+
+    def limited(pixels: torch.Tensor) -> tp.Any:
+        assert all(ref() is None for ref in failed_batches), "a batch that ran out of memory is still held"
+        sizes.append(pixels.shape[0])
+        if pixels.shape[0] > 2:
+            failed_batches.append(weakref.ref(pixels))
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return forward(pixels)
+
+    monkeypatch.setattr(adapter, "hidden_states_from_pixels", limited)
+    paths = videos(["bars", "drift", "orbit"])
+    batcher = Batcher(embedder, 2)
+    done: dict[str, Embedding] = {}
+    failed: dict[str, str] = {}
+    todo = iter([(p.name, str(p)) for p in paths])
+    try:
+        batcher.run(lambda: next(todo, None), done.__setitem__, lambda k, e: failed.__setitem__(k, repr(e)))
+    finally:
+        batcher.close()
+    assert not failed and batcher.batch == 2 and 4 in sizes and max(sizes[sizes.index(4) + 1 :]) <= 2
+    monkeypatch.setattr(adapter, "hidden_states_from_pixels", forward)
+    for path in paths:
+        np.testing.assert_array_equal(done[path.name].data, embedder.embed(str(path)).data)
+
+    def never(pixels: torch.Tensor) -> tp.Any:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(adapter, "hidden_states_from_pixels", never)
+    [alone] = videos(["ntsc"])
+    done, failed = _batched(embedder, [alone])
+    assert not done and "OutOfMemoryError" in failed[alone.name]
