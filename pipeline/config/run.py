@@ -25,8 +25,10 @@ class ExecutorConfig(pydantic.BaseModel):
     """``auto``: SLURM where ``sbatch`` is on the PATH, local otherwise."""
     timeout_min: int = pydantic.Field(default=60, ge=1)
     cpus_per_task: int = pydantic.Field(default=2, ge=1)
-    gpus_per_node: int = pydantic.Field(default=0, ge=0)
+    gpus_per_node: int | None = pydantic.Field(default=None, ge=0)
+    """GPUs per task; None: one on SLURM unless ``device=cpu`` (``pipeline.launch.resources.task_gpus``)."""
     mem_gb: float | None = pydantic.Field(default=None, gt=0)
+    """Memory per task; None: from the model's size on SLURM (``pipeline.launch.resources.default_mem_gb``)."""
     partition: str | None = None
     account: str | None = None
     qos: str | None = None

@@ -17,7 +17,8 @@ from pipeline.embedding.decoding import VideoError
 from pipeline.launch.discovery import find_videos
 from pipeline.launch.executors import make_executor
 from pipeline.launch.planning import Plan, make_plan
-from pipeline.launch.preflight import prepare_model
+from pipeline.launch.preflight import model_config, prepare_model
+from pipeline.launch.resources import sized
 from pipeline.launch.slurm import has_ended, squeue_states
 from pipeline.launch.summary import Summary
 from pipeline.launch.worker import QueueJob
@@ -140,6 +141,9 @@ def submit(
         return Submission(run, plan, [], summary)
     store.ensure_config(run.embed)
     folder = make_private_dir(layout.user_jobs(store.path, plan.config_uid), store.path)
+    run, asked = sized(run, lambda: model_config(run))
+    if asked:
+        print(asked, file=out)
     executor = make_executor(run, folder)
     run_dict = run.model_dump(mode="json")
     launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"

@@ -16,6 +16,7 @@ from pipeline.common.progress import Progress
 from pipeline.common.quiet import silence_libraries
 from pipeline.config import PIPELINE_VERSION, RunConfig
 from pipeline.launch.discovery import known_durations
+from pipeline.launch.resources import check_gpus
 from pipeline.store import Store, StoreError
 from pipeline.store.leases import Heartbeat, Lease, acquire, current_job_id
 from pipeline.store.records import read_queue
@@ -147,6 +148,7 @@ def work_queue(
     if all(h in stored for _, h in pending):
         results.extend(VideoResult(p, h, "cached") for p, h in pending)
         return results
+    check_gpus(run)
     _set_threads()
     embedder = Embedder(run.embed, run.model_source(), device=run.resolved_device(), batch_size=run.batch_size)
     heartbeat = Heartbeat(run.lease_ttl_s)

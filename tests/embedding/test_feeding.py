@@ -57,7 +57,19 @@ def test_a_decoding_process_sends_the_steps_then_each_needed_frame_preprocessed_
 
 
 def test_a_job_runs_one_decoding_process_per_cpu_but_one_and_at_least_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.common import env
+
+    monkeypatch.setattr(env, "affinity", lambda: 64)
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "16")
     assert n_decoders(None) == 15 and n_decoders(0) == 0 and n_decoders(3) == 3
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "2")
     assert n_decoders(None) == 2
+
+
+def test_a_job_s_cpus_are_slurm_s_count_capped_by_its_affinity_mask() -> None:
+    from pipeline.common.env import cpus_given
+
+    assert cpus_given({"SLURM_CPUS_PER_TASK": "8"}, 1) == 1  # an srun step bound to one CPU
+    assert cpus_given({"SLURM_CPUS_PER_TASK": "8"}, 64) == 8
+    assert cpus_given({"SLURM_CPUS_PER_TASK": "8"}, None) == 8
+    assert cpus_given({"PIPELINE_THREADS": "3"}, 64) == 3 and cpus_given({}, 64) is None
