@@ -156,8 +156,10 @@ class Catalog:
         self.tip = 0
         """The last commit read."""
         self._base_hashes: pa.ChunkedArray | None = None
-        self._base_revoked: set[str] = set()
-        self._base_progress: dict[str, dict[str, tp.Any]] = {}
+        self._base_revoked: dict[str, int] = {}
+        self._base_progress_count = 0
+        self._base_progress: dict[str, dict[str, tp.Any]] | None = None
+        """The checkpoint's progress rows by video hash, read when first needed."""
         self._base_set: set[str] | None = None
         self._base_listing: pa.Table | None = None
         self._bad: set[int] = set()
@@ -209,7 +211,7 @@ class Catalog:
 
     def _rebase(self, version: int, footer: commit_log.Footer) -> None:
         self.base, self._base_hashes, self._base_revoked = version, None, footer.revoked
-        self._base_progress = footer.progress
+        self._base_progress_count, self._base_progress = footer.progress, None
         self._base_set, self._base_listing, self._fold = None, None, None
         self.commits = {v: c for v, c in self.commits.items() if v > version}
         self.tip = max(self.tip, version)
@@ -219,8 +221,9 @@ class Catalog:
         logger.warning("%s; reading the checkpoint before it and the commits after that", error)
         self._bad.add(self.base)
         self.base = self.tip = 0
-        self.commits, self._base_hashes, self._base_revoked = {}, None, set()
-        self._base_set, self._base_listing, self._fold, self._base_progress = None, None, None, {}
+        self.commits, self._base_hashes, self._base_revoked = {}, None, {}
+        self._base_set, self._base_listing, self._fold = None, None, None
+        self._base_progress_count, self._base_progress = 0, None
 
     def _hashes(self) -> pa.ChunkedArray | None:
         """The checkpoint's video hashes, read when first needed (a reader of one entry never needs them)."""
@@ -242,8 +245,7 @@ class Catalog:
 
         if self._fold is None:
             self._in_base = set()
-            steps = {h: int(row["rows"]) for h, row in self._base_progress.items()}
-            self._fold = commit_log.Fold(self._in_base.__contains__, self._base_revoked, self.base, steps)
+            self._fold = commit_log.Fold(self._in_base.__contains__, self._base_revoked, self.base, self._base_steps)
             self._folded = self.base
         new = [self.commits[v] for v in range(self._folded + 1, self.tip + 1) if v in self.commits]
         if new:
@@ -397,17 +399,35 @@ class Catalog:
         return dict(named)
 
     # --- progress ---------------------------------------------------------------------------
+    def _base_progress_now(self) -> dict[str, dict[str, tp.Any]]:
+        """The checkpoint's progress rows (its ``.progress.parquet``, read once; most checkpoints have none)."""
+        if self._base_progress is None:
+            rows = []
+            if self.base and self._base_progress_count:
+                table = commit_log.checkpoint_progress(self.config_dir, self.base, self._base_progress_count)
+                rows = table.to_pylist()
+            self._base_progress = {str(row["video_hash"]): row for row in rows}
+        return self._base_progress
+
+    def _base_steps(self, video_hash: str) -> int | None:
+        row = self._base_progress_now().get(video_hash) if self._base_progress_count else None
+        return None if row is None else int(row["rows"])
+
     def _progress_row(self, video_hash: str) -> dict[str, tp.Any] | None:
-        where = self._fold_now().progress.get(video_hash)
-        if where is None:
+        fold = self._fold_now()
+        where = fold.progress.get(video_hash)
+        if where is not None:
+            return dict(commit_log.commit_rows(self.config_dir, where[0]).slice(where[1], 1).to_pylist()[0])
+        if video_hash in fold.dropped or not self._base_progress_count:
             return None
-        if where[1] < 0:
-            return dict(self._base_progress[video_hash])
-        return dict(commit_log.commit_rows(self.config_dir, where[0]).slice(where[1], 1).to_pylist()[0])
+        row = self._base_progress_now().get(video_hash)
+        return None if row is None else dict(row)
 
     def _progress_rows(self) -> list[dict[str, tp.Any]]:
+        fold = self._fold_now()
+        named = set(fold.progress) | (set(self._base_progress_now()) - fold.dropped)
         rows = []
-        for video_hash in sorted(self._fold_now().progress):
+        for video_hash in sorted(named):
             row = self._progress_row(video_hash)
             if row is not None:
                 rows.append(row)
@@ -468,8 +488,8 @@ class Catalog:
                 break
             try:
                 table = self._state()  # the state at ``version`` exactly: no refresh in between
-                revoked = set(self._fold_now().revoked)
-                progress = self._progress_rows()
+                revoked = dict(self._fold_now().revoked_at)
+                progress = manifest.to_table(self._progress_rows())
             except FileNotFoundError:
                 continue  # another compaction cleaned up what this one read: look again
             except commit_log.TornFile as e:

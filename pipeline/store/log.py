@@ -11,8 +11,10 @@ what is stored (the protocol page is docs/store.md).
 - The state at N is the fold of commits 1..N (``Fold``): an entry is the lowest add naming it since it was
   last removed, so a committed value never changes, and a listed entry goes only by a commit saying so.
 - A **checkpoint** ``_checkpoints/<N>.parquet`` is the state at N, published like a commit and never
-  rewritten (two compactions that race write the same file). Readers take the newest whole checkpoint and
-  the commits after it; a torn one is skipped with a warning for the one before it.
+  rewritten (two compactions that race write the same file); the videos' progress at N, if any, is beside
+  it in ``<N>.progress.parquet``, published first (read only by who asks for progress). Readers take the
+  newest whole checkpoint and the commits after it; a torn one is skipped with a warning for the one
+  before it.
 - **Cleanup** removes commits and checkpoints only behind the second newest whole checkpoint, and only
   files older than ``GRACE_S``, longer than any reader's look: clocks decide when, never what.
 
@@ -47,6 +49,7 @@ KEY = b"pipeline"
 """The Parquet key-value metadata of commits and checkpoints (JSON: kind, writer, revoked, version)."""
 ADD, REMOVE, REVOKE, PROGRESS, TORN = "add", "remove", "revoke", "progress", "torn"
 _NAME = re.compile(r"^(\d{20})\.parquet$")
+_PROGRESS_NAME = re.compile(r"^(\d{20})\.progress\.parquet$")
 
 log = logging.getLogger(__name__)
 
@@ -100,42 +103,54 @@ class Commit:
 
 @dataclasses.dataclass(frozen=True)
 class Footer:
-    """What a checkpoint's footer says besides its entries: the writers revoked as of its version, and the
-    videos' progress then (video hash -> its row, as a commit's), which is no entry."""
+    """What a checkpoint's footer says besides its entries: the writers revoked as of its version (writer ->
+    the commit that revoked it), and how many videos had progress then (in its ``.progress.parquet``)."""
 
-    revoked: set[str]
-    progress: dict[str, dict[str, tp.Any]]
+    revoked: dict[str, int]
+    progress: int
 
 
 class Fold:
     """The state after a checkpoint, commit by commit; pure (no files): which add wins each entry.
 
-    ``in_base(h)``: whether the checkpoint holds ``h``. ``pending``: video hash -> (commit, row) of the add
-    that holds it now, for those added after the checkpoint; ``removed``: the checkpoint's entries removed
-    since; ``progress``: video hash -> (commit, row, steps) of its furthest progress not yet replaced by its
-    entry (``(base, -1, steps)`` for the checkpoint's own). A commit of a revoked writer, numbered after the
-    revocation, changes nothing (``void``)."""
+    ``in_base(h)``: whether the checkpoint holds ``h``; ``base_steps(h)``: the steps of ``h``'s progress in
+    the checkpoint (None: none). ``pending``: video hash -> (commit, row) of the add that holds it now, for
+    those added after the checkpoint; ``removed``: the checkpoint's entries removed since; ``progress``:
+    video hash -> (commit, row, steps) of its furthest progress committed since, and ``dropped`` the videos
+    whose checkpoint progress is gone (overtaken, or replaced by the entry). A commit of a revoked writer,
+    numbered after the revocation, changes nothing (``void``)."""
 
     def __init__(
         self,
         in_base: tp.Callable[[str], bool],
-        revoked: tp.Iterable[str] = (),
+        revoked: tp.Mapping[str, int] | tp.Iterable[str] = (),
         base: int = 0,
-        progress: tp.Mapping[str, int] | None = None,
+        base_steps: tp.Callable[[str], int | None] = lambda video_hash: None,
     ) -> None:
-        self.in_base = in_base
-        self.revoked = set(revoked)
-        self.revoked_at = dict.fromkeys(self.revoked, base)
-        """Writer -> the commit that revoked it (the checkpoint's version for those revoked before it)."""
+        self.in_base, self.base_steps = in_base, base_steps
+        self.revoked_at = dict(revoked) if isinstance(revoked, tp.Mapping) else dict.fromkeys(revoked, base)
+        """Writer -> the commit that revoked it."""
+        self.revoked = set(self.revoked_at)
         self.pending: dict[str, tuple[int, int]] = {}
         self.removed: set[str] = set()
-        self.progress: dict[str, tuple[int, int, int]] = {h: (base, -1, n) for h, n in (progress or {}).items()}
+        self.progress: dict[str, tuple[int, int, int]] = {}
+        self.dropped: set[str] = set()
         self.void: set[int] = set()
 
     def present(self, video_hash: str) -> bool:
         if video_hash in self.pending:
             return True
         return video_hash not in self.removed and self.in_base(video_hash)
+
+    def steps(self, video_hash: str) -> int | None:
+        """How far the video's progress got, as of the commits applied (None: it has none)."""
+        if video_hash in self.progress:
+            return self.progress[video_hash][2]
+        return None if video_hash in self.dropped else self.base_steps(video_hash)
+
+    def _drop_progress(self, video_hash: str) -> None:
+        self.progress.pop(video_hash, None)
+        self.dropped.add(video_hash)
 
     def apply(self, commit: Commit) -> None:
         if commit.kind == TORN or (commit.writer and commit.writer in self.revoked):
@@ -148,19 +163,20 @@ class Fold:
                     self.revoked_at[writer] = commit.version
         elif commit.kind == ADD:
             for row, video_hash in enumerate(commit.hashes):
-                self.progress.pop(video_hash, None)
+                self._drop_progress(video_hash)
                 if not self.present(video_hash):
                     self.pending[video_hash] = (commit.version, row)
         elif commit.kind == PROGRESS:
             # the furthest progress holds (every task computes the same steps); the first to get that far on ties
             for row, (video_hash, steps) in enumerate(zip(commit.hashes, commit.rows)):
-                held = self.progress.get(video_hash)
-                if not self.present(video_hash) and (held is None or steps > held[2]):
+                held = self.steps(video_hash)
+                if not self.present(video_hash) and (held is None or steps > held):
                     self.progress[video_hash] = (commit.version, row, steps)
+                    self.dropped.add(video_hash)  # the checkpoint's, if any, is overtaken
         elif commit.kind == REMOVE:
             for video_hash in commit.hashes:
                 self.pending.pop(video_hash, None)
-                self.progress.pop(video_hash, None)
+                self._drop_progress(video_hash)
                 if self.in_base(video_hash):
                     self.removed.add(video_hash)
 
@@ -290,10 +306,16 @@ def checkpoint_path(config_dir: Path, version: int) -> Path:
     return checkpoint_dir(config_dir) / file_name(version)
 
 
+def progress_path(config_dir: Path, version: int) -> Path:
+    """The videos' progress as of checkpoint ``version`` (written only when some video has progress)."""
+    return checkpoint_dir(config_dir) / f"{version:020d}.progress.parquet"
+
+
 def open_checkpoint(config_dir: Path, version: int) -> Footer:
-    """A checkpoint's footer: the writers revoked as of it and the videos' progress (a reader of one entry
-    reads no more); ``TornFile`` when the footer is not whole or does not say what the file's name does.
-    Its pages are checked as they are read (``checkpoint_rows``)."""
+    """A checkpoint's footer: the writers revoked as of it and how many videos had progress (a reader of one
+    entry reads no more); ``TornFile`` when the footer is not whole, does not say what the file's name does,
+    or names a progress file that is not there. Its pages are checked as they are read (``checkpoint_rows``,
+    ``checkpoint_progress``)."""
     import pyarrow.parquet as pq
 
     path = checkpoint_path(config_dir, version)
@@ -305,8 +327,11 @@ def open_checkpoint(config_dir: Path, version: int) -> Footer:
             meta = json.loads((footer.metadata or {}).get(KEY, b"null"))
         if not isinstance(meta, dict) or meta.get("version") != version or meta.get("rows") != footer.num_rows:
             raise TornFile(f"store: {path} does not hold what its name and footer say")
-        progress = {str(row["video_hash"]): dict(row) for row in meta.get("progress", [])}
-        return Footer(set(meta.get("revoked", [])), progress)
+        progress = int(meta.get("progress") or 0)
+        if progress and not progress_path(config_dir, version).exists():
+            raise TornFile(f"store: {progress_path(config_dir, version)}, which {path} names, is missing")
+        revoked = meta.get("revoked", {})
+        return Footer(revoked if isinstance(revoked, dict) else dict.fromkeys(revoked, version), progress)
 
     return retry_io(read, str(path))
 
@@ -315,44 +340,71 @@ def checkpoint_rows(config_dir: Path, version: int, columns: list[str] | None = 
     return _read(checkpoint_path(config_dir, version), columns)[0]
 
 
+def checkpoint_progress(config_dir: Path, version: int, expected: int) -> pa.Table:
+    """The progress rows of checkpoint ``version`` (``TornFile`` unless there are ``expected`` of them)."""
+    path = progress_path(config_dir, version)
+    table = _read(path, None)[0]
+    if table.num_rows != expected:
+        raise TornFile(f"store: {path} holds {table.num_rows} rows, its checkpoint says {expected}")
+    return table
+
+
+def _publish_once(folder: Path, target: Path, data: bytes, point: str) -> bool | None:
+    """Write ``data`` whole and synced aside, then link it to ``target``: True when linked, False when
+    ``target`` was there (another compaction's: the same rows), None when a cleanup took the temporary
+    file meanwhile (this compaction stalled past the grace)."""
+    tmp = folder / f".{uuid.uuid4().hex[:12]}.tmp"
+    write_synced(tmp, data)
+    faults.point(point)
+    try:
+        return link_new(tmp, target)
+    except FileNotFoundError:
+        if tmp.exists():
+            raise
+        return None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_checkpoint(
     config_dir: Path,
     version: int,
     table: pa.Table,
-    revoked: tp.Iterable[str],
+    revoked: tp.Mapping[str, int],
     row_group: int,
-    progress: tp.Sequence[tp.Mapping[str, tp.Any]] = (),
+    progress: pa.Table | None = None,
 ) -> bool:
-    """Publish ``table`` (every entry at ``version``, sorted by hash) as that version's checkpoint, with the
-    videos' ``progress`` rows in its footer, then read it back whole; False when another compaction had
+    """Publish ``table`` (every entry at ``version``, sorted by hash) as that version's checkpoint, the
+    videos' ``progress`` rows first beside it, then read it back whole; False when another compaction had
     published it (the same rows: the log decides)."""
     folder = checkpoint_dir(config_dir)
     make_shared_dirs(folder, config_dir)
+    n_progress = 0 if progress is None else progress.num_rows
+    files = []
+    if progress is not None and n_progress:
+        meta = {"kind": PROGRESS, "version": version, "rows": n_progress}
+        files.append((progress_path(config_dir, version), _bytes(progress.sort_by("video_hash"), meta)))
     meta = {
         "kind": "checkpoint",
         "version": version,
         "rows": table.num_rows,
-        "revoked": sorted(revoked),
-        "progress": sorted((dict(row) for row in progress), key=lambda row: str(row["video_hash"])),
+        "revoked": dict(sorted(revoked.items())),
+        "progress": n_progress,
     }
-    tmp = folder / f".{uuid.uuid4().hex[:12]}.tmp"
-    write_synced(tmp, _bytes(table, meta, row_group))
-    faults.point("checkpoint-written")
-    try:
-        ours = link_new(tmp, checkpoint_path(config_dir, version))
-    except FileNotFoundError:
-        if tmp.exists():
-            raise
-        # stalled past the grace, its file cleaned up as a leftover: the next compaction publishes one
-        log.warning("store: a compaction of %s stalled past %.0f s; its checkpoint was dropped", config_dir, GRACE_S)
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
+    files.append((checkpoint_path(config_dir, version), _bytes(table, meta, row_group)))
+    for target, data in files:  # the progress first: a linked checkpoint finds it
+        ours = _publish_once(folder, target, data, "checkpoint-written")
+        if ours is None:
+            # stalled past the grace, its file cleaned up as a leftover: the next compaction publishes one
+            log.warning("store: a compaction of %s stalled past %.0f s; its checkpoint dropped", config_dir, GRACE_S)
+            return False
     faults.point("checkpoint-linked")
     back = checkpoint_rows(config_dir, version, ["video_hash"])  # TornFile if what was linked is not whole
     if back.num_rows != table.num_rows:
         raise TornFile(f"store: checkpoint {checkpoint_path(config_dir, version)} reads back {back.num_rows} rows")
-    return ours
+    if n_progress:
+        checkpoint_progress(config_dir, version, n_progress)
+    return bool(ours)
 
 
 def _server_now(folder: Path) -> float:
@@ -405,7 +457,11 @@ def cleanup(config_dir: Path, grace_s: float = GRACE_S) -> int:
             for name in os.listdir(folder):
                 number = version_of(name)
                 path = folder / name
-                if number is None:
+                side = _PROGRESS_NAME.match(name)
+                if side is not None:  # a checkpoint's progress: goes with it, or alone when it never was linked
+                    number = int(side.group(1))
+                    behind = (len(whole) == 2 and number < whole[1]) or not checkpoint_path(config_dir, number).exists()
+                elif number is None:
                     behind = name.endswith(".tmp")  # a temporary file: its writer writes it again if alive
                 elif folder.name == layout.LOG:
                     behind = len(whole) == 2 and number <= whole[1]

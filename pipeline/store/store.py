@@ -197,10 +197,15 @@ class Store:
             row = catalog.progress_row(video_hash)
             if row is None:
                 return None
+            segment = self.path / config_uid / str(row["segment"])
             try:
-                return reader.read_window(self.path, config_uid, row, None, None)
+                found = reader.read_window(self.path, config_uid, row, None, None)
             except FileNotFoundError:
                 continue  # overtaken by further progress, and its segment collected, since the look
+            # zarr reads a shard removed under it as its fill value: the segment still there after the read
+            # (names are never reused) means what was read is what was written
+            if segment.is_dir():
+                return found
         raise RuntimeError(f"store: the progress of {config_uid}/{video_hash} keeps changing under this reader")
 
     def write_queue(self, config_uid: str, launch_id: str, items: list[tuple[str, str]]) -> Path:

@@ -260,8 +260,8 @@ class SegmentWriter:
         if self.catalog.pending_commits() > COMPACT_AFTER:
             try:
                 self.catalog.compact()
-            except OSError as e:  # the commits stand; a compaction only makes reading faster
-                if not environmental(e):
+            except (OSError, commit_log.TornFile) as e:  # the commits stand; a compaction only makes reading faster
+                if isinstance(e, OSError) and not environmental(e):
                     raise
                 logger.warning(
                     "store: compaction of %s skipped (%s); the next one folds these commits", self.config_uid, e

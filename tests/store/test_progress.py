@@ -6,6 +6,7 @@ it, followed by the store's invariants."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,23 +42,17 @@ def _commit(version: int, kind: str, *hashes: str, rows: tuple[int, ...] = (), w
 
 # --- the decisions, pure ------------------------------------------------------------------------------
 def test_the_furthest_progress_holds_until_the_entry_or_a_tombstone_replaces_it() -> None:
-    fold = commit_log.Fold(lambda h: False, base=10, progress={"b": 5})
+    fold = commit_log.Fold(lambda h: False, base=10, base_steps={"b": 5, "c": 2}.get)
     fold.apply(_commit(11, "progress", "a", rows=(2,)))
     fold.apply(_commit(12, "progress", "a", "b", rows=(4, 3)))  # b's 3 steps: behind the checkpoint's 5
-    fold.apply(_commit(13, "progress", "a", rows=(4,)))  # as far as 12: the first to get there holds
-    assert fold.progress == {"a": (12, 0, 4), "b": (10, -1, 5)} and not fold.present("a")
+    fold.apply(_commit(13, "progress", "a", "c", rows=(4, 3)))  # a as far as 12: the first to get there holds
+    assert fold.progress == {"a": (12, 0, 4), "c": (13, 1, 3)} and not fold.present("a")
+    assert (fold.steps("a"), fold.steps("b"), fold.steps("c")) == (4, 5, 3)
     fold.apply(_commit(14, "add", "a"))
     fold.apply(_commit(15, "progress", "a", rows=(9,)))  # a task that had not seen the entry: moot
-    fold.apply(_commit(16, "remove", "b"))
+    fold.apply(_commit(16, "remove", "b", "c"))
     assert fold.progress == {} and fold.pending == {"a": (14, 0)}
-
-
-def test_a_revoked_writer_s_later_progress_is_void() -> None:
-    fold = commit_log.Fold(lambda h: False)
-    fold.apply(_commit(1, "progress", "a", rows=(2,), writer="w1"))
-    fold.apply(commit_log.Commit(2, "revoke", revoked=("w1",)))
-    fold.apply(_commit(3, "progress", "a", rows=(6,), writer="w1"))
-    assert fold.progress == {"a": (1, 0, 2)} and fold.void == {3}
+    assert fold.steps("a") is fold.steps("b") is fold.steps("c") is None
 
 
 # --- files --------------------------------------------------------------------------------------------
@@ -121,6 +116,75 @@ def test_a_revoked_writer_s_progress_is_void_and_it_is_told(tmp_path: Path) -> N
     data, _ = Store(store.path).progress(CFG, VIDEO) or (None, {})
     assert data is not None and data.shape[-1] == 2  # what it saved before its revocation stands
     assert Observer(store.path, CFG).look(acked) == []
+
+
+def test_a_checkpoint_keeps_progress_beside_it_and_a_torn_one_falls_back(tmp_path: Path) -> None:
+    """The checkpoint's progress is a file of its own, read only by who asks for progress; torn, the
+    checkpoint is skipped for the one before it; left alone by a compaction that died before linking its
+    checkpoint, cleanup removes it."""
+    store, acked = _seeded(tmp_path / "s.zarr")
+    out = store.writer(CFG)
+    assert out.save_progress(VIDEO, *_steps(_value(40), 3))
+    out.close()
+    Store(store.path).compact(CFG, grace_s=3600)
+    catalog = Store(store.path).catalog(CFG)
+    catalog.refresh()
+    side = commit_log.progress_path(store.path / CFG, catalog.base)
+    assert side.is_file() and not commit_log.progress_path(store.path / CFG, 1).exists()
+    assert Store(store.path).has(CFG, _h(0)) and catalog._base_progress is None  # an entry's reader never reads it
+    assert (Store(store.path).progress(CFG, VIDEO) or (np.zeros((4, 0)), {}))[0].shape[-1] == 3
+    side.write_bytes(side.read_bytes()[:40])  # torn: the checkpoint before it, and the commits after that
+    data, _ = Store(store.path).progress(CFG, VIDEO) or (None, {})
+    assert data is not None and data.shape[-1] == 3 and Observer(store.path, CFG).look(acked) == []
+    orphan = commit_log.progress_path(store.path / CFG, 999)
+    orphan.write_bytes(b"left by a compaction killed before its checkpoint")
+    os.utime(orphan, (0, 0))
+    commit_log.cleanup(store.path / CFG)
+    assert not orphan.exists() and Observer(store.path, CFG).look(acked) == []
+
+
+def test_a_revocation_keeps_its_number_through_checkpoints(tmp_path: Path) -> None:
+    """A writer revoked at commit R, read from a later checkpoint: its commits before R still count and
+    its later ones do not, so a stalled writer is told it was revoked however the log was compacted."""
+    store, _ = _seeded(tmp_path / "s.zarr")
+    out = store.writer(CFG)
+    assert out.save_progress(VIDEO, *_steps(_value(40), 2))
+    revoked_at = Store(store.path).catalog(CFG).revoke([out.record.id])
+    assert store.write(CFG, _h(41), _value(41), _attrs(41))
+    Store(store.path).compact(CFG, grace_s=0)
+    catalog = Store(store.path).catalog(CFG)
+    catalog.refresh()
+    assert catalog.base > revoked_at and catalog.fold().revoked_at[out.record.id] == revoked_at
+
+
+def test_progress_read_while_it_is_overtaken_and_collected_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader of progress stalls mid-read while another task saves further progress and gc collects the
+    segment it was reading (zarr would read the missing shard as zeros): it reads the new progress."""
+    from pipeline.store import reader
+
+    store, _ = _seeded(tmp_path / "s.zarr")
+    value = _value(40)
+    first = store.writer(CFG)
+    assert first.save_progress(VIDEO, *_steps(value, 2))
+    first.close()
+    real = reader.read_window
+    overtaken: list[str] = []
+
+    def stalled(path: Path, cuid: str, row: tp.Any, start: tp.Any, stop: tp.Any) -> tp.Any:
+        found = real(path, cuid, row, start, stop)
+        if not overtaken:
+            further = Store(store.path).writer(CFG)
+            assert further.save_progress(VIDEO, *_steps(value, 5))
+            further.close()
+            overtaken.append(row["segment"])
+            shutil.rmtree(path / cuid / row["segment"])  # as gc does once no commit names it
+        return found
+
+    monkeypatch.setattr(reader, "read_window", stalled)
+    data, attrs = Store(store.path).progress(CFG, VIDEO) or (None, {})
+    assert overtaken and data is not None and np.array_equal(data, value[..., :5]) and attrs["steps"] == 5
 
 
 # --- real processes at fault points -------------------------------------------------------------------
