@@ -180,7 +180,7 @@ def config_words(config: ConfigLike) -> list[str]:
             f"of launch words or their mapping (got {config!r})"
         )
     raise ConfigError(
-        f"config: launch words (\"model=tiny_videomae layers=0.25\"), their mapping "
+        f'config: launch words ("model=tiny_videomae layers=0.25"), their mapping '
         f"({{'model': 'tiny_videomae', 'layers': 0.25}}) or an EmbedConfig (got {config!r})"
     )
 

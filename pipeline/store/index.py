@@ -173,11 +173,15 @@ class Catalog:
         """The number of this catalog's last commit (the next is past it)."""
 
     # --- reading ----------------------------------------------------------------------------
-    def refresh(self) -> None:
+    def refresh(self, until: int = 0) -> None:
         """See what was committed or checkpointed since the last look: the newest whole checkpoint, then
         commits by number until one is missing. A look ends at least as new as the newest checkpoint seen at
-        its end, so a commit removed behind a newer checkpoint meanwhile never truncates it."""
-        for _ in range(ATTEMPTS):
+        its end, so a commit removed behind a newer checkpoint meanwhile never truncates it; and at least at
+        commit ``until``, one known to exist (this catalog's own): a lookup that NFS answers from its cache
+        of names that were missing is asked again, with backoff, until it sees it."""
+        for attempt in range(ATTEMPTS):
+            if attempt and self.tip < until:
+                time.sleep(backoff(attempt - 1, 0.05, 2.0))
             self._rebase_newest()
             while True:
                 try:
@@ -187,7 +191,7 @@ class Catalog:
                 self.commits[commit.version] = commit
                 self.tip = commit.version
             newest = next((v for v in commit_log.checkpoint_versions(self.config_dir) if v not in self._bad), 0)
-            if newest <= self.tip:
+            if newest <= self.tip and self.tip >= until:
                 return
         raise RuntimeError(f"store: {self.config_dir} keeps changing under this reader; try again")
 

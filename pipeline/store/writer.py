@@ -210,7 +210,8 @@ class SegmentWriter:
             segment, version = self._publish(entries, commit_log.ADD, [p.video_hash for p in waiting])
             segments.update({p.video_hash: segment for p in entries})
             versions.update({p.video_hash: version for p in entries})
-        self.catalog.refresh()  # the log read up to (and past) these commits: which of them hold their entries
+        # the log read up to (and past) these commits: which of them hold their entries
+        self.catalog.refresh(until=max(versions.values()))
         for video_hash, segment in segments.items():
             written[video_hash] = self.catalog.winner_segment(video_hash) == segment
         self._check_fenced(versions)
@@ -229,7 +230,7 @@ class SegmentWriter:
         if self.catalog.contains(video_hash):
             return False
         segment, version = self._publish([pending], commit_log.PROGRESS, [video_hash])
-        self.catalog.refresh()
+        self.catalog.refresh(until=version)
         row = self.catalog.progress_row(video_hash)
         self._check_fenced({video_hash: version})
         self._compact_if_due()

@@ -224,7 +224,7 @@ def apply(store: Store, removals: list[Removal]) -> int:
         if r.revoke is not None and r.revoke[0] in store.config_uids():
             revocations.setdefault(r.revoke[0], set()).add(r.revoke[1])
     for cuid, dead in sorted(revocations.items()):
-        store.catalog(cuid).revoke(sorted(dead))
+        store.catalog(cuid).refresh(until=store.catalog(cuid).revoke(sorted(dead)))  # read past the revocation
     if revocations:
         faults.point("gc-revoked")
     named = {cuid: store.catalog(cuid).rows_by_segment() for cuid in {r.segment_of for r in removals if r.segment_of}}

@@ -374,3 +374,29 @@ def test_gc_revokes_even_a_writer_it_saw_no_record_of_before_removing_its_files(
     with pytest.raises(WriterRevoked):
         out.flush()
     assert Observer(store.path, CFG).look(acked) == []
+
+
+def test_a_writer_reads_the_log_up_to_its_own_commit_through_a_stale_name_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NFS may answer a lookup of a commit it saw missing from its cache for a while: the writer, knowing its
+    own commit exists, looks again with backoff until it reads up to it, rather than reporting its video
+    as another writer's."""
+    store, acked = _seeded(tmp_path / "s.zarr")
+    real = commit_log.read_commit
+    hidden = {"left": 3}
+
+    def stale(config_dir: Path, version: int) -> commit_log.Commit:
+        if version == 4 and hidden["left"]:  # the writer's own commit, after the seeded three
+            hidden["left"] -= 1
+            raise FileNotFoundError(2, "No such file (a cached lookup)", str(version))
+        return real(config_dir, version)
+
+    out = store.writer(CFG)
+    out.catalog.refresh()
+    monkeypatch.setattr(commit_log, "read_commit", stale)
+    out.add(_h(9), _value(9), _attrs(9))
+    assert out.flush() == {_h(9): True} and hidden["left"] == 0
+    out.close()
+    acked[_h(9)] = digest(_value(9))
+    assert Observer(store.path, CFG).look(acked) == []
