@@ -49,6 +49,7 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 MinJobAge=300
+MaxArraySize=4
 KillWait=5
 InactiveLimit=0
 StateSaveLocation=$STATE_DIR/state
@@ -61,11 +62,18 @@ NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 CONFEOF
 )"
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
 if [ ! -f "$CONF" ] || [ "$(cat "$CONF")" != "$NEW_CONF" ]; then
   printf '%s\n' "$NEW_CONF" > "$CONF"
+  for daemon in slurmd slurmctld; do  # ours (the marked configuration): restarted below on the new one
+    if alive "$STATE_DIR/run/$daemon.pid"; then
+      kill "$(cat "$STATE_DIR/run/$daemon.pid")"
+      for _ in $(seq 100); do alive "$STATE_DIR/run/$daemon.pid" || break; sleep 0.1; done
+      log "$daemon stopped: its configuration changed"
+    fi
+  done
 fi
-
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 if ! alive "$STATE_DIR/run/munged.pid"; then
   mkdir -p /run/munge /var/lib/munge /var/log/munge

@@ -17,14 +17,12 @@ Clip = list[np.ndarray]
 
 
 def fix_pixel_values(inputs: tp.MutableMapping[str, tp.Any]) -> None:
-    """Zero the NaNs that some processors produce on uniform images (normalising by a zero std)."""
+    """Zero the NaNs that some processors produce on uniform images (normalising by a zero std), without
+    asking whether there are any: that question waits for the device (the values are the same)."""
     for key in ("pixel_values", "pixel_values_videos"):
         values = inputs.get(key)
         if isinstance(values, torch.Tensor) and values.is_floating_point():
-            nans = values.isnan()
-            if nans.any():
-                values[nans] = 0
-                inputs[key] = values.float()
+            values.masked_fill_(values.isnan(), 0)  # in place: the batch is this call's own
 
 
 _PIXEL_PARTS = ("image_processor", "video_processor")
@@ -254,7 +252,25 @@ class TubeletAdapter(Adapter):
 
 
 class VideoMAEAdapter(TubeletAdapter):
+    """VideoMAE. Its sinusoidal position table is a plain attribute in transformers, which ``.to(device)``
+    leaves on the CPU, so every forward would copy it to the device: it is made a buffer (the same values),
+    moved once with the model."""
+
     family = "videomae"
+
+    def load_model(self) -> tp.Any:
+        model = super().load_model()
+        embeddings = getattr(model, "embeddings", None)
+        table = getattr(embeddings, "position_embeddings", None)
+        if (
+            embeddings is not None
+            and isinstance(table, torch.Tensor)
+            and not isinstance(table, torch.nn.Parameter)
+            and "position_embeddings" not in dict(embeddings.named_buffers(recurse=False))
+        ):
+            del embeddings.position_embeddings
+            embeddings.register_buffer("position_embeddings", table.to(self.device), persistent=False)
+        return model
 
 
 class TimesformerAdapter(Adapter):
@@ -305,8 +321,11 @@ class XCLIPAdapter(Adapter):
         return {"videos": [list(c) for c in clips], "text": "", "return_tensors": "pt"}
 
     def static_inputs(self) -> dict[str, tp.Any]:
+        """The empty text's inputs, on the model's device once (not copied there with every batch)."""
         if not hasattr(self, "_text"):
-            self._text = dict(self.processor(text="", return_tensors="pt"))
+            text = dict(self.processor(text="", return_tensors="pt"))
+            device = self.model.device if self.model is not None else None
+            self._text = {k: v.to(device) if isinstance(v, torch.Tensor) and device else v for k, v in text.items()}
         return dict(self._text)
 
     def run(self, inputs: dict[str, tp.Any]) -> tp.Any:

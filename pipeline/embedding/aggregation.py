@@ -5,6 +5,7 @@ Hidden states arrive batched as ``(batch, layers, tokens, *features)``.
 
 from __future__ import annotations
 
+import functools
 import typing as tp
 
 import numpy as np
@@ -19,6 +20,24 @@ def layer_indices(layers: Layers, n_layers: int) -> list[int]:
         return list(range(n_layers))
     fractions = layers if isinstance(layers, list) else [layers]
     return sorted({int(f * (n_layers - 1)) for f in fractions})
+
+
+def take_layers(states: torch.Tensor, positions: tp.Sequence[int]) -> torch.Tensor:
+    """``states[:, positions]``, the same contiguous copy, without indexing by a Python list: that copies
+    the index to the device and blocks the host until the forward queued before it has run. Evenly spaced
+    positions are a slice; others an index tensor kept on the device."""
+    if len(positions) == 1:
+        return states[:, positions[0] : positions[0] + 1].contiguous()
+    step = positions[1] - positions[0]
+    if step > 0 and all(b - a == step for a, b in zip(positions, positions[1:])):
+        return states[:, positions[0] : positions[-1] + 1 : step].contiguous()
+    return states.index_select(1, _device_index(tuple(positions), states.device))
+
+
+@functools.lru_cache(maxsize=64)
+def _device_index(positions: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """An index tensor on ``device``, built (and copied there) once per selection."""
+    return torch.tensor(positions, dtype=torch.long, device=device)
 
 
 def cached_layer_indices(n: int | tp.Literal["all"], n_layers: int) -> list[int]:
@@ -60,11 +79,11 @@ def aggregate_layers(states: torch.Tensor, indices: list[int], how: LayerAggrega
         picked = states[:, indices[0]]
         return picked[:, None] if how == "none" else picked
     if how == "mean":
-        return states[:, indices].mean(dim=1)
+        return take_layers(states, indices).mean(dim=1)
     if how == "sum":
-        return states[:, indices].sum(dim=1)
+        return take_layers(states, indices).sum(dim=1)
     if how == "none":
-        return states[:, indices]
+        return take_layers(states, indices)
     if how == "group_mean":
         bounds = list(indices)
         bounds[-1] += 1
@@ -82,7 +101,7 @@ def reduce_layers(
     positions = layer_indices(layers, states.shape[1])
     if how == "group_mean" and len(positions) > 1:
         return aggregate_layers(aggregate_tokens(states, token_aggregation), positions, how), positions
-    tokens = aggregate_tokens(states[:, positions], token_aggregation)
+    tokens = aggregate_tokens(take_layers(states, positions), token_aggregation)
     return aggregate_layers(tokens, list(range(len(positions))), how), positions
 
 

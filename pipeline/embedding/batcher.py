@@ -85,6 +85,10 @@ class Batcher:
         self.max_in_flight = n_decoders + 1
         self.batch = embedder.batch_size
         """Clips per forward: the configured batch, lowered for good once one ran out of memory."""
+        self._buffers: list[torch.Tensor | None] = [None, None]
+        self._copied: list[tp.Any] = [None, None]
+        """Per buffer, the event after its last batch's copy to the GPU."""
+        self._turn = 1
 
     def close(self) -> None:
         self.feeder.close()
@@ -162,13 +166,33 @@ class Batcher:
 
     # --- forward passes ---------------------------------------------------------------------------
     def _pixels(self, steps: list[tuple[str, int]]) -> torch.Tensor:
-        clips = []
-        for key, k in steps:
+        """The batch's clips, each frame copied once, straight into a reused buffer (pinned for a GPU)."""
+        first = self.videos[steps[0][0]]
+        assert first.plan is not None
+        n_frames = len(first.plan.index[steps[0][1]])
+        sample = first.frames[int(first.plan.index[steps[0][1]][0])]
+        pixels = self._buffer((len(steps), n_frames, *sample.shape), sample.dtype, sample.device)
+        for n, (key, k) in enumerate(steps):
             video = self.videos[key]
             assert video.plan is not None
-            clips.append(torch.stack([video.frames[int(i)] for i in video.plan.index[k]]))
-        pixels = torch.stack(clips)
+            for f, i in enumerate(video.plan.index[k]):
+                pixels[n, f].copy_(video.frames[int(i)])
         return pixels if self.embedder.adapter.is_video else pixels[:, 0]
+
+    def _buffer(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """One of two buffers, taken in turn, that batches are assembled in (a batch's copy to the GPU may
+        still be running from the other), made larger when a batch does not fit; pinned where the frames
+        are on the host and the model on a GPU."""
+        self._turn = 1 - self._turn
+        held = self._buffers[self._turn]
+        fits = held is not None and (held.dtype, held.device, held.shape[1:]) == (dtype, device, shape[1:])
+        if held is None or not fits or held.shape[0] < shape[0]:
+            pin = device.type == "cpu" and self.device.type == "cuda"
+            held = torch.empty((max(shape[0], self.batch), *shape[1:]), dtype=dtype, device=device, pin_memory=pin)
+            self._buffers[self._turn], self._copied[self._turn] = held, None
+        elif self._copied[self._turn] is not None:
+            self._copied[self._turn].synchronize()  # its last batch's copy to the GPU is done before it is written
+        return held[: shape[0]]
 
     def _release_frames(self, steps: list[tuple[str, int]]) -> None:
         """Let go of the frames that no step after these needs."""
@@ -185,7 +209,10 @@ class Batcher:
     def _forward(self, steps: list[tuple[str, int]]) -> tuple[torch.Tensor, list[int]]:
         pixels = self._pixels(steps)
         if self.device.type == "cuda" and pixels.device.type == "cpu":
-            pixels = pixels.pin_memory().to(self.device, non_blocking=True)
+            pixels = pixels.to(self.device, non_blocking=True)  # from the pinned buffer
+            event = torch.cuda.Event()
+            event.record()
+            self._copied[self._turn] = event
         return self.embedder.reduce(self.embedder.adapter.hidden_states_from_pixels(pixels))
 
     def _fitting(self, steps: list[tuple[str, int]]) -> tuple[torch.Tensor, list[int]]:

@@ -82,7 +82,9 @@ class Embedder:
         config = self.config
         if config.cache_n_layers is not None:
             indices = aggregation.cached_layer_indices(config.cache_n_layers, states.shape[1])
-            return aggregation.aggregate_tokens(states[:, indices], config.token_aggregation), indices
+            return aggregation.aggregate_tokens(
+                aggregation.take_layers(states, indices), config.token_aggregation
+            ), indices
         return aggregation.reduce_layers(states, config.layers, config.layer_aggregation, config.token_aggregation)
 
     def finish(self, rows: np.ndarray, freq: float, timing: Timing, indices: list[int]) -> Embedding:

@@ -65,6 +65,7 @@ def decoder_main(spec: DecoderSpec, tasks: tp.Any, out: tp.Any, allowance: tp.An
     from pipeline.testing import faults
 
     _die_with_parent(parent)
+    faults.trap_cuda()
     silence_libraries(False)
     torch.set_num_threads(1)
     embed = EmbedConfig.model_validate(spec.embed)

@@ -11,6 +11,7 @@ from pathlib import Path
 import submitit
 
 from pipeline.config import ConfigError, RunConfig
+from pipeline.launch.staging import OFFLINE_ENV
 
 
 class _OwnSessionLocalExecutor(submitit.LocalExecutor):
@@ -31,15 +32,17 @@ class _OwnSessionLocalExecutor(submitit.LocalExecutor):
             local.subprocess = real
 
 
-def make_executor(run: RunConfig, folder: Path) -> tp.Any:
-    """A submitit executor for ``executor.name`` (``auto`` resolved), jobs logged under ``folder``."""
+def make_executor(run: RunConfig, folder: Path, offline: bool = False) -> tp.Any:
+    """A submitit executor for ``executor.name`` (``auto`` resolved), jobs logged under ``folder``; with
+    ``offline``, its jobs run with ``HF_HUB_OFFLINE=1`` (their weights staged: ``pipeline.launch.staging``)."""
     ex = run.executor
     name = ex.resolved_name()
+    setup = [f"export {' '.join(f'{k}={v}' for k, v in OFFLINE_ENV.items())}"] if offline else []
     if name == "debug":
         return submitit.DebugExecutor(folder=str(folder))
     if name == "local":
         executor: tp.Any = _OwnSessionLocalExecutor(folder=str(folder))
-        executor.update_parameters(timeout_min=ex.timeout_min)
+        executor.update_parameters(timeout_min=ex.timeout_min, **({"setup": setup} if setup else {}))
         return executor
     if shutil.which("sbatch") is None:
         raise ConfigError("executor.name: slurm, but sbatch is not on the PATH (run `make slurm-up` for a local one)")
@@ -55,7 +58,7 @@ def make_executor(run: RunConfig, folder: Path) -> tp.Any:
         cpus_per_task=ex.cpus_per_task,
         array_parallelism=ex.array_parallelism,
         signal_delay_s=ex.signal_delay_s,
-        setup=list(ex.setup),
+        setup=[*setup, *ex.setup],
         additional_parameters=dict(ex.sbatch_args),
         **optional,
     )

@@ -66,17 +66,19 @@ def model_config(run: RunConfig) -> tp.Any:
 
 
 @functools.lru_cache(maxsize=1)
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face endpoint answers a TCP connection within ``timeout`` seconds (asked once per
-    process: a sweep's points do not each wait for an unreachable hub)."""
-    import socket
-    from urllib.parse import urlparse
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether the Hugging Face endpoint (``HF_ENDPOINT``: a lab's mirror too) answers within ``timeout``
+    seconds, asked through huggingface_hub's own HTTP client, so that ``HTTPS_PROXY`` and ``NO_PROXY`` are
+    respected; asked once per process (a sweep's points do not each wait for an unreachable hub)."""
+    if _offline():
+        return False
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
 
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     try:
-        with socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout):
-            return True
-    except OSError:
+        get_session().head(constants.ENDPOINT, timeout=timeout)  # any answer, even an error page, is an answer
+        return True
+    except Exception:  # noqa: BLE001 - refused, timed out, a proxy that does not answer: unreachable
         return False
 
 

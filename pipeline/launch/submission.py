@@ -12,14 +12,15 @@ from pathlib import Path
 
 from pipeline.common.files import make_private_dir
 from pipeline.common.text import human_size
-from pipeline.config import RunConfig
+from pipeline.config import ConfigError, RunConfig
 from pipeline.embedding.decoding import VideoError
 from pipeline.launch.discovery import find_videos
 from pipeline.launch.executors import make_executor
 from pipeline.launch.planning import Plan, make_plan
 from pipeline.launch.preflight import model_config, prepare_model
 from pipeline.launch.resources import sized
-from pipeline.launch.slurm import has_ended, squeue_states
+from pipeline.launch.slurm import array_sizes, has_ended, max_array_size, refusal, squeue_states
+from pipeline.launch.staging import stage
 from pipeline.launch.summary import Summary
 from pipeline.launch.worker import QueueJob
 from pipeline.store import Store, layout, path_key
@@ -144,15 +145,15 @@ def submit(
     run, asked = sized(run, lambda: model_config(run))
     if asked:
         print(asked, file=out)
-    executor = make_executor(run, folder)
+    staged = stage(run, out=out) is not None
+    executor = make_executor(run, folder, offline=staged)
     run_dict = run.model_dump(mode="json")
     launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     # the queue is written once; each task's submission names it, so it stays small whatever the corpus
     queue = str(store.write_queue(plan.config_uid, launch_id, plan.to_compute))
     umask = os.umask(0o022)  # the pickles jobs will run: writable by this user alone
     try:
-        with executor.batch():
-            jobs = [executor.submit(QueueJob(), run_dict, queue, launch_id) for _ in range(n_jobs)]
+        jobs = _submit_arrays(executor, run, n_jobs, (run_dict, queue, launch_id), out)
     finally:
         os.umask(umask)
     summary.job_ids = [str(j.job_id) for j in jobs]
@@ -161,3 +162,30 @@ def submit(
     )
     print(f"submitted {len(jobs)} job(s) ({run.executor.resolved_name()}): {' '.join(summary.job_ids)}", file=out)
     return Submission(run, plan, jobs, summary)
+
+
+def _submit_arrays(
+    executor: tp.Any, run: RunConfig, n_jobs: int, args: tuple[tp.Any, ...], out: tp.TextIO
+) -> list[tp.Any]:
+    """Submit ``n_jobs`` tasks of ``QueueJob(*args)``: on SLURM as job arrays of at most the cluster's
+    ``MaxArraySize`` tasks. A refusal of the first array is a ``ConfigError`` naming the field to change;
+    of a later one (a QOS's MaxSubmitJobs reached), the arrays already queued go on alone (every task
+    walks the whole queue) and the output says so."""
+    from submitit.core.utils import FailedJobError
+
+    on_slurm = run.executor.resolved_name() == "slurm"
+    sizes = array_sizes(n_jobs, max_array_size() if on_slurm else None)
+    if len(sizes) > 1:
+        print(f"{n_jobs} tasks in {len(sizes)} job arrays (the cluster's MaxArraySize)", file=out)
+    jobs: list[tp.Any] = []
+    for size in sizes:
+        try:
+            with executor.batch():
+                batch = [executor.submit(QueueJob(), *args) for _ in range(size)]
+        except FailedJobError as e:
+            if not jobs:
+                raise ConfigError(refusal(str(e))) from None
+            print(f"{refusal(str(e))}; the {len(jobs)} task(s) queued take the whole queue", file=out)
+            break
+        jobs += batch
+    return jobs

@@ -10,6 +10,7 @@ import errno
 import os
 import signal
 import time
+import typing as tp
 from pathlib import Path
 
 SLOW_S = "PIPELINE_FAULT_SLOW_S"
@@ -37,6 +38,45 @@ def in_decoding(path: str) -> None:
     name = os.environ.get(DIE_DECODING)
     if name and Path(path).name == name:
         os._exit(9)
+
+
+TRAP_CUDA = "PIPELINE_FAULT_TRAP_CUDA"
+"""Set: a decoding process raises at any entry into CUDA (``torch.cuda``'s functions, ``Tensor.cuda``,
+``.pin_memory``, ``.to`` a CUDA device): a forked child that touched the parent's CUDA context would
+crash or corrupt it. ``touch``: the process also touches CUDA once, the trap's positive control."""
+_CUDA_ENTRIES = (
+    "is_available", "init", "_lazy_init", "current_device", "device_count", "set_device", "synchronize",
+    "get_device_name", "get_device_properties", "mem_get_info", "memory_allocated", "empty_cache", "Stream", "Event",
+)  # fmt: skip
+
+
+def trap_cuda() -> None:
+    """In a decoding process, with ``TRAP_CUDA`` set: every entry into CUDA raises, naming itself."""
+    mode = os.environ.get(TRAP_CUDA)
+    if not mode:
+        return
+    import torch
+
+    def trapped(name: str) -> tp.Callable[..., tp.Any]:
+        def trap(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+            raise RuntimeError(f"a decoding process entered CUDA: {name}")
+
+        return trap
+
+    for name in _CUDA_ENTRIES:
+        setattr(torch.cuda, name, trapped(f"torch.cuda.{name}"))
+    real_to = torch.Tensor.to
+
+    def to(self: torch.Tensor, *args: tp.Any, **kwargs: tp.Any) -> torch.Tensor:
+        if any("cuda" in str(a) for a in (*args, kwargs.get("device", ""))):
+            raise RuntimeError("a decoding process entered CUDA: Tensor.to(cuda)")
+        return real_to(self, *args, **kwargs)
+
+    torch.Tensor.to = to  # type: ignore[method-assign,assignment]
+    torch.Tensor.cuda = trapped("Tensor.cuda")  # type: ignore[method-assign]
+    torch.Tensor.pin_memory = trapped("Tensor.pin_memory")  # type: ignore[method-assign]
+    if mode == "touch":
+        torch.cuda.is_available()
 
 
 AT = "PIPELINE_FAULT_AT"

@@ -50,8 +50,9 @@ def _batched(embedder: Embedder, paths: list[Path], decoders: int = 2) -> tuple[
     ],
 )
 def test_batches_of_several_videos_equal_the_engine_bit_for_bit(
-    make_run: tp.Any, videos: tp.Any, model: str, fields: dict[str, tp.Any]
+    make_run: tp.Any, videos: tp.Any, model: str, fields: dict[str, tp.Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv(faults.TRAP_CUDA, "1")  # the decoding processes never enter CUDA (test_feeding.py)
     run = make_run(model, batch_size=3, **fields)
     embedder = Embedder(run.embed, run.model_source(), batch_size=3)
     paths = videos(["bars", "drift", "orbit", "ntsc", "bikes"])
@@ -213,3 +214,44 @@ def test_a_batch_out_of_memory_is_let_go_of_and_halved_down_to_what_fits(
     [alone] = videos(["ntsc"])
     done, failed = _batched(embedder, [alone])
     assert not done and "OutOfMemoryError" in failed[alone.name]
+
+
+def test_a_batch_is_assembled_with_one_copy_of_its_frames(
+    make_run: tp.Any, videos: tp.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes written while a batch is assembled, counted by a dispatch mode: each frame copied once into
+    the reused buffer (the old way stacked twice, then pinned: three copies), and the same numbers."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class Written(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bytes = 0
+
+        def __torch_dispatch__(self, func: tp.Any, types: tp.Any, args: tp.Any = (), kwargs: tp.Any = None) -> tp.Any:
+            out = func(*args, **(kwargs or {}))
+            if func is torch.ops.aten.copy_.default:
+                self.bytes += args[0].numel() * args[0].element_size()
+            elif not getattr(func, "is_view", False) and not func.__name__.startswith("empty"):
+                self.bytes += sum(t.numel() * t.element_size() for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+            return out
+
+    run = make_run(batch_size=3)
+    embedder = Embedder(run.embed, run.model_source(), batch_size=3)
+    assembled: list[tuple[int, int]] = []
+    real = Batcher._pixels
+
+    def counted(self: Batcher, steps: list[tuple[str, int]]) -> torch.Tensor:
+        with Written() as written:
+            pixels = real(self, steps)
+        assembled.append((written.bytes, pixels.numel() * pixels.element_size()))
+        return pixels
+
+    monkeypatch.setattr(Batcher, "_pixels", counted)
+    paths = videos(["bars", "drift", "orbit"])
+    done, failed = _batched(embedder, paths)
+    assert not failed and assembled and all(w == size for w, size in assembled), assembled
+    monkeypatch.setattr(Batcher, "_pixels", real)
+    for path in paths:
+        np.testing.assert_array_equal(done[path.name].data, embedder.embed(str(path)).data)

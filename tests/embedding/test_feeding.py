@@ -73,3 +73,28 @@ def test_a_job_s_cpus_are_slurm_s_count_capped_by_its_affinity_mask() -> None:
     assert cpus_given({"SLURM_CPUS_PER_TASK": "8"}, 64) == 8
     assert cpus_given({"SLURM_CPUS_PER_TASK": "8"}, None) == 8
     assert cpus_given({"PIPELINE_THREADS": "3"}, 64) == 3 and cpus_given({}, 64) is None
+
+
+@pytest.mark.parametrize("touch", [False, True])
+def test_a_decoding_process_never_enters_cuda_even_with_the_frames_left_for_the_gpu(
+    make_run: tp.Any, sample_dir: Path, monkeypatch: pytest.MonkeyPatch, touch: bool
+) -> None:
+    """Every entry into CUDA trapped in the decoding process (``faults.TRAP_CUDA``), on the path that
+    leaves preprocessing to the GPU (raw frames sent); the positive control touches CUDA once and fails.
+    The batched families run under the same trap in ``test_batcher.py``."""
+    from pipeline.testing import faults
+
+    monkeypatch.setenv(faults.TRAP_CUDA, "touch" if touch else "1")  # read by the (forked) decoding process
+    run = make_run(frequency=3.0, max_imsize=40)
+    feeder = Feeder(DecoderSpec(run.model_source(), run.embed.model_dump(mode="json"), 16, "cuda"), 1)
+    try:
+        feeder.submit("v", str(sample_dir / "drift_25fps.mp4"))
+        messages = _messages(feeder, "v")
+    finally:
+        feeder.close()
+    kinds = [k for k, _, _ in messages]
+    if touch:
+        assert kinds[-1] == "died" or "entered CUDA" in str(messages[-1][2]), messages[-1]
+    else:
+        assert kinds[0] == "plan" and kinds[-1] == "done", kinds
+        assert all(p.dtype == torch.uint8 for k, _, (_, p) in [m for m in messages if m[0] == "frames"])
