@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from pipeline.embedding.engine import Embedder, Embedding
-from pipeline.embedding.feeding import DecoderSpec, Feeder
+from pipeline.embedding.feeding import QUEUE_CHUNKS, SHM, DecoderSpec, Feeder, shm_credits, shm_free
 from pipeline.embedding.steps import VideoSteps
 
 IDLE_S = 0.05
@@ -81,8 +81,20 @@ class Batcher:
             embedder.num_frames,
             self.preprocess_device,
         )
-        self.feeder = Feeder(spec, n_decoders)
         self.max_in_flight = n_decoders + 1
+        self.credits = QUEUE_CHUNKS
+        if self.preprocess_device is None:  # pixels, not raw frames, travel through /dev/shm
+            frame = embedder.adapter.preprocess_frames([np.zeros((64, 80, 3), np.uint8)])[0]
+            held = self.max_in_flight * 2 * (embedder.num_frames or 1)
+            self.credits = shm_credits(frame.numel() * frame.element_size(), n_decoders, held, shm_free())
+            if self.credits < QUEUE_CHUNKS:
+                logger.warning(
+                    "%s is small: %d frames message(s) in flight per decoding process, not %d",
+                    SHM,
+                    self.credits,
+                    QUEUE_CHUNKS,
+                )
+        self.feeder = Feeder(spec, n_decoders, self.credits)
         self.batch = embedder.batch_size
         """Clips per forward: the configured batch, lowered for good once one ran out of memory."""
         self._buffers: list[torch.Tensor | None] = [None, None]

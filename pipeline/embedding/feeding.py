@@ -27,6 +27,43 @@ if tp.TYPE_CHECKING:
 
 QUEUE_CHUNKS = 8
 """Frames messages in flight per decoding process at most: memory stays flat however far decoding runs ahead."""
+SHM = "/dev/shm"
+SHM_SHARE = 0.8
+"""The part of ``/dev/shm``'s free space the pixels in flight may take."""
+
+
+def shm_credits(frame_bytes: int, n: int, held_frames: int, free: int | None) -> int:
+    """Frames messages in flight per decoding process that ``free`` bytes of shared memory hold (pixels
+    travel through ``/dev/shm``): ``QUEUE_CHUNKS`` where they fit, fewer where not (a container's 64 MB);
+    ``held_frames`` are those the model's process keeps for the clips of the videos in flight.
+    ``ShmTooSmall`` where even one message per process does not fit."""
+    if free is None:
+        return QUEUE_CHUNKS
+    budget = int(free * SHM_SHARE) - held_frames * frame_bytes
+    per_message = PREPROCESS_CHUNK * frame_bytes
+    fit = min(QUEUE_CHUNKS, budget // max(1, n * per_message))
+    if fit < 1:
+        need = n * per_message + held_frames * frame_bytes
+        raise ShmTooSmall(
+            f"{SHM} has {free / 2**20:.0f} MB free, and {n} decoding process(es) need at least "
+            f"{need / SHM_SHARE / 2**20:.0f} MB for the pixels in flight: give the job more shared memory "
+            "(a container's --shm-size, e.g. 2g) or fewer decoding processes (decoders=)"
+        )
+    return int(fit)
+
+
+class ShmTooSmall(OSError):
+    """``/dev/shm`` cannot hold the pixels one message per decoding process carries."""
+
+
+def shm_free() -> int | None:
+    """Free bytes in ``/dev/shm`` (None where there is none to measure)."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(SHM).free
+    except OSError:
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,10 +181,10 @@ class _Slot:
     """One decoding process, its task queue, its message pipe and credits, and the videos handed to it,
     oldest (the one being decoded) first."""
 
-    def __init__(self, ctx: tp.Any, spec: DecoderSpec) -> None:
+    def __init__(self, ctx: tp.Any, spec: DecoderSpec, in_flight: int = QUEUE_CHUNKS) -> None:
         self.tasks: tp.Any = ctx.Queue()
         self.messages, sender = ctx.Pipe(duplex=False)
-        self.credits: tp.Any = ctx.Semaphore(QUEUE_CHUNKS)
+        self.credits: tp.Any = ctx.Semaphore(in_flight)
         args = (spec, self.tasks, sender, self.credits, os.getpid())
         self.proc = ctx.Process(target=decoder_main, args=args, daemon=True)
         self.proc.start()
@@ -158,15 +195,16 @@ class _Slot:
 class Feeder:
     """``n`` decoding processes (``torch.multiprocessing``: pixels travel through shared memory)."""
 
-    def __init__(self, spec: DecoderSpec, n: int) -> None:
+    def __init__(self, spec: DecoderSpec, n: int, in_flight: int = QUEUE_CHUNKS) -> None:
+        """``in_flight``: frames messages per process at most (``shm_credits``)."""
         import torch.multiprocessing as mp
 
-        self.spec = spec
+        self.spec, self.in_flight = spec, in_flight
         # Pixels are shared by file name (not by passing descriptors through the sender, which must then be
         # alive when they are read): frames a process sent before it was killed can still be read.
         mp.set_sharing_strategy("file_system")
         self.ctx = mp.get_context("fork")  # as DataLoader workers: no re-import; they never touch CUDA
-        self.slots = [_Slot(self.ctx, spec) for _ in range(n)]
+        self.slots = [_Slot(self.ctx, spec, in_flight) for _ in range(n)]
         self._turn = 0
 
     def submit(self, key: str, path: str) -> None:
@@ -199,7 +237,7 @@ class Feeder:
 
     def _replace(self, dead: _Slot) -> Message | None:
         dead.proc.join(timeout=5)
-        fresh = _Slot(self.ctx, self.spec)
+        fresh = _Slot(self.ctx, self.spec, self.in_flight)
         self.slots[self.slots.index(dead)] = fresh
         for key, path in dead.assigned[1:]:
             fresh.assigned.append((key, path))

@@ -113,3 +113,26 @@ def check_gpus(run: RunConfig) -> None:
         "check the partition's GPUs (executor.partition, executor.sbatch_args: {gres: 'gpu:1'} where the site "
         "wants --gres), or run on the CPU with device=cpu"
     )
+
+
+GPU_JOB_MIN_CPUS = 4
+"""Below this, a GPU job's decoding processes cannot keep its GPU busy (a warning says so)."""
+
+
+def batched_threads(device_type: str, cpus: int | None) -> int | None:
+    """Torch threads of the model's process in the batched path: on a GPU two at most (the forward runs on
+    the device; the job's other CPUs decode), on the CPU the job's CPUs (the forward is the work; None:
+    torch's default)."""
+    if device_type == "cuda":
+        return min(2, cpus or 2)
+    return cpus
+
+
+def few_cpus_warning(device_type: str, cpus: int | None) -> str | None:
+    """What to tell a GPU job given too few CPUs to decode for its GPU (None: enough, or on the CPU)."""
+    if device_type != "cuda" or cpus is None or cpus >= GPU_JOB_MIN_CPUS:
+        return None
+    return (
+        f"this GPU job has {cpus} CPU(s): its {max(2, cpus - 1)} decoding processes are unlikely to keep the GPU "
+        f"busy; ask for at least {GPU_JOB_MIN_CPUS * 2} (executor.cpus_per_task=8)"
+    )

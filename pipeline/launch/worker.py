@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import sys
 import time
 import typing as tp
 
@@ -16,7 +17,7 @@ from pipeline.common.progress import Progress
 from pipeline.common.quiet import silence_libraries
 from pipeline.config import PIPELINE_VERSION, RunConfig
 from pipeline.launch.discovery import known_durations
-from pipeline.launch.resources import check_gpus
+from pipeline.launch.resources import batched_threads, check_gpus, few_cpus_warning
 from pipeline.store import Store, StoreError
 from pipeline.store.leases import Heartbeat, Lease, acquire, current_job_id
 from pipeline.store.records import read_queue
@@ -451,6 +452,15 @@ def _run_batched(
             claim.release()
             progress()
 
+    import torch
+
+    device = embedder.adapter.device.type
+    threads = batched_threads(device, job_cpus())
+    if threads:
+        torch.set_num_threads(threads)
+    warning = few_cpus_warning(device, job_cpus())
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     batcher = Batcher(embedder, n)
     try:
         batcher.run(next_video, done, failed)

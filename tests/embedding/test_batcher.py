@@ -255,3 +255,32 @@ def test_a_batch_is_assembled_with_one_copy_of_its_frames(
     monkeypatch.setattr(Batcher, "_pixels", real)
     for path in paths:
         np.testing.assert_array_equal(done[path.name].data, embedder.embed(str(path)).data)
+
+
+def test_a_small_dev_shm_keeps_fewer_messages_in_flight_and_the_same_numbers(
+    make_run: tp.Any, videos: tp.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np_
+
+    from pipeline.embedding import batcher as batching
+    from pipeline.embedding.feeding import QUEUE_CHUNKS, SHM_SHARE
+    from pipeline.embedding.steps import PREPROCESS_CHUNK
+
+    run = make_run(batch_size=3)
+    embedder = Embedder(run.embed, run.model_source(), batch_size=3)
+    frame = embedder.adapter.preprocess_frames([np_.zeros((64, 80, 3), np_.uint8)])[0]
+    frame_bytes = frame.numel() * frame.element_size()
+    held = 3 * 2 * (embedder.num_frames or 1)
+    free = int((held * frame_bytes + 2 * 2 * PREPROCESS_CHUNK * frame_bytes) / SHM_SHARE) + 1  # room for two each
+    monkeypatch.setattr(batching, "shm_free", lambda: free)
+    paths = videos(["bars", "drift"])
+    batcher = Batcher(embedder, 2)
+    done: dict[str, Embedding] = {}
+    todo = iter([(p.name, str(p)) for p in paths])
+    try:
+        batcher.run(lambda: next(todo, None), done.__setitem__, lambda k, e: pytest.fail(f"{k}: {e}"))
+    finally:
+        batcher.close()
+    assert batcher.credits == 2 < QUEUE_CHUNKS
+    for path in paths:
+        np.testing.assert_array_equal(done[path.name].data, embedder.embed(str(path)).data)

@@ -98,3 +98,15 @@ def test_a_decoding_process_never_enters_cuda_even_with_the_frames_left_for_the_
     else:
         assert kinds[0] == "plan" and kinds[-1] == "done", kinds
         assert all(p.dtype == torch.uint8 for k, _, (_, p) in [m for m in messages if m[0] == "frames"])
+
+
+def test_the_messages_in_flight_fit_in_dev_shm_or_the_job_says_what_to_change() -> None:
+    from pipeline.embedding.feeding import QUEUE_CHUNKS, ShmTooSmall, shm_credits
+
+    frame = 3 * 224 * 224 * 4  # a VideoMAE-base frame, preprocessed
+    assert shm_credits(frame, 15, 16 * 16, 64 << 30) == QUEUE_CHUNKS  # a node's /dev/shm
+    assert shm_credits(frame, 15, 16 * 16, None) == QUEUE_CHUNKS  # nothing to measure
+    few = shm_credits(frame, 15, 16 * 16, 1 << 30)
+    assert 1 <= few < QUEUE_CHUNKS  # a gigabyte: fewer messages in flight
+    with pytest.raises(ShmTooSmall, match=r"/dev/shm has 64 MB free.*--shm-size.*decoders="):
+        shm_credits(frame, 15, 16 * 16, 64 << 20)  # a container's default

@@ -71,3 +71,10 @@ def test_a_slurm_task_that_asked_for_a_gpu_and_sees_none_stops_loudly(
     with pytest.raises(resources.NoGPU, match=r"job 123 .* asked for 1 GPU\(s\) and torch sees none.*device=cpu"):
         resources.check_gpus(run)
     resources.check_gpus(run.model_copy(update={"device": "cpu"}))  # the user chose the CPU
+
+
+def test_a_gpu_job_keeps_two_torch_threads_and_is_told_when_it_has_too_few_cpus_to_decode() -> None:
+    assert resources.batched_threads("cuda", 16) == 2 and resources.batched_threads("cpu", 16) == 16
+    assert resources.batched_threads("cpu", None) is None
+    assert "executor.cpus_per_task=8" in (resources.few_cpus_warning("cuda", 2) or "")
+    assert resources.few_cpus_warning("cuda", 8) is None and resources.few_cpus_warning("cpu", 1) is None

@@ -49,9 +49,7 @@ def test_a_dry_run_plans_and_submits_nothing(make_run: tp.Any) -> None:
     assert not Store(run.store).config_uids()
 
 
-def test_the_jobs_folder_is_its_user_s_alone_and_a_loosened_one_is_refused(
-    make_run: tp.Any, sample_dir: Path
-) -> None:
+def test_the_jobs_folder_is_its_user_s_alone_and_a_loosened_one_is_refused(make_run: tp.Any, sample_dir: Path) -> None:
     """What jobs unpickle and run lives in ``_jobs/<config>/<user>/``: writable by that user alone, below
     shared folders with the sticky bit (another member can neither write there nor swap the folder)."""
     import getpass
