@@ -19,6 +19,7 @@ import os
 import sys
 import time
 import typing as tp
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +50,11 @@ CONFIGS: dict[str, dict[str, tp.Any]] = {
 }
 
 
-SMOKE = {"tiny VideoMAE fp32, 2 Hz, 16 frames / 1 s, batch 2": dict(
-    build="tiny_videomae", frequency=2.0, clip_duration=1.0, dtype="float32", batch=2
-)}
+SMOKE = {
+    "tiny VideoMAE fp32, 2 Hz, 16 frames / 1 s, batch 2": dict(
+        build="tiny_videomae", frequency=2.0, clip_duration=1.0, dtype="float32", batch=2
+    )
+}
 """``--smoke``: the path on the CPU."""
 
 
@@ -128,21 +131,28 @@ def run_config(
     todo = iter([(str(v), str(v)) for v in videos])
     failed: dict[str, BaseException] = {}
     batcher = Batcher(embedder, n_decoders(None))
+    syncs: list[warnings.WarningMessage] = []
     try:
         _sync(device)
-        start = time.perf_counter()
-        batcher.run(lambda: next(todo, None), lambda k, e: None, failed.__setitem__)
-        _sync(device)
-        t_worker = time.perf_counter() - start
+        with warnings.catch_warnings(record=True) as syncs:
+            warnings.simplefilter("always")
+            if device == "cuda":
+                torch.cuda.set_sync_debug_mode("warn")  # each host sync the worker makes, counted
+            start = time.perf_counter()
+            batcher.run(lambda: next(todo, None), lambda k, e: None, failed.__setitem__)
+            _sync(device)
+            t_worker = time.perf_counter() - start
+            if device == "cuda":
+                torch.cuda.set_sync_debug_mode(0)
     finally:
         batcher.close()
     assert not failed, failed
-    # the pure forward limit: the same batch of preprocessed clips, again and again, on the GPU
+    n_syncs = sum("synchroniz" in str(w.message) for w in syncs)
+    # the pure forward limit: the same batch of preprocessed clips, again and again, on the GPU, of the
+    # shape the processor makes (V-JEPA 2's 256 px crop included: read from a frame it preprocessed)
     frames = embedder.num_frames or 1
-    config = embedder.adapter.model.config
-    side = int(getattr(getattr(config, "vision_config", config), "image_size", 224))
-    side = getattr(config, "crop_size", side)  # V-JEPA 2 names it so
-    shape = (cfg["batch"], frames, 3, side, side) if embedder.adapter.is_video else (cfg["batch"], 3, side, side)
+    one = embedder.adapter.preprocess_frames([np.zeros((360, 640, 3), np.uint8)])[0]
+    shape = (cfg["batch"], frames, *one.shape) if embedder.adapter.is_video else (cfg["batch"], *one.shape)
     pixels = torch.randn(shape, device=device)
     steps = round(cfg["frequency"] * seconds) * len(videos)
     for _ in range(3):
@@ -156,7 +166,7 @@ def run_config(
     per_batch = (time.perf_counter() - start) / reps
     t_forward = per_batch * steps / cfg["batch"]
     total = seconds * len(videos)
-    return dict(worker=total / t_worker, forward=total / t_forward)
+    return dict(worker=total / t_worker, forward=total / t_forward, syncs=float(n_syncs))
 
 
 def precision(models: Path, video: Path, device: str = "cuda", kind: str = "videomae") -> tuple[float, float]:
@@ -201,15 +211,18 @@ def main(argv: list[str] | None = None) -> int:
     decode = total / decode_limit(videos)
     card = torch.cuda.get_device_name() if device == "cuda" else "CPU (smoke)"
     print(f"{card}, {os.cpu_count()} CPUs; decode limit {decode:.1f} video-s/s")
-    print("| config | worker (video-s/s) | forward limit (video-s/s) | worker / forward | worker / decode limit |")
-    print("|---|---|---|---|---|")
+    print(
+        "| config | worker (video-s/s) | forward limit (video-s/s) | worker / forward | worker / decode limit "
+        "| host syncs |"
+    )
+    print("|---|---|---|---|---|---|")
     for name, cfg in configs.items():
         if args.only and args.only not in name:
             continue
         r = run_config(name, cfg, work / "models", videos, args.seconds, device)
         print(
             f"| {name} | {r['worker']:.1f} | {r['forward']:.1f} | {r['worker'] / r['forward']:.0%} | "
-            f"{r['worker'] / decode:.0%} |",
+            f"{r['worker'] / decode:.0%} | {r['syncs']:.0f} |",
             flush=True,
         )
     fp32, bf16 = precision(work / "models", videos[0], device, kind)
