@@ -27,8 +27,29 @@ def prepare_model(run: RunConfig) -> RunConfig:
     run.embed.frames_per_clip(hf_config)
     spec = spec.model_copy(update={"default_num_frames": _without_num_frames(run.embed).frames_per_clip(hf_config)})
     run = run.model_copy(update={"embed": run.embed.model_copy(update={"model": spec})})
+    if spec.trust_remote_code and Path(run.model_source()).is_dir():
+        check_remote_code(Path(run.model_source()))
     local = Path(run.model_source()).exists() or _offline()
     return resolve_identity(run, online=not local and hub_reachable())
+
+
+def check_remote_code(folder: Path) -> None:
+    """With ``trust_remote_code`` the model's ``.py`` files run in every job, named by its ``.json``
+    configs: refuse a folder, or such a file or the folder holding it, that anyone but its owner can write
+    (a lab member could put their code there and have it run as you on the cluster; a hub cache's snapshot
+    links are followed to their blobs)."""
+    import stat
+
+    files = [p.resolve() for p in sorted(folder.rglob("*")) if p.suffix in (".py", ".json")]
+    for where in dict.fromkeys([folder.resolve(), *files, *(f.parent for f in files)]):
+        mode = where.stat().st_mode
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            who = "its group" if mode & stat.S_IWGRP else "everyone"
+            raise ConfigError(
+                f"model.trust_remote_code: {where} is writable by {who}, and the model's code runs in every job: "
+                f"whoever can write it can run code as you; chmod go-w {where} (or copy the model to a folder of "
+                "your own)"
+            )
 
 
 def _without_num_frames(embed: EmbedConfig) -> EmbedConfig:

@@ -17,7 +17,7 @@ from pipeline.embedding.decoding import VideoError
 from pipeline.launch.discovery import find_videos
 from pipeline.launch.executors import make_executor
 from pipeline.launch.planning import Plan, make_plan
-from pipeline.launch.preflight import model_config, prepare_model
+from pipeline.launch.preflight import check_remote_code, model_config, prepare_model
 from pipeline.launch.resources import sized
 from pipeline.launch.slurm import array_sizes, has_ended, max_array_size, refusal, squeue_states
 from pipeline.launch.staging import stage
@@ -145,7 +145,10 @@ def submit(
     run, asked = sized(run, lambda: model_config(run))
     if asked:
         print(asked, file=out)
-    staged = stage(run, out=out) is not None
+    staged_folder = stage(run, out=out)
+    staged = staged_folder is not None
+    if staged_folder is not None and run.embed.model.trust_remote_code:
+        check_remote_code(staged_folder)
     executor = make_executor(run, folder, offline=staged)
     run_dict = run.model_dump(mode="json")
     launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing as tp
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,30 @@ def test_a_reader_that_spells_out_the_frame_count_finds_the_launchers_entries(ma
     assert store.find_config(EmbedConfig.model_validate(fields)) == cuid
     with pytest.raises(KeyError, match="no config of 'tiny-videomae'"):
         store.find_config(EmbedConfig.model_validate({**fields, "num_frames": 8}))
+
+
+def test_remote_code_that_others_can_write_is_refused(make_run: tp.Any, models_dir: Path, tmp_path: Path) -> None:
+    """With trust_remote_code the model's code runs in every job: a folder, code file or config that the
+    group can write is refused before any job, naming it; the same folder made the owner's alone passes."""
+    import shutil
+
+    from pipeline.launch.preflight import check_remote_code
+
+    folder = tmp_path / "remote-model"
+    shutil.copytree(models_dir / "tiny-videomae", folder)
+    (folder / "modeling_custom.py").write_text("# the model's own code\n")
+    for path in (folder, *folder.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    check_remote_code(folder)
+    (folder / "modeling_custom.py").chmod(0o664)
+    with pytest.raises(ConfigError, match=r"modeling_custom.py is writable by its group.*chmod go-w"):
+        check_remote_code(folder)
+    (folder / "modeling_custom.py").chmod(0o644)
+    folder.chmod(0o775)
+    with pytest.raises(ConfigError, match=r"remote-model is writable by its group"):
+        check_remote_code(folder)
+    run = make_run()
+    spec = run.embed.model.model_copy(update={"name": str(folder), "tiny": False, "trust_remote_code": True})
+    run = run.model_copy(update={"embed": run.embed.model_copy(update={"model": spec})})
+    with pytest.raises(ConfigError, match="model.trust_remote_code"):
+        prepare_model(run)
