@@ -52,5 +52,16 @@ def device_fault(error: BaseException) -> bool:
 
 def not_the_video(error: BaseException) -> bool:
     """Whether a video that raised this is to be left not done rather than recorded as failed: the
-    environment's fault (``environmental``), the GPU's (``device_fault``), or its file missing on this node."""
-    return environmental(error) or device_fault(error) or isinstance(error, FileNotFoundError)
+    environment's fault (``environmental``), the GPU's (``device_fault``, or out of memory with one clip:
+    the clips of a config all have one shape, so another process or fragmentation is to blame), or its
+    file missing on this node."""
+    return (
+        environmental(error)
+        or device_fault(error)
+        or isinstance(error, FileNotFoundError)
+        or _out_of_memory(error)  # still, at one clip (the batcher halved it down to one): the device's state
+    )
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    return type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error)

@@ -312,7 +312,11 @@ class VJEPA2Adapter(Adapter):
 
 
 class XCLIPAdapter(Adapter):
-    """X-CLIP: vision-tower states of the clip's last frame, or the ``mit`` states over frames."""
+    """X-CLIP: vision-tower states of the clip's last frame, or the ``mit`` states over frames. Only the
+    towers those states come from run (the vision tower, then the ``mit`` over its projected class
+    tokens, as ``XCLIPModel.forward`` calls them): the text tower and the prompts generator, which the
+    reference's full forward also runs on the empty text, change none of them, and the text tower's mask
+    made the host wait for the device every batch."""
 
     family = "xclip"
     input_field = "videos"
@@ -320,17 +324,14 @@ class XCLIPAdapter(Adapter):
     def processor_inputs(self, clips: list[Clip], audio: list[np.ndarray] | None) -> dict[str, tp.Any]:
         return {"videos": [list(c) for c in clips], "text": "", "return_tensors": "pt"}
 
-    def static_inputs(self) -> dict[str, tp.Any]:
-        """The empty text's inputs, on the model's device once (not copied there with every batch)."""
-        if not hasattr(self, "_text"):
-            text = dict(self.processor(text="", return_tensors="pt"))
-            device = self.model.device if self.model is not None else None
-            self._text = {k: v.to(device) if isinstance(v, torch.Tensor) and device else v for k, v in text.items()}
-        return dict(self._text)
-
     def run(self, inputs: dict[str, tp.Any]) -> tp.Any:
+        pixels = inputs["pixel_values"]
+        batch, frames, channels, height, width = pixels.shape
+        vision = self.model.vision_model(
+            pixel_values=pixels.reshape(-1, channels, height, width), output_hidden_states=True
+        )
         if self.layer_type != "mit":
-            return self.model(**inputs, output_hidden_states=True)
+            return vision
         # transformers 5 drops the multi-frame integration transformer's hidden states: record them
         encoder = self.model.mit.encoder
         captured: list[torch.Tensor] = []
@@ -344,7 +345,7 @@ class XCLIPAdapter(Adapter):
         hooks = [encoder.register_forward_pre_hook(on_input, with_kwargs=True)]
         hooks += [layer.register_forward_hook(on_layer) for layer in encoder.layers]
         try:
-            self.model(**inputs)
+            self.model.mit(self.model.visual_projection(vision[1]).view(batch, frames, -1))
         finally:
             for hook in hooks:
                 hook.remove()
@@ -353,7 +354,7 @@ class XCLIPAdapter(Adapter):
     def read_states(self, output: tp.Any, batch: int) -> torch.Tensor:
         if self.layer_type == "mit":
             return _stack_layers(output, "X-CLIP mit")
-        states = _stack_layers(output.vision_model_output.hidden_states, "X-CLIP vision")
+        states = _stack_layers(output.hidden_states, "X-CLIP vision")
         frames = states.shape[0] // batch
         return states.reshape(batch, frames, *states.shape[1:])[:, -1]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import types
 import typing as tp
@@ -17,7 +18,10 @@ from pipeline.launch.staging import OFFLINE_ENV
 class _OwnSessionLocalExecutor(submitit.LocalExecutor):
     """Local jobs in a session of their own. A terminal's Ctrl-C goes to its whole foreground process
     group; the jobs must keep running, as they do on SLURM, so that ``pipeline.status`` and
-    ``pipeline.cancel`` find them."""
+    ``pipeline.cancel`` find them. ``env``: variables the jobs get on top of the launcher's (passed in the
+    environment, not as ``setup`` lines: a shell in between changes the pid submitit's job id is)."""
+
+    env: tp.ClassVar[dict[str, str]] = {}
 
     def _submit_command(self, command: str) -> tp.Any:
         from submitit.local import local
@@ -26,10 +30,17 @@ class _OwnSessionLocalExecutor(submitit.LocalExecutor):
         local.subprocess = types.SimpleNamespace(  # type: ignore[assignment]  # start_controller uses Popen alone
             Popen=functools.partial(real.Popen, start_new_session=True)
         )
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)  # start_controller copies os.environ for the job
         try:
             return super()._submit_command(command)
         finally:
             local.subprocess = real
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def make_executor(run: RunConfig, folder: Path, offline: bool = False) -> tp.Any:
@@ -42,7 +53,8 @@ def make_executor(run: RunConfig, folder: Path, offline: bool = False) -> tp.Any
         return submitit.DebugExecutor(folder=str(folder))
     if name == "local":
         executor: tp.Any = _OwnSessionLocalExecutor(folder=str(folder))
-        executor.update_parameters(timeout_min=ex.timeout_min, **({"setup": setup} if setup else {}))
+        executor.env = dict(OFFLINE_ENV) if offline else {}
+        executor.update_parameters(timeout_min=ex.timeout_min)
         return executor
     if shutil.which("sbatch") is None:
         raise ConfigError("executor.name: slurm, but sbatch is not on the PATH (run `make slurm-up` for a local one)")

@@ -34,21 +34,29 @@ def prepare_model(run: RunConfig) -> RunConfig:
 
 
 def check_remote_code(folder: Path) -> None:
-    """With ``trust_remote_code`` the model's ``.py`` files run in every job, named by its ``.json``
-    configs: refuse a folder, or such a file or the folder holding it, that anyone but its owner can write
-    (a lab member could put their code there and have it run as you on the cluster; a hub cache's snapshot
-    links are followed to their blobs)."""
+    """With ``trust_remote_code`` the model's ``.py`` files run in every job, named by its configs: refuse
+    a folder, such a file, or a folder above one up to two levels (a hub cache's ``snapshots/`` and
+    ``models--org--name/``; sticky folders such as ``/tmp`` excepted), or transformers' module cache where
+    the code is copied to and imported from, that anyone but its owner can write: a lab member could put
+    their code there and have it run as you on the cluster."""
     import stat
 
-    files = [p.resolve() for p in sorted(folder.rglob("*")) if p.suffix in (".py", ".json")]
-    for where in dict.fromkeys([folder.resolve(), *files, *(f.parent for f in files)]):
+    from transformers.utils import HF_MODULES_CACHE
+
+    code = [p.resolve() for p in sorted(folder.rglob("*.py"))]
+    configs = [p.resolve() for p in sorted(folder.glob("*.json"))]
+    top = folder.resolve()
+    places = [top, top.parent, top.parent.parent, *code, *configs, *(f.parent for f in code + configs)]
+    modules = Path(HF_MODULES_CACHE)
+    places += [m for m in (modules, modules / "transformers_modules") if m.exists()]
+    for where in dict.fromkeys(places):
         mode = where.stat().st_mode
-        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        if mode & (stat.S_IWGRP | stat.S_IWOTH) and not (where.is_dir() and mode & stat.S_ISVTX):
             who = "its group" if mode & stat.S_IWGRP else "everyone"
             raise ConfigError(
                 f"model.trust_remote_code: {where} is writable by {who}, and the model's code runs in every job: "
                 f"whoever can write it can run code as you; chmod go-w {where} (or copy the model to a folder of "
-                "your own)"
+                "your own, and set HF_MODULES_CACHE to one of your own)"
             )
 
 

@@ -31,7 +31,9 @@ def loaded_files(files: tp.Iterable[str], trust_remote_code: bool) -> list[str]:
     def matching(patterns: tp.Iterable[str]) -> list[str]:
         return [f for f in files if any(fnmatch.fnmatch(Path(f).name, p) for p in patterns)]
 
-    weights = matching(WEIGHTS[:1]) or matching(WEIGHTS[1:])
+    top = [f for f in files if "/" not in f]  # an adapter's safetensors in a subfolder are not the model's
+    weights = [f for f in matching(WEIGHTS) if f in top]
+    weights = [f for f in weights if f.endswith(".safetensors")] or weights
     code = matching(("*.py",)) if trust_remote_code else []
     return sorted({*matching(CONFIGS), *weights, *code} - {".gitattributes"})
 

@@ -60,11 +60,12 @@ def environment_versions() -> dict[str, str]:
 
 class Streak:
     """A job's failures in a row (failed or not done; a video handed to the writer ends a streak): past
-    ``limit`` the job stops taking videos, so that a broken node does not fail or skip the whole shared
-    queue in minutes."""
+    ``limit`` more than the videos in flight at once (``in_flight``: one brief outage of the video mount
+    fails them all together) the job stops taking videos, so that a broken node does not fail or skip the
+    whole shared queue in minutes."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit, self.count, self.last = limit, 0, ""
+    def __init__(self, limit: int, in_flight: int = 1) -> None:
+        self.limit, self.in_flight, self.count, self.last = limit, in_flight, 0, ""
 
     def add(self, result: VideoResult | None) -> None:
         """A video's outcome (None: computed, handed to the writer)."""
@@ -76,12 +77,13 @@ class Streak:
 
     @property
     def broken(self) -> bool:
-        return self.count >= self.limit
+        return self.count >= self.limit + self.in_flight - 1
 
     def error(self) -> JobStopped:
         return JobStopped(
             f"job {current_job_id() or os.getpid()} on {socket.gethostname()} stopped taking videos after "
-            f"{self.count} failures in a row (max_failures_in_a_row={self.limit}; last: {self.last}); its node "
+            f"{self.count} failures in a row (max_failures_in_a_row={self.limit}, with {self.in_flight} video(s) in "
+            f"flight at once; last: {self.last}); its node "
             "or device may be broken: the other jobs take the rest of the queue, and a relaunch what is left"
         )
 
@@ -154,7 +156,8 @@ def work_queue(
     embedder = Embedder(run.embed, run.model_source(), device=run.resolved_device(), batch_size=run.batch_size)
     heartbeat = Heartbeat(run.lease_ttl_s)
     committer = Committer(store, store.writer(cuid, flush_s=run.flush_s), heartbeat, results)
-    streak = Streak(run.max_failures_in_a_row)
+    batched = bool(n_decoders(run.decoders)) and embedder.batchable
+    streak = Streak(run.max_failures_in_a_row, n_decoders(run.decoders) + 1 if batched else 1)
     if job is not None:
         job.committer = committer  # for checkpoint: a pre-empted job publishes what it computed
     try:

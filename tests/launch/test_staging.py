@@ -30,6 +30,8 @@ def test_the_files_staged_are_those_from_pretrained_reads() -> None:
     assert loaded_files(files, False) == ["config.json", "model.safetensors", "preprocessor_config.json", "vocab.txt"]
     assert "modeling_custom.py" in loaded_files(files, True)
     assert "pytorch_model.bin" in loaded_files(["config.json", "pytorch_model.bin", "tf_model.h5"], False)
+    adapter = ["config.json", "pytorch_model.bin", "adapter/adapter_model.safetensors"]  # not the model's weights
+    assert loaded_files(adapter, False) == ["config.json", "pytorch_model.bin"]
 
 
 @pytest.fixture
