@@ -59,9 +59,12 @@ def not_the_video(error: BaseException) -> bool:
         environmental(error)
         or device_fault(error)
         or isinstance(error, FileNotFoundError)
-        or _out_of_memory(error)  # still, at one clip (the batcher halved it down to one): the device's state
+        or out_of_memory(error)  # still, at one clip (the batcher halved it down to one): the device's state
     )
 
 
-def _out_of_memory(error: BaseException) -> bool:
-    return type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error)
+def out_of_memory(error: BaseException) -> bool:
+    """The device (or the host, on the CPU) had no memory for a batch: a smaller one may fit. Torch's
+    ``OutOfMemoryError`` by name (this module imports no torch), or the allocators' words."""
+    text = str(error)
+    return type(error).__name__ == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text

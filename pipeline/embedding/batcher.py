@@ -21,6 +21,7 @@ import typing as tp
 import numpy as np
 import torch
 
+from pipeline.common.failures import out_of_memory
 from pipeline.embedding.engine import Embedder, Embedding
 from pipeline.embedding.feeding import QUEUE_CHUNKS, SHM, DecoderSpec, Feeder, shm_credits, shm_free
 from pipeline.embedding.steps import VideoSteps
@@ -29,14 +30,6 @@ IDLE_S = 0.05
 """How long the model waits for more frames before it runs a partial batch."""
 
 logger = logging.getLogger(__name__)
-
-
-def out_of_memory(error: BaseException) -> bool:
-    """The device (or the host, on the CPU) had no memory for the batch: a smaller one may fit."""
-    if isinstance(error, torch.OutOfMemoryError):
-        return True
-    text = str(error)
-    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 @dataclasses.dataclass

@@ -21,7 +21,9 @@ class _OwnSessionLocalExecutor(submitit.LocalExecutor):
     ``pipeline.cancel`` find them. ``env``: variables the jobs get on top of the launcher's (passed in the
     environment, not as ``setup`` lines: a shell in between changes the pid submitit's job id is)."""
 
-    env: tp.ClassVar[dict[str, str]] = {}
+    def __init__(self, folder: str, env: dict[str, str] | None = None) -> None:
+        super().__init__(folder=folder)
+        self.env = dict(env or {})
 
     def _submit_command(self, command: str) -> tp.Any:
         from submitit.local import local
@@ -52,8 +54,7 @@ def make_executor(run: RunConfig, folder: Path, offline: bool = False) -> tp.Any
     if name == "debug":
         return submitit.DebugExecutor(folder=str(folder))
     if name == "local":
-        executor: tp.Any = _OwnSessionLocalExecutor(folder=str(folder))
-        executor.env = dict(OFFLINE_ENV) if offline else {}
+        executor: tp.Any = _OwnSessionLocalExecutor(str(folder), OFFLINE_ENV if offline else None)
         executor.update_parameters(timeout_min=ex.timeout_min)
         return executor
     if shutil.which("sbatch") is None:

@@ -414,7 +414,7 @@ class Catalog:
         return self._base_progress
 
     def _base_steps(self, video_hash: str) -> int | None:
-        row = self._base_progress_now().get(video_hash) if self._base_progress_count else None
+        row = self._base_progress_now().get(video_hash)
         return None if row is None else int(row["rows"])
 
     def _progress_row(self, video_hash: str) -> dict[str, tp.Any] | None:
@@ -422,7 +422,7 @@ class Catalog:
         where = fold.progress.get(video_hash)
         if where is not None:
             return dict(commit_log.commit_rows(self.config_dir, where[0]).slice(where[1], 1).to_pylist()[0])
-        if video_hash in fold.dropped or not self._base_progress_count:
+        if video_hash in fold.dropped:
             return None
         row = self._base_progress_now().get(video_hash)
         return None if row is None else dict(row)
