@@ -24,6 +24,7 @@ import torch
 from pipeline.common.failures import out_of_memory
 from pipeline.embedding.engine import Embedder, Embedding
 from pipeline.embedding.feeding import QUEUE_CHUNKS, SHM, DecoderSpec, Feeder, shm_credits, shm_free
+from pipeline.embedding.partial import Partial, Resume
 from pipeline.embedding.steps import VideoSteps
 
 IDLE_S = 0.05
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 class _Video:
     key: str
     path: str
+    resume: Resume | None = None
     plan: VideoSteps | None = None
     frames: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)
     received: int = -1
@@ -100,12 +102,13 @@ class Batcher:
 
     def run(
         self,
-        next_video: tp.Callable[[], tuple[str, str] | None],
+        next_video: tp.Callable[[], tuple[str, str, Resume | None] | None],
         done: tp.Callable[[str, Embedding], None],
         failed: tp.Callable[[str, BaseException], None],
     ) -> None:
-        """Embed every video ``next_video`` hands out (``(key, path)``; None when there is no more),
-        keeping up to ``n_decoders + 1`` in flight; each ends in ``done`` or ``failed``."""
+        """Embed every video ``next_video`` hands out (``(key, path, resume)``, ``resume`` the steps saved
+        by an interrupted task; None when there is no more), keeping up to ``n_decoders + 1`` in flight;
+        each ends in ``done`` or ``failed``."""
         self.videos: dict[str, _Video] = {}
         self.ready: collections.deque[tuple[str, int]] = collections.deque()
         self.failed = failed
@@ -117,8 +120,9 @@ class Batcher:
                 if item is None:
                     more = False
                     break
-                self.videos[item[0]] = _Video(*item)
-                self.feeder.submit(*item)
+                key, path, resume = item
+                self.videos[key] = _Video(key, path, resume)
+                self.feeder.submit(key, path, resume.start if resume is not None else 0)
             if not self.videos and pending is None:
                 return
             if len(self.ready) < self.batch or pending is None:
@@ -134,6 +138,16 @@ class Batcher:
                 self._collect(pending, done)
             pending = launched
 
+    def partials(self) -> dict[str, Partial]:
+        """Per video in flight, the steps computed so far (a video's steps are reduced in order: batches
+        take ready steps first come, first served, and each video's steps become ready in order)."""
+        out = {}
+        for key, video in list(getattr(self, "videos", {}).items()):
+            start = video.resume.start if video.resume is not None else 0
+            if video.rows is not None and video.plan is not None and video.reduced > start:
+                out[key] = Partial(video.rows, video.reduced, video.plan.frequency)
+        return out
+
     # --- messages ---------------------------------------------------------------------------------
     def _receive(self, message: tuple[str, str, tp.Any]) -> None:
         kind, key, payload = message
@@ -145,6 +159,13 @@ class Batcher:
         elif kind == "plan":
             video.plan = payload
             video.keep = payload.keep_from
+            if video.resume is not None:
+                try:
+                    video.resume.check(len(payload.index), video.path)
+                except ValueError as e:
+                    self._fail(video, e)
+                    return
+                video.queued = video.reduced = video.resume.start
         elif kind == "frames":
             numbers, pixels = payload
             if self.preprocess_device is not None:
@@ -286,6 +307,8 @@ class Batcher:
                 continue
             if video.rows is None:
                 video.rows = np.zeros((len(video.plan.index), *rows.shape[1:]), np.float32)
+                if video.resume is not None:
+                    video.rows[: video.resume.start] = video.resume.rows
             video.rows[k] = rows[n]
             video.indices = pending.indices
             video.reduced += 1

@@ -16,6 +16,7 @@ import torch
 from pipeline.config import ConfigError, EmbedConfig
 from pipeline.embedding import aggregation, decoding, timegrid
 from pipeline.embedding.adapters import Adapter, adapter_class
+from pipeline.embedding.partial import Partial, Resume
 from pipeline.embedding.prefetch import prefetch
 from pipeline.embedding.steps import (
     PREPROCESS_CHUNK,
@@ -25,6 +26,7 @@ from pipeline.embedding.steps import (
     plan_steps,
     step_frames,
 )
+from pipeline.testing import faults
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -66,19 +68,37 @@ class Embedder:
         )
         self.num_frames = embed.frames_per_clip(self.adapter.model.config)
         self.batch_size = min(batch_size, cls.max_batch or batch_size)
+        self.steps_run = 0
+        """Steps (clips, or frames of an image model) through the model so far: what a job measures its rate by."""
+        self.partial: Partial | None = None
+        """The steps of the video ``embed`` is computing, so far (for a task interrupted mid-video)."""
         self.preprocess_device = None if embed.preprocess_device == "cpu" else device
         if self.preprocess_device is not None and not device.startswith("cuda"):
             raise ConfigError(f"preprocess_device: cuda needs the model on a GPU (this job runs it on {device})")
 
-    def embed(self, path: str) -> Embedding:
+    def embed(self, path: str, resume: Resume | None = None) -> Embedding:
+        """The video's embedding; with ``resume``, its first steps are those saved and the rest computed
+        (the same numbers as a whole run). While it runs, ``partial`` holds the steps computed so far."""
         steps = plan_steps(path, self.config, self.num_frames)
+        if resume is not None:
+            resume.check(len(steps.index), path)
         audio = self._audio(path, steps.clip_ends, steps.clip_duration) if steps.clip_ends is not None else None
-        return self._run_steps(path, steps, audio)
+        return self._run_steps(path, steps, audio, resume)
+
+    def embed_first(self, path: str, n_steps: int) -> int:
+        """Compute the first ``n_steps`` steps of a video (a calibration's sample), discarding them; returns
+        how many ran (fewer for a shorter video)."""
+        steps = plan_steps(path, self.config, self.num_frames).until(n_steps)
+        audio = self._audio(path, steps.clip_ends, steps.clip_duration) if steps.clip_ends is not None else None
+        self._run_steps(path, steps, audio)
+        return len(steps.index)
 
     # --- shared ------------------------------------------------------------------------------
     def reduce(self, states: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
         """Token-aggregated states of the cached layers (``cache_n_layers``), or of the selected layers
         aggregated, on the states' device; with the model's indices of the layers kept."""
+        faults.after_batch()
+        self.steps_run += int(states.shape[0])
         config = self.config
         if config.cache_n_layers is not None:
             indices = aggregation.cached_layer_indices(config.cache_n_layers, states.shape[1])
@@ -145,33 +165,46 @@ class Embedder:
         pixels = torch.stack([torch.stack(step) for step in items])
         return self.adapter.hidden_states_from_pixels(pixels if self.adapter.is_video else pixels[:, 0])
 
-    def _run_steps(self, path: str, steps: VideoSteps, audio: list[np.ndarray] | None) -> Embedding:
+    def _run_steps(
+        self, path: str, steps: VideoSteps, audio: list[np.ndarray] | None, resume: Resume | None = None
+    ) -> Embedding:
         """``steps.index[k]`` lists the frames of output step k (non-decreasing over k); frames are decoded
         once, kept only while a coming step needs them, and steps go through the model ``batch_size`` at a
-        time."""
+        time, in order (``partial`` follows them); a resumed video decodes only the frames of its steps
+        left."""
         index = steps.index
         n_steps = index.shape[0]
         keep = steps.keep_from
-        frames = prefetch(self._frame_source(path, steps))
+        start = resume.start if resume is not None else 0
+        frames = prefetch(self._frame_source(path, steps.from_step(start)))
         buffer: dict[int, tp.Any] = {}
         rows: np.ndarray | None = None
         indices: list[int] = []
-        for lo in range(0, n_steps, self.batch_size):
-            hi = min(lo + self.batch_size, n_steps)
-            needed = int(index[lo:hi].max())
-            while needed not in buffer:
-                i, item = next(frames)
-                buffer[i] = item
-            items = [[buffer[int(i)] for i in index[k]] for k in range(lo, hi)]
-            states = self._states(items, audio[lo:hi] if audio is not None else None)
-            out, indices = self.reduce(states)
-            reduced = out.cpu().numpy()
-            if rows is None:
-                rows = np.zeros((n_steps, *reduced.shape[1:]), np.float32)
-            rows[lo:hi] = reduced
-            if hi < n_steps:
-                keep_from = int(keep[hi])
-                for i in [i for i in buffer if i < keep_from]:
-                    del buffer[i]
+        self.partial = None
+        try:
+            for lo in range(start, n_steps, self.batch_size):
+                hi = min(lo + self.batch_size, n_steps)
+                needed = int(index[lo:hi].max())
+                while needed not in buffer:
+                    i, item = next(frames)
+                    buffer[i] = item
+                items = [[buffer[int(i)] for i in index[k]] for k in range(lo, hi)]
+                states = self._states(items, audio[lo:hi] if audio is not None else None)
+                out, indices = self.reduce(states)
+                reduced = out.cpu().numpy()
+                if rows is None:
+                    rows = np.zeros((n_steps, *reduced.shape[1:]), np.float32)
+                    if resume is not None:
+                        rows[:start] = resume.rows
+                    self.partial = Partial(rows, start, steps.frequency)
+                rows[lo:hi] = reduced
+                assert self.partial is not None
+                self.partial.done = hi
+                if hi < n_steps:
+                    keep_from = int(keep[hi])
+                    for i in [i for i in buffer if i < keep_from]:
+                        del buffer[i]
+        finally:
+            self.partial = None
         assert rows is not None
         return self.finish(rows, steps.frequency, steps.timing, indices)

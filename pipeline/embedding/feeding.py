@@ -92,7 +92,7 @@ def _portable(error: BaseException) -> BaseException:
 
 
 def decoder_main(spec: DecoderSpec, tasks: tp.Any, out: tp.Any, allowance: tp.Any, parent: int) -> None:
-    """A decoding process: ``(key, path)`` tasks in, messages out through its own pipe (written at once,
+    """A decoding process: ``(key, path, first step)`` tasks in, messages out through its own pipe (written at once,
     so that nothing sent is lost if the process is killed later), until a ``None`` task. Each frames
     message takes one of the ``allowance`` (a semaphore), which the model's process gives back once it has
     read the message."""
@@ -114,12 +114,13 @@ def decoder_main(spec: DecoderSpec, tasks: tp.Any, out: tp.Any, allowance: tp.An
         with_model=False,
     )
     while (task := _next_task(tasks)) is not None:
-        key, path = task
+        key, path, start = task
         faults.in_decoding(path)
         try:
             steps = plan_steps(path, embed, spec.num_frames)
             out.send(("plan", key, steps))
-            for numbers, pixels in video_chunks(path, steps, embed, adapter, spec.preprocess_device):
+            left = steps.from_step(start) if 0 < start < len(steps.index) else steps  # else the worker fails it
+            for numbers, pixels in video_chunks(path, left, embed, adapter, spec.preprocess_device):
                 allowance.acquire()
                 out.send(("frames", key, (numbers, pixels)))
             out.send(("done", key, None))
@@ -165,12 +166,12 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-def _next_task(tasks: tp.Any) -> tuple[str, str] | None:
+def _next_task(tasks: tp.Any) -> tuple[str, str, int] | None:
     """The next task; None when told to stop or when the worker is gone (where prctl is not available)."""
     parent = os.getppid()
     while True:
         try:
-            task: tuple[str, str] | None = tasks.get(timeout=1.0)
+            task: tuple[str, str, int] | None = tasks.get(timeout=1.0)
             return task
         except queue.Empty:
             if os.getppid() != parent:
@@ -189,7 +190,7 @@ class _Slot:
         self.proc = ctx.Process(target=decoder_main, args=args, daemon=True)
         self.proc.start()
         sender.close()  # the process holds the only writer: its death reads as the end of the pipe
-        self.assigned: list[tuple[str, str]] = []
+        self.assigned: list[tuple[str, str, int]] = []
 
 
 class Feeder:
@@ -207,11 +208,12 @@ class Feeder:
         self.slots = [_Slot(self.ctx, spec, in_flight) for _ in range(n)]
         self._turn = 0
 
-    def submit(self, key: str, path: str) -> None:
-        """Hand a video to the process with the fewest videos waiting."""
+    def submit(self, key: str, path: str, start: int = 0) -> None:
+        """Hand a video to the process with the fewest videos waiting (its frames from step ``start`` on:
+        a video resumed)."""
         slot = min(self.slots, key=lambda s: len(s.assigned))
-        slot.assigned.append((key, path))
-        slot.tasks.put((key, path))
+        slot.assigned.append((key, path, start))
+        slot.tasks.put((key, path, start))
 
     def get(self, timeout: float) -> Message | None:
         """The next message of any process (taken in turn), or None after ``timeout`` seconds. A process
@@ -232,16 +234,16 @@ class Feeder:
         if message[0] == "frames":
             slot.credits.release()
         elif message[0] in ("done", "error"):
-            slot.assigned = [(k, p) for k, p in slot.assigned if k != message[1]]
+            slot.assigned = [task for task in slot.assigned if task[0] != message[1]]
         return message
 
     def _replace(self, dead: _Slot) -> Message | None:
         dead.proc.join(timeout=5)
         fresh = _Slot(self.ctx, self.spec, self.in_flight)
         self.slots[self.slots.index(dead)] = fresh
-        for key, path in dead.assigned[1:]:
-            fresh.assigned.append((key, path))
-            fresh.tasks.put((key, path))
+        for task in dead.assigned[1:]:
+            fresh.assigned.append(task)
+            fresh.tasks.put(task)
         dead.tasks.cancel_join_thread()
         dead.messages.close()
         if not dead.assigned:

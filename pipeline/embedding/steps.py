@@ -67,6 +67,28 @@ class VideoSteps:
     """``past_end[k]``: step k asks for a frame past the last one of the stream (reference timing), where
     an end-of-stream rule chooses its frame (docs/numbers.md); None under exact timing."""
 
+    def from_step(self, start: int) -> VideoSteps:
+        """The steps from ``start`` on, frames numbered as in the whole video: what is left of a video
+        resumed where an interrupted task stopped (its frames decoded from the start of the file, the
+        same pixels, with only those steps' frames kept)."""
+        if not start:
+            return self
+        return dataclasses.replace(
+            self,
+            index=self.index[start:],
+            clip_ends=None if self.clip_ends is None else self.clip_ends[start:],
+            past_end=None if self.past_end is None else self.past_end[start:],
+        )
+
+    def until(self, stop: int) -> VideoSteps:
+        """The first ``stop`` steps (a calibration's sample of a video)."""
+        return dataclasses.replace(
+            self,
+            index=self.index[:stop],
+            clip_ends=None if self.clip_ends is None else self.clip_ends[:stop],
+            past_end=None if self.past_end is None else self.past_end[:stop],
+        )
+
     @property
     def keep_from(self) -> np.ndarray:
         """``keep_from[k]``: the earliest frame any step from k on needs; frames before it can be let go

@@ -16,7 +16,9 @@ from pipeline.launch.launcher import Interrupted, launch_config
 from pipeline.launch.sweep import submit_point
 
 
-def main() -> None:
+def main(calibrate: bool = False) -> None:
+    """``calibrate``: ``python -m pipeline.calibrate``, which measures each config's rate
+    (``pipeline.launch.calibration``) instead of launching it."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -29,7 +31,8 @@ def main() -> None:
         print(f"config error: {e}", file=sys.stderr)
         sys.exit(2)
     started = False
-    command = shlex.join([sys.executable, "-m", "pipeline.launch", *sys.argv[1:]])
+    program = "pipeline.calibrate" if calibrate else "pipeline.launch"
+    command = shlex.join([sys.executable, "-m", program, *sys.argv[1:]])
 
     @hydra.main(config_path=str(conf_dir), config_name="config", version_base=None)
     def _run(cfg: DictConfig) -> None:
@@ -41,6 +44,11 @@ def main() -> None:
         try:
             run = build_run_config(flat)
             set_interval(run.progress_s)  # for the hashing and probing steps (the jobs are given run.progress_s)
+            if calibrate:
+                from pipeline.launch.calibration import calibrate as measure
+
+                measure(run)
+                return
             if hydra_cfg.mode == RunMode.MULTIRUN:
                 submit_point(run, list(hydra_cfg.overrides.task), command)
                 return

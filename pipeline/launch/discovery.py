@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipeline.common.progress import Progress
 from pipeline.config import ConfigError
-from pipeline.store import Store, content_hash, layout, tables
+from pipeline.store import Store, caches, content_hash
 
 READERS = 8
 """Files hashed (or probed) at once: on a shared file system latency, not one core, is the limit."""
@@ -72,8 +72,7 @@ def hash_files(
     """Content hash of each readable path (reusing a cache keyed by path, size and mtime kept in the
     store), the reason for each path that cannot be read (a dangling symlink, no permission), and how many
     bytes had to be read (files not in the cache)."""
-    cache_file = layout.caches(store.path) / "hashes.parquet"
-    cache = tables.read_mapping(cache_file)
+    cache = caches.read(store.path, "hashes")
     sizes: dict[str, int] = {}
 
     def key(p: str) -> str:
@@ -91,7 +90,7 @@ def hash_files(
             keys[p] = k
         except OSError as e:
             unreadable[p] = _unreadable(p, e)
-    read = _fill_cache(cache, cache_file, store.path, {k: p for p, k in keys.items()}, content_hash, desc)
+    read = _fill_cache(cache, "hashes", store.path, {k: p for p, k in keys.items()}, content_hash, desc)
     return {p: cache[k] for p, k in keys.items()}, unreadable, sum(sizes[p] for p in read)
 
 
@@ -100,50 +99,45 @@ def video_durations(items: list[tuple[str, str]], store: Store) -> dict[str, flo
     and cached in the store by content hash, beside the hash cache."""
     from pipeline.embedding.decoding import container_seconds
 
-    cache_file = _durations_file(store)
     cache = known_durations(store)
-    _fill_cache(cache, cache_file, store.path, {h: p for p, h in items}, container_seconds, "probing durations")
+    _fill_cache(cache, "durations", store.path, {h: p for p, h in items}, container_seconds, "probing durations")
     return {h: cache[h] for _, h in items}
 
 
 def known_durations(store: Store) -> dict[str, float]:
     """Content hash -> duration in seconds of every video whose duration the store's cache holds (what a
     launch probed): progress lines count the video-seconds done with it."""
-    return tables.read_mapping(_durations_file(store))
-
-
-def _durations_file(store: Store) -> Path:
-    return layout.caches(store.path) / "durations.parquet"
+    return caches.read(store.path, "durations")
 
 
 def _fill_cache(
     cache: dict[str, tp.Any],
-    cache_file: Path,
+    name: str,
     top: Path,
     sources: dict[str, str],
     compute: tp.Callable[[str], tp.Any],
     desc: str,
 ) -> list[str]:
     """Compute ``compute(path)`` for each cache key missing from ``cache`` (``sources``: key -> path),
-    ``READERS`` at a time with a progress bar past 20, writing the cache back atomically (a Parquet table
-    beside the store's entries) every ``CACHE_SAVE_S`` and at the end, also when interrupted: a launcher
-    killed while it hashes a large corpus (an SSH session dropped) loses at most that much work. Returns
-    the paths it computed."""
+    ``READERS`` at a time with a progress bar past 20, saving what is new to the store's cache ``name`` (an
+    appended chunk) every ``CACHE_SAVE_S`` and at the end, also when interrupted: a launcher killed while
+    it hashes a large corpus (an SSH session dropped) loses at most that much work. Returns the paths it
+    computed."""
     todo = [(key, path) for key, path in sources.items() if key not in cache]
     if not todo:
         return []
-    saved = time.monotonic()
+    saved, new = time.monotonic(), {}
     try:
         with (
             concurrent.futures.ThreadPoolExecutor(max_workers=READERS) as pool,
             Progress(len(todo), desc, unit="files", disable=len(todo) < 20) as progress,
         ):
             for (key, _), value in zip(todo, pool.map(compute, [path for _, path in todo])):
-                cache[key] = value
+                cache[key] = new[key] = value
                 progress.update()
                 if time.monotonic() - saved >= CACHE_SAVE_S:
-                    tables.write_mapping(cache_file, cache, top)
-                    saved = time.monotonic()
+                    caches.append(top, name, new)
+                    saved, new = time.monotonic(), {}
     finally:
-        tables.write_mapping(cache_file, cache, top)
+        caches.append(top, name, new)
     return [path for _, path in todo]

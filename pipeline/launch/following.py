@@ -94,6 +94,7 @@ def follow(launch: Submission, *, out: tp.TextIO | None = None, bar_position: in
                 best[r.video_hash] = r
     busy = settle(launch, store, best, dead)
     _wait_for_others(launch, busy, out)
+    summary.elapsed_s = time.time() - launch.submitted
     if launch.jobs:
         store.compact(plan.config_uid)  # the launch's manifests merged into the config's index
     return summary

@@ -136,3 +136,26 @@ def few_cpus_warning(device_type: str, cpus: int | None) -> str | None:
         f"this GPU job has {cpus} CPU(s): its {max(2, cpus - 1)} decoding processes are unlikely to keep the GPU "
         f"busy; ask for at least {GPU_JOB_MIN_CPUS * 2} (executor.cpus_per_task=8)"
     )
+
+
+def device_name(device: tp.Any) -> str:
+    """What an entry records of the device that computed it: the GPU's model, or the CPU's."""
+    import platform
+
+    if getattr(device, "type", str(device)) == "cuda":
+        import torch
+
+        return str(torch.cuda.get_device_name(device))
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def peak_memory_bytes(device: tp.Any) -> int:
+    """The job's peak memory so far on ``device``: what torch allocated on a GPU, the process's resident
+    set on the CPU (the worker's own, not its decoding processes')."""
+    if getattr(device, "type", str(device)) == "cuda":
+        import torch
+
+        return int(torch.cuda.max_memory_allocated(device))
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024

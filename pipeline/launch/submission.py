@@ -14,17 +14,20 @@ from pipeline.common.files import make_private_dir
 from pipeline.common.text import human_size
 from pipeline.config import ConfigError, RunConfig
 from pipeline.embedding.decoding import VideoError
-from pipeline.launch.discovery import find_videos
+from pipeline.launch.discovery import find_videos, known_durations
+from pipeline.launch.estimate import estimate
 from pipeline.launch.executors import make_executor
 from pipeline.launch.planning import Plan, make_plan
 from pipeline.launch.preflight import check_remote_code, model_config, prepare_model
 from pipeline.launch.resources import sized
-from pipeline.launch.slurm import array_sizes, has_ended, max_array_size, refusal, squeue_states
+from pipeline.launch.resume import rejoin, running_launch
+from pipeline.launch.slurm import array_sizes, confirmed_states, has_ended, max_array_size, refusal, squeue_states
 from pipeline.launch.staging import stage
 from pipeline.launch.summary import Summary
 from pipeline.launch.worker import QueueJob
 from pipeline.store import Store, layout, path_key
 
+CALIBRATE_HINT = "`python -m pipeline.calibrate` with this launch's arguments"
 SQUEUE_SILENT_S = 3600.0
 """How long a launcher keeps following jobs that squeue does not answer about (a busy or restarting
 controller) before it gives them up as unknown."""
@@ -42,6 +45,8 @@ class Submission:
     seen: set[str] = dataclasses.field(default_factory=set)
     silent_since: float | None = None
     """Since when squeue has not answered (None: its last call answered)."""
+    confirmed: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Jobs squeue stopped listing that accounting or the controller then said had ended, and how."""
 
     @property
     def on_slurm(self) -> bool:
@@ -79,7 +84,8 @@ class Submission:
     def job_ended(self, states: dict[str, str] | None) -> dict[str, str]:
         """Job id -> how it ended ("" for a result), for every job that is over; ``states`` None (squeue
         silent): only jobs that wrote their result."""
-        ended = {}
+        ended: dict[str, str] = {}
+        missing: list[str] = []
         for job in self.jobs:
             jid = str(job.job_id)
             if not self.on_slurm:
@@ -96,8 +102,15 @@ class Submission:
                 self.seen.add(jid)
             if has_ended(state):
                 ended[jid] = state
+            elif jid in self.confirmed:
+                ended[jid] = self.confirmed[jid]
             elif not state and (jid in self.seen or time.time() - self.submitted > 120):
-                ended[jid] = "GONE"
+                missing.append(jid)
+        # squeue's answer can miss a live job (a controller restarting, a federation's partial view):
+        # a job counts as ended only once accounting or the controller says so
+        for jid, state in (confirmed_states(missing) or {}).items():
+            if has_ended(state):
+                ended[jid] = self.confirmed[jid] = state
         return ended
 
 
@@ -116,6 +129,10 @@ def submit(
     plan = make_plan(run, store, paths)
     n_unique = len(plan.paths) - len(plan.duplicates)
     n_jobs = plan.n_jobs(run.videos_per_job, run.max_jobs)
+    cost = estimate(run, plan.to_compute, known_durations(store), store.measurements(), n_jobs, CALIBRATE_HINT)
+    if cost.jobs_needed() > n_jobs:  # long work: as many jobs as fit it in one time limit each, within max_jobs
+        n_jobs = min(run.max_jobs, len(plan.to_compute), cost.jobs_needed())
+        cost = dataclasses.replace(cost, n_jobs=n_jobs)
     print(
         f"plan: {len(plan.paths)} videos found ({n_unique} distinct), {len(plan.cached)} cached, "
         + (f"{len(plan.failed_before)} failed before, " if plan.failed_before else "")
@@ -124,7 +141,10 @@ def submit(
         + (f"; read {human_size(plan.bytes_hashed)} to hash new files" if plan.bytes_hashed else ""),
         file=out,
     )
+    if plan.to_compute:
+        print("\n".join(cost.lines()), file=out)
     summary = Summary(plan.config_uid, str(store.path), cached=list(plan.cached), duplicates=plan.duplicates)
+    summary.estimated_s = cost.wall_s
     summary.failed.update(plan.failed_before)
     summary.failed.update({p: f"VideoError: {why}" for p, why in plan.unreadable.items()})
     if run.dry_run:
@@ -142,6 +162,17 @@ def submit(
         return Submission(run, plan, [], summary)
     store.ensure_config(run.embed)
     folder = make_private_dir(layout.user_jobs(store.path, plan.config_uid), store.path)
+    executor_name = run.executor.resolved_name()
+    running = running_launch(store, plan.config_uid, executor_name, {h for _, h in plan.to_compute})
+    if running:
+        launch_id, record = running
+        summary.job_ids = [str(j) for j in record["job_ids"]]
+        print(
+            f"launch {launch_id} still runs and holds every video left: following its "
+            f"{len(summary.job_ids)} job(s) ({' '.join(summary.job_ids)}), nothing submitted",
+            file=out,
+        )
+        return Submission(run, plan, rejoin(executor_name, folder, summary.job_ids), summary)
     run, asked = sized(run, lambda: model_config(run))
     if asked:
         print(asked, file=out)

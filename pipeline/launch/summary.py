@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from pipeline.common.files import write_atomic
+from pipeline.common.progress import duration_text
 from pipeline.common.text import table
 from pipeline.store import layout
 
@@ -29,6 +30,10 @@ class Summary:
     job_ids: list[str] = dataclasses.field(default_factory=list)
     full_list: str = ""
     """Where the summary with every line was written, when the printed one leaves lines out."""
+    estimated_s: float | None = None
+    """The wall time the launch's estimate gave (``pipeline.launch.estimate``), None where none was known."""
+    elapsed_s: float | None = None
+    """The wall time from submission to the end of the follow."""
     flagged: dict[str, str] = dataclasses.field(default_factory=dict)
     """Computed videos the user should know about: a variable frame rate timed exactly, not as the
     reference would (its note is also in the entry's ``timing_note`` attribute)."""
@@ -47,6 +52,9 @@ class Summary:
             + (f"  computed twice {len(self.discarded)}" if self.discarded else "")
             + (f"  flagged {len(self.flagged)}" if self.flagged else ""),
         ]
+        if self.elapsed_s is not None:
+            guess = f" (estimated {duration_text(self.estimated_s)})" if self.estimated_s is not None else ""
+            lines.append(f"  took {duration_text(self.elapsed_s)}{guess}")
         kinds = [
             ("same bytes as {why}: {path}", "duplicates", self.duplicates),
             ("FLAGGED {path}: {why}", "flagged", self.flagged),

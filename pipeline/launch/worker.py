@@ -16,8 +16,16 @@ from pipeline.common.files import now
 from pipeline.common.progress import Progress
 from pipeline.common.quiet import silence_libraries
 from pipeline.config import PIPELINE_VERSION, RunConfig
+from pipeline.embedding.partial import Partial, Resume
 from pipeline.launch.discovery import known_durations
-from pipeline.launch.resources import batched_threads, check_gpus, few_cpus_warning
+from pipeline.launch.estimate import cost_key
+from pipeline.launch.resources import (
+    batched_threads,
+    check_gpus,
+    device_name,
+    few_cpus_warning,
+    peak_memory_bytes,
+)
 from pipeline.store import Store, StoreError
 from pipeline.store.leases import Heartbeat, Lease, acquire, current_job_id
 from pipeline.store.records import read_queue
@@ -118,6 +126,9 @@ def _attrs(run: RunConfig, embedder: tp.Any, emb: tp.Any, path: str, vhash: str,
         "video_hash": vhash,
         "pipeline_version": PIPELINE_VERSION,
         "job_id": current_job_id(),
+        "host": socket.gethostname(),
+        "device_name": device_name(embedder.adapter.device),
+        "peak_memory_bytes": peak_memory_bytes(embedder.adapter.device),
         "created": now(),
         "seconds": seconds,
     }
@@ -153,7 +164,9 @@ def work_queue(
         return results
     check_gpus(run)
     _set_threads()
+    loading = time.perf_counter()
     embedder = Embedder(run.embed, run.model_source(), device=run.resolved_device(), batch_size=run.batch_size)
+    load_s, busy_from, busy_until = time.perf_counter() - loading, time.perf_counter(), None
     heartbeat = Heartbeat(run.lease_ttl_s)
     committer = Committer(store, store.writer(cuid, flush_s=run.flush_s), heartbeat, results)
     batched = bool(n_decoders(run.decoders)) and embedder.batchable
@@ -188,6 +201,7 @@ def work_queue(
 
             walk(pending, progress)
             committer.flush()  # what this job computed lands before it waits on others' videos
+            busy_until = time.perf_counter()
             if streak.broken:
                 raise streak.error()
             _revisit_busy(run, results, walk)
@@ -201,7 +215,34 @@ def work_queue(
     finally:
         heartbeat.stop()
         committer.out.close()
+        _measure(run, store, embedder, load_s, (busy_until or time.perf_counter()) - busy_from)
     return results
+
+
+def _measure(run: RunConfig, store: Store, embedder: tp.Any, load_s: float, busy_s: float) -> None:
+    """Record this job's rate for the launcher's estimates (``pipeline.launch.estimate``); a record that
+    cannot be written costs the estimate one measurement, never the job."""
+    if not embedder.steps_run:
+        return
+    device = embedder.adapter.device
+    try:
+        store.record_measurement(
+            {
+                "source": "job",
+                "cost_key": cost_key(run.embed, device.type),
+                "model": run.embed.model.name,
+                "config_uid": run.embed.uid(),
+                "steps": embedder.steps_run,
+                "busy_s": busy_s,
+                "load_s": load_s,
+                "device_type": device.type,
+                "device_name": device_name(device),
+                "decoders": n_decoders(run.decoders),
+                "cpus": job_cpus(),
+            }
+        )
+    except OSError as e:
+        print(f"measurement not recorded: {e}", file=sys.stderr, flush=True)
 
 
 REVISIT_TTLS = 1.25
@@ -235,6 +276,8 @@ class Committer:
         self.store, self.out, self.heartbeat, self.results = store, out, heartbeat, results
         self.waiting: list[tuple[VideoResult, Lease]] = []
         self.busy = False
+        self.in_flight: tp.Callable[[], dict[str, Partial]] = dict
+        """The steps computed so far of each video being computed (content hash -> ``Partial``)."""
 
     def add(self, result: VideoResult, claim: Lease, data: tp.Any, attrs: dict[str, tp.Any]) -> None:
         self.busy = True
@@ -294,6 +337,32 @@ class Committer:
         if not self.busy:
             self.flush_quietly()
 
+    def save_in_flight(self) -> None:
+        """From a signal handler (pre-emption, time-out): keep the steps computed so far of each video
+        being computed as its progress in the store, for whichever task takes it next (unless the signal
+        came in the middle of this committer's own work)."""
+        if self.busy:
+            return
+        self.busy = True
+        try:
+            for vhash, partial in self.in_flight().items():
+                if not 0 < partial.done < len(partial.rows):
+                    continue
+                data, attrs = partial.progress()
+                try:
+                    kept = self.out.save_progress(vhash, data, {**attrs, "job_id": current_job_id(), "saved": now()})
+                except Exception as e:  # noqa: BLE001 - already stopping; the video is computed again
+                    print(f"progress of {vhash} not saved: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+                    continue
+                if kept:
+                    print(
+                        f"progress of {vhash} saved: {partial.done} of {len(partial.rows)} steps",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        finally:
+            self.busy = False
+
     def flush_quietly(self) -> None:
         try:
             self.flush()
@@ -333,6 +402,21 @@ def _claim(run: RunConfig, store: Store, path: str, vhash: str, launch: str) -> 
         claim.release()
         return _failure(run, store, path, vhash, died, 0.0)
     return claim
+
+
+def _resume(run: RunConfig, store: Store, path: str, vhash: str) -> Resume | None:
+    """The steps an interrupted task saved for this video (``Committer.save_in_flight``), to continue from."""
+    found = store.progress(run.embed.uid(), vhash)
+    if found is None:
+        return None
+    resume = Resume.from_progress(*found)
+    saved_by = found[1].get("job_id") or "?"
+    print(
+        f"resuming {path} at step {resume.start} of {resume.n_steps} (saved by job {saved_by})",
+        file=sys.stderr,
+        flush=True,
+    )
+    return resume
 
 
 def _commit(
@@ -382,8 +466,9 @@ def _one_video(
         return claim
     started = time.perf_counter()
     heartbeat.hold(claim)
+    committer.in_flight = lambda: {vhash: embedder.partial} if embedder.partial is not None else {}
     try:
-        emb = embedder.embed(path)
+        emb = embedder.embed(path, _resume(run, store, path, vhash))
     except Exception as e:  # noqa: BLE001 - one bad video must not stop the job
         heartbeat.drop(claim)
         claim.release()
@@ -420,7 +505,7 @@ def _run_batched(
     queue = iter(pending)
     claims: dict[str, tuple[str, Lease, float]] = {}
 
-    def next_video() -> tuple[str, str] | None:
+    def next_video() -> tuple[str, str, Resume | None] | None:
         if streak.broken:
             return None
         for path, vhash in queue:
@@ -428,7 +513,12 @@ def _run_batched(
             if isinstance(claim, Lease):
                 heartbeat.hold(claim)
                 claims[vhash] = (path, claim, time.perf_counter())
-                return vhash, path
+                try:
+                    resume = _resume(run, store, path, vhash)
+                except Exception as e:  # noqa: BLE001 - progress unreadable: the video fails alone
+                    failed(vhash, e)
+                    continue
+                return vhash, path, resume
             committer.results.append(claim)
             progress()
         return None
@@ -465,6 +555,7 @@ def _run_batched(
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     batcher = Batcher(embedder, n)
+    committer.in_flight = batcher.partials
     try:
         batcher.run(next_video, done, failed)
     finally:
@@ -502,6 +593,7 @@ class QueueJob:
 
         if self.committer is not None:
             self.committer.flush_on_signal()  # published now: the requeued job finds them stored
+            self.committer.save_in_flight()  # and continues the videos in flight from their last step
 
         return submitit.helpers.DelayedSubmission(QueueJob(self.results), run_dict, items, launch)
 

@@ -17,7 +17,11 @@ Layout (``LAYOUT_VERSION`` 5)::
                                                  its queue, which every task of the launch reads
     <store>/_writers/<writer>.json               a live writer's heartbeat (``pipeline.store.writers``)
     <store>/_staging/<config_uid>-<segment>/     segments being written (renamed into place when whole)
-    <store>/_caches/hashes.parquet               content hashes by (path, size, mtime); durations.parquet
+    <store>/_caches/hashes.parquet               content hashes by (path, size, mtime), and hashes/ the
+                                                 chunks appended since (``pipeline.store.caches``); the
+                                                 same for durations by content hash
+    <store>/_measurements/<time>-<id>.json       what a job (or ``pipeline.calibrate``) measured: forward steps
+                                                 run, seconds busy, per model (``pipeline.launch.estimate``)
     <store>/_jobs/<config_uid>/<user>/           that user's job folders and logs (only the user can write
                                                  them: jobs unpickle what they hold); launch summaries above
 
@@ -48,6 +52,7 @@ MANIFESTS = "_manifests"
 INDEX = "_index.parquet"
 COMPACTION = "_compaction"
 CACHES = "_caches"
+MEASUREMENTS = "_measurements"
 JOBS = "_jobs"
 QUEUE_SUFFIX = ".queue.parquet"
 
@@ -63,6 +68,11 @@ def staging(store: Path) -> Path:
 def caches(store: Path) -> Path:
     """The store-wide caches (content hashes, durations) that make a relaunch cheap."""
     return store / CACHES
+
+
+def measurements(store: Path) -> Path:
+    """What jobs measured of their speed, per model and device: the launcher's estimates come from them."""
+    return store / MEASUREMENTS
 
 
 def writers(store: Path) -> Path:

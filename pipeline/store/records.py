@@ -4,10 +4,13 @@ record (JSON) holds the jobs and the command, whatever the number of videos."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import socket
+import time
 import typing as tp
+import uuid
 from pathlib import Path
 
 from pipeline.common.files import make_shared_dirs, now, write_atomic
@@ -48,6 +51,7 @@ def record_launch(
         "queue": queue_path(config_dir, launch_id).name,
         "job_ids": job_ids,
         "host": socket.gethostname(),
+        "user": getpass.getuser(),
         "launcher_pid": os.getpid(),
         "executor": executor,
         "command": command,
@@ -106,3 +110,25 @@ def failures(config_dir: Path) -> dict[str, dict[str, tp.Any]]:
 def failure_text(record: tp.Mapping[str, tp.Any]) -> str:
     """One line for a recorded failure, as the summary, status and inspect print it."""
     return f"{record.get('error_type', 'Error')}: {record.get('message', '')}"
+
+
+def record_measurement(store: Path, record: dict[str, tp.Any]) -> None:
+    """What a job measured of its own speed (``pipeline.launch.estimate``), one file per job: jobs never
+    write the same file, and a reader takes every file it finds."""
+    folder = layout.measurements(store)
+    make_shared_dirs(folder, store)
+    name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
+    full = {**record, "job_id": current_job_id(), "host": socket.gethostname(), "time": now()}
+    write_atomic(folder / name, json.dumps(full))
+
+
+def measurements(store: Path) -> list[dict[str, tp.Any]]:
+    """Every measurement recorded in the store, oldest first (a file cut short is skipped)."""
+    folder = layout.measurements(store)
+    out = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return out

@@ -229,6 +229,12 @@ class Store:
     def launches(self, config_uid: str) -> dict[str, dict[str, tp.Any]]:
         return records.launches(self.path / config_uid)
 
+    def record_measurement(self, record: dict[str, tp.Any]) -> None:
+        records.record_measurement(self.path, record)
+
+    def measurements(self) -> list[dict[str, tp.Any]]:
+        return records.measurements(self.path)
+
     def record_failure(self, config_uid: str, video_hash: str, video_path: str, error: BaseException) -> None:
         records.record_failure(self.path / config_uid, video_hash, video_path, error)
 

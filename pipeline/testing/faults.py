@@ -15,6 +15,8 @@ from pathlib import Path
 
 SLOW_S = "PIPELINE_FAULT_SLOW_S"
 """Seconds a worker waits after embedding each video, as if the model were larger."""
+SLOW_BATCH_S = "PIPELINE_FAULT_SLOW_BATCH_S"
+"""Seconds each forward batch takes longer, as if the model were larger (a long video made long to compute)."""
 DIE_DECODING = "PIPELINE_FAULT_DIE_DECODING"
 """A file name: the decoding process that takes this video exits at once, as if killed."""
 PAUSE_IN_WRITE = "PIPELINE_FAULT_PAUSE_IN_WRITE"
@@ -23,6 +25,12 @@ PAUSE_IN_WRITE = "PIPELINE_FAULT_PAUSE_IN_WRITE"
 
 def after_video() -> None:
     delay = float(os.environ.get(SLOW_S) or 0)
+    if delay > 0:
+        time.sleep(delay)
+
+
+def after_batch() -> None:
+    delay = float(os.environ.get(SLOW_BATCH_S) or 0)
     if delay > 0:
         time.sleep(delay)
 

@@ -17,11 +17,11 @@ import sys
 import time
 import typing as tp
 
+from pipeline.launch.liveness import children, local_job_running
 from pipeline.launch.slurm import active_arrays, listed_arrays
 from pipeline.store import Store
 from pipeline.store.leases import lease_files, lease_holder
 from pipeline.tools.args import UsageError, chosen_configs, open_store, parse_args
-from pipeline.tools.liveness import children, local_job_running
 
 USAGE = __doc__.strip().splitlines()[0].strip("`") if __doc__ else ""
 

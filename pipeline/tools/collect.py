@@ -43,7 +43,7 @@ from pathlib import Path
 from pipeline.common.files import share
 from pipeline.common.text import folder_bytes, human_size
 from pipeline.config import format_version
-from pipeline.store import Store, content_hash, layout, writers
+from pipeline.store import Store, caches, content_hash, layout, writers
 from pipeline.store.leases import lease_files, read_lease
 from pipeline.store.records import failure_text
 from pipeline.testing import faults
@@ -169,6 +169,7 @@ def find_removals(
                 f"gc --apply watches its heartbeat for {WATCH_S:.0f} s"
             )
     folders = [layout.writers(store.path), layout.caches(store.path)]
+    folders += [caches.chunk_dir(store.path, name) for name in caches.NAMES]
     folders += [store.path / cuid / sub for cuid in kept for sub in (layout.LEASES, layout.LAUNCHES, layout.FAILED)]
     for folder in folders:  # what a write aside left when it was interrupted (a full disk, a kill)
         for path in sorted(folder.glob(".*")) if folder.is_dir() else []:

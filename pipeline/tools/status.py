@@ -7,18 +7,21 @@ nor failed; running ones have a live lease. ``--videos`` adds one line per video
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import sys
+import time
 import typing as tp
 
 from pipeline.common.text import folder_bytes, human_size, short, table
 from pipeline.config import format_version
-from pipeline.store import Store, manifest
+from pipeline.launch import pace
+from pipeline.launch.liveness import launch_running
+from pipeline.store import Store, caches, manifest
 from pipeline.store.leases import live_leases
 from pipeline.store.records import failure_text
 from pipeline.tools.args import UsageError, chosen_configs, open_store, parse_args
-from pipeline.tools.liveness import launch_running
 
 KEY_FIELDS = (
     "frequency",
@@ -64,6 +67,15 @@ def config_status(store: Store, cuid: str, *, videos: bool = False, lease_ttl_s:
         else:
             state[h] = "stopped"
     counts = {k: sum(v == k for v in state.values()) for k in STATES}
+    durations = caches.read(store.path, "durations")
+    launch_times = [t for lid in running_launches if (t := pace.epoch(str(launches[lid].get("time", "")))) is not None]
+    speed = pace.pace(
+        [(t, e.duration) for e in store.entries(cuid) if (t := pace.epoch(e.created)) is not None],
+        min(launch_times) if launch_times else None,
+        time.time(),
+        sum(float(durations.get(h, 0.0)) for h, what in state.items() if what in ("pending", "running")),
+    )
+    kinds = collections.Counter(failure_text(f).split(":")[0] for f in failures.values())
     gone = sorted(h for h in failures if not _exists(str(failures[h].get("video_path", ""))))
     commands = [r["command"] for r in launches.values() if r.get("command")]
     row: dict[str, tp.Any] = {
@@ -77,6 +89,12 @@ def config_status(store: Store, cuid: str, *, videos: bool = False, lease_ttl_s:
         **counts,
         "bytes": folder_bytes(store.path / cuid),
         "relaunch": commands[-1] if commands else "",
+        "rate_recent": speed.recent,
+        "rate_launch": speed.overall,
+        "left_seconds": speed.left_s,
+        "eta_seconds": speed.eta_s,
+        "pace": pace.render(speed),
+        "failures_by_kind": dict(kinds.most_common()),
         "failed_gone": len(gone),
     }
     if videos:
@@ -120,6 +138,12 @@ def render(rows: list[dict[str, tp.Any]], store: Store) -> str:
             + [human_size(r["bytes"])]
         )
     lines = [f"store {store.path}", *table(header, body)]
+    for r in rows:
+        if r["running"] or r["pending"]:
+            lines.append(f"pace: {r['config_uid']}: {r['pace']}")
+        if r["failures_by_kind"]:
+            kinds = ", ".join(f"{k} {n}" for k, n in r["failures_by_kind"].items())
+            lines.append(f"failures: {r['config_uid']}: {kinds}")
     for r in rows:
         if r["stale"]:
             lines.append(

@@ -19,12 +19,13 @@ from pipeline import launch_config
 from pipeline.config import ConfigError
 from pipeline.embedding.batcher import Batcher
 from pipeline.embedding.engine import Embedder, Embedding
+from pipeline.embedding.partial import Partial, ProgressMismatch, Resume
 from pipeline.store import Store
 from pipeline.testing import faults
 
 
 def _batched(embedder: Embedder, paths: list[Path], decoders: int = 2) -> tuple[dict[str, Embedding], dict[str, str]]:
-    todo = iter([(p.name, str(p)) for p in paths])
+    todo = iter([(p.name, str(p), None) for p in paths])
     done: dict[str, Embedding] = {}
     failed: dict[str, str] = {}
     batcher = Batcher(embedder, decoders)
@@ -68,6 +69,44 @@ def test_batches_of_several_videos_equal_the_engine_bit_for_bit(
             want.timing,
             want.duration,
         )
+
+
+@pytest.mark.parametrize(
+    ("model", "fields"),
+    [("tiny-videomae", {}), ("tiny-vit", {"frequency": 3.0}), ("tiny-xclip", {"max_imsize": 64})],
+)
+def test_a_video_resumed_from_its_first_steps_equals_an_uninterrupted_one(
+    make_run: tp.Any, videos: tp.Any, model: str, fields: dict[str, tp.Any]
+) -> None:
+    """The steps saved by an interrupted task, then the rest computed (decoding only their frames), in
+    this process and through the decoding processes: the whole video's numbers, bit for bit. Progress of
+    another plan fails the video, naming it."""
+    run = make_run(model, batch_size=2, **fields)
+    embedder = Embedder(run.embed, run.model_source(), batch_size=2)
+    paths = videos(["orbit", "drift"])
+    whole = {p.name: embedder.embed(str(p)) for p in paths}
+    resumes = {}
+    for path in paths:
+        rows = np.moveaxis(whole[path.name].data, -1, 0)
+        partial = Partial(rows.copy(), len(rows) // 2 + 1, whole[path.name].frequency)
+        data, attrs = partial.progress()
+        assert data.shape[-1] == attrs["steps_done"] == len(attrs["times"]) < attrs["n_steps"] == len(rows)
+        resumes[path.name] = Resume.from_progress(data, attrs)
+    todo = iter([(p.name, str(p), resumes[p.name]) for p in paths])
+    done: dict[str, Embedding] = {}
+    batcher = Batcher(embedder, 1)
+    try:
+        batcher.run(lambda: next(todo, None), done.__setitem__, lambda k, e: pytest.fail(f"{k}: {e}"))
+    finally:
+        batcher.close()
+    for path in paths:
+        want = whole[path.name].data
+        np.testing.assert_array_equal(done[path.name].data, want, err_msg=f"batched {model} {path.name}")
+        again = embedder.embed(str(path), resumes[path.name])
+        np.testing.assert_array_equal(again.data, want, err_msg=f"engine {model} {path.name}")
+    other = Resume(resumes[paths[0].name].rows, resumes[paths[0].name].n_steps + 1)
+    with pytest.raises(ProgressMismatch, match="does not fit its plan"):
+        embedder.embed(str(paths[0]), other)
 
 
 def test_an_unreadable_video_and_a_killed_decoding_process_fail_alone(
@@ -197,7 +236,7 @@ def test_a_batch_out_of_memory_is_let_go_of_and_halved_down_to_what_fits(
     batcher = Batcher(embedder, 2)
     done: dict[str, Embedding] = {}
     failed: dict[str, str] = {}
-    todo = iter([(p.name, str(p)) for p in paths])
+    todo = iter([(p.name, str(p), None) for p in paths])
     try:
         batcher.run(lambda: next(todo, None), done.__setitem__, lambda k, e: failed.__setitem__(k, repr(e)))
     finally:
@@ -276,7 +315,7 @@ def test_a_small_dev_shm_keeps_fewer_messages_in_flight_and_the_same_numbers(
     paths = videos(["bars", "drift"])
     batcher = Batcher(embedder, 2)
     done: dict[str, Embedding] = {}
-    todo = iter([(p.name, str(p)) for p in paths])
+    todo = iter([(p.name, str(p), None) for p in paths])
     try:
         batcher.run(lambda: next(todo, None), done.__setitem__, lambda k, e: pytest.fail(f"{k}: {e}"))
     finally:

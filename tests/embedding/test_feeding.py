@@ -34,9 +34,9 @@ def test_a_decoding_process_sends_the_steps_then_each_needed_frame_preprocessed_
     source = run.model_source()
     feeder = Feeder(DecoderSpec(source, run.embed.model_dump(mode="json"), 16), 1)
     try:
-        feeder.submit("v", video)
+        feeder.submit("v", video, 0)
         messages = _messages(feeder, "v")
-        feeder.submit("missing", str(sample_dir / "no_such_file.mp4"))
+        feeder.submit("missing", str(sample_dir / "no_such_file.mp4"), 0)
         failure = _messages(feeder, "missing")
     finally:
         feeder.close()
@@ -88,7 +88,7 @@ def test_a_decoding_process_never_enters_cuda_even_with_the_frames_left_for_the_
     run = make_run(frequency=3.0, max_imsize=40)
     feeder = Feeder(DecoderSpec(run.model_source(), run.embed.model_dump(mode="json"), 16, "cuda"), 1)
     try:
-        feeder.submit("v", str(sample_dir / "drift_25fps.mp4"))
+        feeder.submit("v", str(sample_dir / "drift_25fps.mp4"), 0)
         messages = _messages(feeder, "v")
     finally:
         feeder.close()

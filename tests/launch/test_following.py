@@ -93,13 +93,14 @@ class _SlurmJob:
     paths: _Paths
 
 
-def _fake_squeue(folder: Path, script: str, monkeypatch: tp.Any) -> None:
-    """A ``squeue`` on PATH that runs ``script`` (a real executable: what ``squeue_states`` calls)."""
+def _fake_squeue(folder: Path, script: str, monkeypatch: tp.Any, name: str = "squeue") -> None:
+    """A ``squeue`` (or ``name``) on PATH that runs ``script`` (a real executable: what the launcher calls)."""
     folder.mkdir(parents=True, exist_ok=True)
-    exe = folder / "squeue"
+    exe = folder / name
     exe.write_text("#!/bin/sh\n" + script + "\n")
     exe.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    if not os.environ["PATH"].startswith(f"{folder}{os.pathsep}"):
+        monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
 
 
 def test_squeue_that_does_not_answer_says_nothing_of_the_jobs(
@@ -107,9 +108,10 @@ def test_squeue_that_does_not_answer_says_nothing_of_the_jobs(
 ) -> None:
     """A failed or timed-out squeue is not "no job listed": no job is judged gone, the follow goes on with a
     note, a job's result file still counts, and only after ``SQUEUE_SILENT_S`` of silence are the rest given
-    up as unknown. An answer listing a job ended, or not listing one seen before, still ends it."""
+    up as unknown. An answer listing a job ended ends it; one not listing a job seen before ends it once
+    accounting (sacct) or the controller (scontrol show job) says it ended or no longer knows it."""
     from pipeline.launch import submission as submission_mod
-    from pipeline.launch.slurm import active_arrays, listed_arrays, squeue_states
+    from pipeline.launch.slurm import active_arrays, confirmed_states, listed_arrays, squeue_states
 
     run = make_run(executor={"name": "slurm"})
     jobs = [_SlurmJob(f"41_{i}", _Paths(tmp_path / f"41_{i}_result.pkl")) for i in range(2)]
@@ -131,9 +133,25 @@ def test_squeue_that_does_not_answer_says_nothing_of_the_jobs(
     _fake_squeue(tmp_path / "bin", "echo '41_0|CANCELLED by 0'", monkeypatch)
     assert squeue_states(["41_0"]) == {"41_0": "CANCELLED by 0"}
     assert launch.poll() == {"41_0": "CANCELLED by 0", "41_1": ""} and launch.squeue_note == ""
-    _fake_squeue(tmp_path / "bin", "true", monkeypatch)  # answers, lists nothing: a job seen before is gone
+    # squeue answers and lists nothing: each job is confirmed by accounting or the controller first
+    _fake_squeue(tmp_path / "bin", "true", monkeypatch)
     (tmp_path / "41_1_result.pkl").unlink()
-    assert launch.poll() == {"41_0": "GONE", "41_1": "GONE"} and listed_arrays(["41_0"]) == []
+    launch.confirmed.clear()
+    bin_ = tmp_path / "bin"
+    _fake_squeue(bin_, "echo 'sacct: error: Slurm accounting storage is disabled' >&2; exit 1", monkeypatch, "sacct")
+    _fake_squeue(bin_, "echo 'JobId=50 ArrayJobId=41 ArrayTaskId=0 JobState=RUNNING'", monkeypatch, "scontrol")
+    assert confirmed_states(["41_0", "41_1"]) == {"41_0": "RUNNING", "41_1": "GONE"}  # 41_1 purged
+    assert launch.poll() == {"41_1": "GONE"} and listed_arrays(["41_0"]) == []  # 41_0 runs on
+    _fake_squeue(
+        bin_, "echo 'scontrol: error: slurm_receive_msg: Socket timed out' >&2; exit 1", monkeypatch, "scontrol"
+    )
+    assert confirmed_states(["41_0"]) is None and launch.poll() == {"41_1": "GONE"}  # unknown is not ended
+    _fake_squeue(bin_, "echo '41_0|COMPLETED'; echo '41_[1-2]|PENDING'", monkeypatch, "sacct")
+    assert confirmed_states(["41_0", "41_1"]) == {"41_0": "COMPLETED", "41_1": "PENDING"}
+    assert launch.poll() == {"41_0": "COMPLETED", "41_1": "GONE"}  # what was confirmed stays so
+    _fake_squeue(bin_, "true", monkeypatch, "sacct")  # accounting that lists nothing: the controller is asked
+    _fake_squeue(bin_, "echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1", monkeypatch, "scontrol")
+    assert confirmed_states(["41_0", "41_1"]) == {"41_0": "GONE", "41_1": "GONE"}
 
 
 def test_polling_backs_off_while_nothing_changes() -> None:
@@ -152,7 +170,7 @@ def test_hashing_writes_its_cache_as_it_goes_and_when_interrupted(tmp_path: Path
     """A launcher killed while hashing a large corpus keeps what it hashed: the cache is written every
     ``CACHE_SAVE_S`` and when the loop is interrupted."""
     from pipeline.launch import discovery
-    from pipeline.store import tables
+    from pipeline.store import caches, tables
 
     files = []
     for i in range(30):
@@ -177,8 +195,11 @@ def test_hashing_writes_its_cache_as_it_goes_and_when_interrupted(tmp_path: Path
         discovery.hash_files(files, store)
     except KeyboardInterrupt:
         pass
-    cached = tables.read_mapping(discovery.layout.caches(store.path) / "hashes.parquet")
+    cached = caches.read(store.path, "hashes")
     assert len(cached) == 20
+    chunks = sorted(caches.chunk_dir(store.path, "hashes").glob("*.parquet"))
+    sizes = [len(tables.read_mapping(c)) for c in chunks]
+    assert sum(sizes) == 20 and all(n <= 2 for n in sizes)  # each save holds what is new, not all again
     monkeypatch.setattr(discovery, "content_hash", real)
     hashes, _, read = discovery.hash_files(files, store)
     assert len(hashes) == 30 and read == 10 * 100  # only the ten it had not hashed are read again

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline import launch_config
 from pipeline.launch.summary import Summary, render_summary
-from pipeline.store import Store, content_hash
+from pipeline.store import Store, caches, content_hash
 from pipeline.testing import faults
 
 from ..conftest import REPO, distinct_copies, run_cli
@@ -90,6 +90,19 @@ def test_ctrl_c_says_what_runs_then_cancel_stops_it_and_records_no_failure(
     row = _status(store_path)  # the tools agree: each video in one column, adding up
     assert (row["total"], row["failed"], row["stopped"]) == (7, 1, 0) and row["running"] >= 1, row
     assert row["running"] + row["pending"] + row["done"] == 6, row
+
+    # the same command again, its launcher gone: it follows the jobs still running, submits nothing
+    resumed = run_cli(*args, env={faults.SLOW_S: "20"}, wait=False)
+    assert resumed.stdout is not None
+    seen = ""
+    while "nothing submitted" not in seen and resumed.poll() is None:
+        seen += resumed.stdout.readline()
+    os.killpg(resumed.pid, signal.SIGINT)
+    resumed.wait(timeout=60)
+    seen += _drain(resumed)
+    assert f"following its 2 job(s) ({' '.join(record['job_ids'])}), nothing submitted" in seen, seen[-3000:]
+    assert "interrupted: 2 job(s) of config" in seen and "submitted 2 job(s)" not in seen, seen[-3000:]
+    assert [r["job_ids"] for r in store.launches(cuid).values() if r["executor"] == "local"] == [record["job_ids"]]
 
     cancel = subprocess.run(
         [sys.executable, "-m", "pipeline.cancel", f"store={store_path}", cuid], cwd=REPO, capture_output=True, text=True
@@ -206,7 +219,7 @@ def test_the_queue_runs_longest_first(make_run: tp.Any, sample_dir: Path, tmp_pa
     plan = make_plan(run, store)
     names = [Path(p).name for p, _ in plan.to_compute]
     assert names == ["orbit_30fps_audio.mp4", "drift_25fps.mp4", "bars_12fps.mp4"]  # 4 s, 3 s, 2.5 s
-    assert (store.path / "_caches" / "durations.parquet").is_file()
+    assert set(caches.read(store.path, "durations")) == {h for _, h in plan.to_compute}
 
 
 def test_two_jobs_share_one_queue_and_compute_each_video_once(
