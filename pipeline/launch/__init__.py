@@ -4,6 +4,9 @@ The steps, in the order a launch takes them: ``discovery`` (videos, hashes, dura
 the model's weights are), ``preflight`` (checks before any job), ``planning`` (the queue), ``executors`` and
 ``submission`` (one submitit job array), ``worker`` (what each job runs), ``following`` and ``summary``;
 ``launcher`` runs them for one config, ``sweep`` for a Hydra multirun, ``cli`` is ``python -m pipeline.launch``.
+Beside them: ``estimate`` (what a launch will cost) and ``calibration`` (``python -m pipeline.calibrate``),
+``pace`` (rate and ETA), ``resume`` (re-following a launch whose launcher died), ``liveness`` (whether a
+launch's jobs run), ``ending`` (a ``wait=false`` launch's summary), ``slurm``, ``resources``, ``staging``.
 
 Importing this package imports nothing else: ``pipeline.launch.SweepSummary`` (Hydra's callback) and
 ``launch_config`` load their modules on first use.

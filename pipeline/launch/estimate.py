@@ -150,7 +150,7 @@ class Estimate:
         if self.rate is None or self.device_s is None or self.wall_s is None:
             return [f"{head}; {self.source}"]
         out = [
-            f"{head}: about {self.device_s / 3600:.3g} device-hours, {duration_text(self.wall_s)} wall time with "
+            f"{head}: about {_device_time(self.device_s)}, {duration_text(self.wall_s)} wall time with "
             f"{self.n_jobs} job(s); {self.source}"
         ]
         capacity = self.n_jobs * self.limit_s * (1 + self.requeues)
@@ -176,6 +176,10 @@ class Estimate:
                 f"{names}{more}; {fate}"
             )
         return out
+
+
+def _device_time(seconds: float) -> str:
+    return f"{seconds / 3600:.3g} device-hours" if seconds >= 3600 else f"{duration_text(seconds)} of device time"
 
 
 def estimate(

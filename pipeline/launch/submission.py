@@ -192,7 +192,13 @@ def submit(
         os.umask(umask)
     summary.job_ids = [str(j.job_id) for j in jobs]
     store.record_launch(
-        plan.config_uid, launch_id, len(plan.to_compute), summary.job_ids, run.executor.resolved_name(), command
+        plan.config_uid,
+        launch_id,
+        len(plan.to_compute),
+        summary.job_ids,
+        run.executor.resolved_name(),
+        command,
+        wait=run.wait,
     )
     print(f"submitted {len(jobs)} job(s) ({run.executor.resolved_name()}): {' '.join(summary.job_ids)}", file=out)
     return Submission(run, plan, jobs, summary)

@@ -18,6 +18,7 @@ from pipeline.common.quiet import silence_libraries
 from pipeline.config import PIPELINE_VERSION, RunConfig
 from pipeline.embedding.partial import Partial, Resume
 from pipeline.launch.discovery import known_durations
+from pipeline.launch.ending import job_ended
 from pipeline.launch.estimate import cost_key
 from pipeline.launch.resources import (
     batched_threads,
@@ -161,6 +162,7 @@ def work_queue(
     stored = store.done_hashes(cuid)
     if all(h in stored for _, h in pending):
         results.extend(VideoResult(p, h, "cached") for p, h in pending)
+        _ended(run, store, launch)
         return results
     check_gpus(run)
     _set_threads()
@@ -216,7 +218,16 @@ def work_queue(
         heartbeat.stop()
         committer.out.close()
         _measure(run, store, embedder, load_s, (busy_until or time.perf_counter()) - busy_from)
+    _ended(run, store, launch)
     return results
+
+
+def _ended(run: RunConfig, store: Store, launch: str) -> None:
+    """A job of a ``wait=false`` launch is done: the last one writes the launch's summary into the store."""
+    if launch and not run.wait:
+        written = job_ended(store, run.embed.uid(), launch, current_job_id())
+        if written:
+            print(f"the launch's summary: {written}", file=sys.stderr, flush=True)
 
 
 def _measure(run: RunConfig, store: Store, embedder: tp.Any, load_s: float, busy_s: float) -> None:

@@ -39,7 +39,13 @@ def read_queue(path: str | Path) -> list[tuple[str, str]]:
 
 
 def record_launch(
-    config_dir: Path, launch_id: str, n_videos: int, job_ids: list[str], executor: str = "", command: str = ""
+    config_dir: Path,
+    launch_id: str,
+    n_videos: int,
+    job_ids: list[str],
+    executor: str = "",
+    command: str = "",
+    wait: bool = True,
 ) -> None:
     """Remember a launch (its queue was written by ``write_queue``): its jobs and the command that made it,
     so that status can count what is pending and say how to relaunch, and cancel can find the jobs."""
@@ -55,6 +61,7 @@ def record_launch(
         "launcher_pid": os.getpid(),
         "executor": executor,
         "command": command,
+        "wait": wait,
     }
     write_atomic(folder / f"{launch_id}.json", json.dumps(record))
 

@@ -220,8 +220,9 @@ class Store:
         job_ids: list[str],
         executor: str = "",
         command: str = "",
+        wait: bool = True,
     ) -> None:
-        records.record_launch(self.path / config_uid, launch_id, n_videos, job_ids, executor, command)
+        records.record_launch(self.path / config_uid, launch_id, n_videos, job_ids, executor, command, wait)
 
     def mark_cancelled(self, config_uid: str, launch_id: str) -> None:
         records.mark_cancelled(self.path / config_uid, launch_id)

@@ -13,10 +13,12 @@ import os
 import sys
 import time
 import typing as tp
+from pathlib import Path
 
 from pipeline.common.text import folder_bytes, human_size, short, table
 from pipeline.config import format_version
 from pipeline.launch import pace
+from pipeline.launch.ending import summarise_ended
 from pipeline.launch.liveness import launch_running
 from pipeline.store import Store, caches, manifest
 from pipeline.store.leases import live_leases
@@ -95,6 +97,7 @@ def config_status(store: Store, cuid: str, *, videos: bool = False, lease_ttl_s:
         "eta_seconds": speed.eta_s,
         "pace": pace.render(speed),
         "failures_by_kind": dict(kinds.most_common()),
+        "summaries": [str(p) for p in summarise_ended(store, cuid, launch_running)],
         "failed_gone": len(gone),
     }
     if videos:
@@ -144,6 +147,11 @@ def render(rows: list[dict[str, tp.Any]], store: Store) -> str:
         if r["failures_by_kind"]:
             kinds = ", ".join(f"{k} {n}" for k, n in r["failures_by_kind"].items())
             lines.append(f"failures: {r['config_uid']}: {kinds}")
+    for r in rows:
+        if r["summaries"] and not (r["running"] or r["pending"]):
+            last = Path(r["summaries"][-1])
+            counts = last.read_text().splitlines()[2].strip() if len(last.read_text().splitlines()) > 2 else ""
+            lines.append(f"ended: {r['config_uid']}: {counts} (the launch's summary: {last})")
     for r in rows:
         if r["stale"]:
             lines.append(

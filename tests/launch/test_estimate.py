@@ -107,7 +107,7 @@ def test_dry_run_estimate_from_a_calibration_then_from_jobs(make_run: tp.Any, sa
 
     out = io.StringIO()
     launch_config(run, out=out)
-    assert "device-hours" in out.getvalue() and "from 1 calibration of tiny-videomae" in out.getvalue()
+    assert "of device time" in out.getvalue() and "from 1 calibration of tiny-videomae" in out.getvalue()
 
     out = io.StringIO()
     summary = launch_config(run.model_copy(update={"dry_run": False}), out=out)

@@ -249,3 +249,37 @@ def test_a_launch_writes_nothing_in_the_working_directory(models_dir: Path, samp
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     assert sorted(os.listdir(work)) == ["s.zarr"]
     assert list(tmp.glob("pipeline-sweeps/*/multirun.yaml")) and list(tmp.glob("pipeline-runs/*"))
+
+
+def test_a_wait_false_launch_records_its_end_without_a_launcher(
+    models_dir: Path, sample_dir: Path, tmp_path: Path
+) -> None:
+    """The last job of a ``wait=false`` launch writes its summary into the store; where none did (that job
+    killed first: its summary removed here), status writes it once every job has ended. Status shows the
+    pace while it runs and the end after."""
+    store_path = tmp_path / "store.zarr"
+    args = _cli_args(sample_dir, store_path, models_dir, "executor=local", "videos_per_job=2", "wait=false")
+    res = run_cli(*args)
+    assert res.returncode == 0 and "not waiting" in res.stdout, res.stdout + res.stderr
+    store = Store(store_path)
+    (cuid,) = store.config_uids()
+    (launch_id,) = store.launches(cuid)
+    summary = store_path / "_jobs" / cuid / f"summary-{launch_id}.txt"
+    deadline = time.time() + 300
+    while not summary.exists():
+        assert time.time() < deadline, "no job wrote the launch's summary"
+        time.sleep(0.5)
+    text = summary.read_text()
+    assert "the last to end" in text and "computed 3  cached 0  failed 0" in text, text
+    record = store.launches(cuid)[launch_id]
+    deadline = time.time() + 60  # the jobs' processes exit
+    while any(_alive(int(j)) for j in record["job_ids"]) and time.time() < deadline:
+        time.sleep(0.2)
+    summary.unlink()
+    row = _status(store_path)
+    assert row["summaries"] == [str(summary)] and row["done"] == 3 and row["eta_seconds"] == 0.0, row
+    assert "written by pipeline.status" in summary.read_text()
+    shown = subprocess.run(
+        [sys.executable, "-m", "pipeline.status", f"store={store_path}"], cwd=REPO, capture_output=True, text=True
+    ).stdout
+    assert f"ended: {cuid}: computed 3  cached 0  failed 0 (the launch's summary: {summary})" in shown, shown

@@ -195,6 +195,9 @@ def test_wait_false_returns_at_once_and_status_shows_progress(
     assert f"following its {len(job_ids(res.stdout))} job(s)" in again.stdout and not job_ids(again.stdout)
     counts = re.search(r"computed (\d+)  cached (\d+)  failed 0\n", again.stdout)
     assert counts and int(counts[1]) + int(counts[2]) == 3, again.stdout
+    (written,) = (store / "_jobs").glob("*/summary-*.txt")  # the launch's end, by its last job
+    assert "the last to end" in written.read_text() and "computed 3" in written.read_text()
+    assert "pace" in first and "left" in first["pace"]
     deadline = time.time() + 300
     while True:
         row = json.loads(subprocess.run(status_cmd, capture_output=True, text=True, check=True).stdout)["configs"][0]
