@@ -128,7 +128,7 @@ def run_config(
         {"model": {"name": str(source), "family": family}, "videos": ".", "device": device, **fields}
     )
     embedder = Embedder(run.embed, str(source), device=device, batch_size=cfg["batch"])
-    todo = iter([(str(v), str(v)) for v in videos])
+    todo = iter([(str(v), str(v), None) for v in videos])
     failed: dict[str, BaseException] = {}
     batcher = Batcher(embedder, n_decoders(None))
     syncs: list[warnings.WarningMessage] = []

@@ -90,7 +90,7 @@ def worker_row(videos: list[Path], models_dir: str, decoders: int) -> dict[str, 
     engine = {str(v): embedder.embed(str(v)).data for v in videos}
     t_engine = time.perf_counter() - start
     batcher = Batcher(embedder, decoders)
-    todo = iter([(str(v), str(v)) for v in videos])
+    todo = iter([(str(v), str(v), None) for v in videos])
     ours: dict[str, np.ndarray] = {}
     failed: dict[str, BaseException] = {}
     try:

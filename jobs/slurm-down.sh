@@ -3,7 +3,7 @@
 set -uo pipefail
 
 STATE_DIR="${PIPELINE_SLURM_DIR:-/tmp/pipeline-slurm}"
-for name in slurmd slurmctld munged; do
+for name in slurmd slurmctld slurmdbd mariadb munged; do
   pidfile="$STATE_DIR/run/$name.pid"
   [ -f "$pidfile" ] || continue
   pid="$(cat "$pidfile")"

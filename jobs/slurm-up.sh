@@ -12,12 +12,14 @@ log() { echo "slurm-up: $*" >&2; }
 
 [ "$(id -u)" = 0 ] || { log "must run as root (it installs packages and starts slurmctld, slurmd, munged)"; exit 1; }
 
+PACKAGES="slurmctld slurmd slurm-client munge slurmdbd mariadb-server"
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null \
-   || ! command -v munged >/dev/null; then
-  log "installing slurmctld slurmd slurm-client munge"
+   || ! command -v munged >/dev/null || ! command -v slurmdbd >/dev/null || ! command -v mariadbd >/dev/null; then
+  log "installing $PACKAGES"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q slurmctld slurmd slurm-client munge >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null && apt-get install -y -q slurmctld slurmd slurm-client munge >/dev/null; }
+  # shellcheck disable=SC2086
+  apt-get install -y -q $PACKAGES >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null && apt-get install -y -q $PACKAGES >/dev/null; }
 fi
 
 if [ -f "$CONF" ] && ! grep -q "^$MARK" "$CONF"; then
@@ -45,7 +47,9 @@ SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2
 ReturnToService=2
 SlurmdParameters=config_overrides
-AccountingStorageType=accounting_storage/none
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStorageEnforce=associations,limits,qos
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 MinJobAge=300
@@ -58,11 +62,51 @@ SlurmctldPidFile=$STATE_DIR/run/slurmctld.pid
 SlurmdPidFile=$STATE_DIR/run/slurmd.pid
 SlurmctldLogFile=$STATE_DIR/log/slurmctld.log
 SlurmdLogFile=$STATE_DIR/log/slurmd.log
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
+GresTypes=gpu
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 CONFEOF
 )"
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# Two GPUs that SLURM counts and hands out (CUDA_VISIBLE_DEVICES per job) but that are not there: two
+# character devices stand in for theirs (slurmd drops a GPU without one); torch in the jobs sees no GPU.
+GRES_CONF=/etc/slurm/gres.conf
+if [ -f "$GRES_CONF" ] && ! grep -q "^$MARK" "$GRES_CONF"; then
+  log "$GRES_CONF exists and was not written by this script: refusing to overwrite it"
+  exit 1
+fi
+NEW_GRES="$(printf '%s\nNodeName=%s Name=gpu File=/dev/null\nNodeName=%s Name=gpu File=/dev/zero' "$MARK" "$NODE" "$NODE")"
+if [ ! -f "$GRES_CONF" ] || [ "$(cat "$GRES_CONF")" != "$NEW_GRES" ]; then
+  printf '%s\n' "$NEW_GRES" > "$GRES_CONF"
+  if alive "$STATE_DIR/run/slurmd.pid"; then kill "$(cat "$STATE_DIR/run/slurmd.pid")"; sleep 1; fi
+fi
+
+# Accounting, so that sacct, accounts and QOS limits are real: MariaDB (its data in $STATE_DIR) and slurmdbd.
+DBD_CONF=/etc/slurm/slurmdbd.conf
+NEW_DBD_CONF="$(cat <<DBDEOF
+$MARK
+AuthType=auth/munge
+DbdHost=localhost
+DbdAddr=127.0.0.1
+SlurmUser=root
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=root
+StorageLoc=slurm_acct_db
+PidFile=$STATE_DIR/run/slurmdbd.pid
+LogFile=$STATE_DIR/log/slurmdbd.log
+DBDEOF
+)"
+if [ -f "$DBD_CONF" ] && ! grep -q "^$MARK" "$DBD_CONF"; then
+  log "$DBD_CONF exists and was not written by this script: refusing to overwrite it"
+  exit 1
+fi
+if [ ! -f "$DBD_CONF" ] || [ "$(cat "$DBD_CONF")" != "$NEW_DBD_CONF" ]; then
+  printf '%s\n' "$NEW_DBD_CONF" > "$DBD_CONF"
+  chmod 600 "$DBD_CONF"
+  if alive "$STATE_DIR/run/slurmdbd.pid"; then kill "$(cat "$STATE_DIR/run/slurmdbd.pid")"; sleep 1; fi
+fi
 
 if [ ! -f "$CONF" ] || [ "$(cat "$CONF")" != "$NEW_CONF" ]; then
   printf '%s\n' "$NEW_CONF" > "$CONF"
@@ -85,6 +129,30 @@ if ! alive "$STATE_DIR/run/munged.pid"; then
   cp /run/munge/munged.pid "$STATE_DIR/run/munged.pid"
   log "munged started (pid $(cat "$STATE_DIR/run/munged.pid"))"
 fi
+if ! alive "$STATE_DIR/run/mariadb.pid"; then
+  mkdir -p "$STATE_DIR/mysql" /run/mysqld
+  if [ ! -d "$STATE_DIR/mysql/mysql" ]; then
+    mariadb-install-db --user=root --datadir="$STATE_DIR/mysql" >/dev/null 2>&1
+  fi
+  nohup mariadbd --user=root --datadir="$STATE_DIR/mysql" --socket=/run/mysqld/mysqld.sock \
+    --pid-file="$STATE_DIR/run/mariadb.pid" --skip-networking --log-error="$STATE_DIR/log/mariadb.log" \
+    >/dev/null 2>&1 &
+  for _ in $(seq 100); do [ -S /run/mysqld/mysqld.sock ] && alive "$STATE_DIR/run/mariadb.pid" && break; sleep 0.1; done
+  log "mariadb started (pid $(cat "$STATE_DIR/run/mariadb.pid"))"
+fi
+if ! alive "$STATE_DIR/run/slurmdbd.pid"; then
+  slurmdbd
+  for _ in $(seq 100); do alive "$STATE_DIR/run/slurmdbd.pid" && break; sleep 0.1; done
+  for _ in $(seq 100); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.2; done
+  log "slurmdbd started (pid $(cat "$STATE_DIR/run/slurmdbd.pid"))"
+fi
+# the cluster, an account for root, and a QOS that allows two queued jobs (the tests' QOS refusal)
+sacctmgr -i -Q add cluster pipeline >/dev/null 2>&1 || true
+sacctmgr -i -Q add account lab cluster=pipeline >/dev/null 2>&1 || true
+sacctmgr -i -Q add qos two MaxSubmitJobsPerUser=2 >/dev/null 2>&1 || true
+sacctmgr -i -Q add user root account=lab cluster=pipeline >/dev/null 2>&1 || true
+sacctmgr -i -Q modify user root set qos=normal,two >/dev/null 2>&1 || true
+
 if ! alive "$STATE_DIR/run/slurmctld.pid"; then
   slurmctld
   for _ in $(seq 100); do alive "$STATE_DIR/run/slurmctld.pid" && break; sleep 0.1; done

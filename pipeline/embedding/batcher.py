@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import time
 import typing as tp
 
 import numpy as np
@@ -49,6 +50,17 @@ class _Video:
     indices: list[int] = dataclasses.field(default_factory=list)
     keep: np.ndarray | None = None
     """``keep[k]``: the earliest frame any step from k on needs (frames before it can go once k is queued)."""
+
+
+@dataclasses.dataclass
+class Stages:
+    """Where a batched job's time goes, for the launcher's cost model (``pipeline.launch.estimate``):
+    the decoding processes' CPU seconds and the frames they sent, and the model's seconds (forward passes
+    and waits for the device)."""
+
+    decode_cpu_s: float = 0.0
+    frames: int = 0
+    forward_s: float = 0.0
 
 
 @dataclasses.dataclass
@@ -96,6 +108,7 @@ class Batcher:
         self._copied: list[tp.Any] = [None, None]
         """Per buffer, the event after its last batch's copy to the GPU."""
         self._turn = 1
+        self.stages = Stages()
 
     def close(self) -> None:
         self.feeder.close()
@@ -178,7 +191,10 @@ class Batcher:
             while video.queued < len(index) and int(index[video.queued].max()) <= video.received:
                 self.ready.append((key, video.queued))
                 video.queued += 1
-        elif kind == "done" and (video.plan is None or video.queued < len(video.plan.index)):
+        elif kind == "done" and isinstance(payload, tuple):
+            self.stages.decode_cpu_s += float(payload[0])
+            self.stages.frames += int(payload[1])
+        if kind == "done" and (video.plan is None or video.queued < len(video.plan.index)):
             self._fail(
                 video, RuntimeError(f"{video.path}: decoding ended at frame {video.received}, before the last step")
             )
@@ -269,6 +285,7 @@ class Batcher:
         """Start the forward pass of ``steps``; on the GPU it runs while the caller assembles the next batch.
         If it raises, each video's steps are run alone, so that only a video whose clips fail fails."""
         result: tuple[torch.Tensor, list[int]] | None = None
+        started = time.perf_counter()
         try:
             result = self._fitting(steps)
         except Exception:  # noqa: BLE001 - find the video at fault below, the failed batch let go of first
@@ -294,12 +311,15 @@ class Batcher:
             event = torch.cuda.Event()
             event.record()
             out = host
+        self.stages.forward_s += time.perf_counter() - started
         return _Pending(steps, out, indices, event)
 
     def _collect(self, pending: _Pending, done: tp.Callable[[str, Embedding], None]) -> None:
         """Wait for a launched batch, put its rows in place, and hand back every video now complete."""
         if pending.ready is not None:
+            waited = time.perf_counter()
             pending.ready.synchronize()
+            self.stages.forward_s += time.perf_counter() - waited  # the device's time past the launch
         rows = pending.out.numpy()
         for n, (key, k) in enumerate(pending.steps):
             video = self.videos.get(key)

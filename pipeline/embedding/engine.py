@@ -97,7 +97,7 @@ class Embedder:
     def reduce(self, states: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
         """Token-aggregated states of the cached layers (``cache_n_layers``), or of the selected layers
         aggregated, on the states' device; with the model's indices of the layers kept."""
-        faults.after_batch()
+        faults.after_batch(int(states.shape[0]))
         self.steps_run += int(states.shape[0])
         config = self.config
         if config.cache_n_layers is not None:

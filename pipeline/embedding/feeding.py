@@ -14,6 +14,7 @@ import itertools
 import os
 import pickle
 import queue
+import time
 import typing as tp
 
 import numpy as np
@@ -79,7 +80,8 @@ class DecoderSpec:
 
 Message = tuple[str, str, tp.Any]
 """``(kind, video key, payload)``: ``plan`` (a ``VideoSteps``), ``frames`` (frame numbers, pixels),
-``done``, ``error`` (the exception), ``died`` (sent by ``Feeder`` itself for a dead process)."""
+``done`` (the CPU seconds the process spent on the video and the frames it sent), ``error`` (the
+exception), ``died`` (sent by ``Feeder`` itself for a dead process)."""
 
 
 def _portable(error: BaseException) -> BaseException:
@@ -117,13 +119,16 @@ def decoder_main(spec: DecoderSpec, tasks: tp.Any, out: tp.Any, allowance: tp.An
         key, path, start = task
         faults.in_decoding(path)
         try:
+            cpu = time.process_time()  # this process's CPU time: waits for the worker's credits do not count
+            frames = 0
             steps = plan_steps(path, embed, spec.num_frames)
             out.send(("plan", key, steps))
             left = steps.from_step(start) if 0 < start < len(steps.index) else steps  # else the worker fails it
             for numbers, pixels in video_chunks(path, left, embed, adapter, spec.preprocess_device):
+                frames += len(numbers)
                 allowance.acquire()
                 out.send(("frames", key, (numbers, pixels)))
-            out.send(("done", key, None))
+            out.send(("done", key, (time.process_time() - cpu, frames)))
         except Exception as e:  # noqa: BLE001 - the video fails, the process goes on
             out.send(("error", key, _portable(e)))
 

@@ -6,7 +6,9 @@ Costs are counted in forward steps (one clip, or one frame for an image model, t
 scale right: ``frequency=4`` runs twice the steps of ``frequency=2`` over the same video-seconds. A job's
 rate is its steps over the seconds it was busy (from its first video to its last, model loaded): in the
 batched worker several videos overlap, so an entry's own ``seconds`` overstates its cost. The model's
-load is counted once per job.
+load is counted once per job. Where jobs ran the batched worker they also measured its two stages (the
+model's seconds per step, the decoding processes' CPU seconds per frame): the measured rate is scaled to
+the decoding processes the launch's jobs will have, the slower stage setting the pace.
 """
 
 from __future__ import annotations
@@ -52,6 +54,41 @@ def target_device(run: RunConfig) -> str:
     return "cuda" if run.resolved_device().startswith("cuda") else "cpu"
 
 
+def target_decoders(run: RunConfig) -> int:
+    """Decoding processes each job of ``run`` will run (``decoders``, else its CPUs but one, at least two)."""
+    from pipeline.common.env import n_decoders
+
+    if run.decoders is not None:
+        return run.decoders
+    if run.executor.resolved_name() == "slurm":
+        return max(2, run.executor.cpus_per_task - 1)
+    return n_decoders(None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stages:
+    """The batched worker's two stages, as jobs measured them: the model's seconds per step, and the
+    decoding processes' CPU seconds per frame (decode and preprocess), with frames per step."""
+
+    forward_per_step: float
+    decode_per_frame: float
+    frames_per_step: float
+    decoders: float
+    """The decoding processes per job where they were measured (weighted by steps)."""
+
+    def per_step(self, decoders: float) -> float:
+        """A job's seconds per step with ``decoders`` processes: the slower stage sets the pace."""
+        return max(self.forward_per_step, self.decode_per_frame * self.frames_per_step / max(1.0, decoders))
+
+    def describe(self, decoders: int) -> str:
+        decode = self.decode_per_frame * self.frames_per_step / max(1, decoders)
+        pace = "decoding sets the pace" if decode > self.forward_per_step else "the model sets the pace"
+        return (
+            f"model {self.forward_per_step * 1000:.3g} ms/step, decoding {self.decode_per_frame * 1000:.3g} ms/frame "
+            f"x {self.frames_per_step:.3g} frames/step over {decoders} process(es): {pace}"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class Rate:
     """Seconds per forward step, and per job to load the model, from ``n`` measurements."""
@@ -62,11 +99,21 @@ class Rate:
     steps: int
     sources: dict[str, int]
     devices: list[str]
+    stages: Stages | None = None
 
-    def describe(self, model: str, device_type: str) -> str:
+    def for_decoders(self, decoders: int) -> Rate:
+        """The rate with ``decoders`` decoding processes per job: the jobs' measured rate, scaled by what the
+        stages say changes between the decoding processes they had and these."""
+        if self.stages is None:
+            return self
+        scale = self.stages.per_step(decoders) / self.stages.per_step(self.stages.decoders)
+        return dataclasses.replace(self, seconds_per_step=self.seconds_per_step * scale)
+
+    def describe(self, model: str, device_type: str, decoders: int | None = None) -> str:
         kinds = " and ".join(f"{k} {'job' if s == 'job' else s}{'s' if k > 1 else ''}" for s, k in self.sources.items())
         where = ", ".join(self.devices) or device_type
-        return f"from {kinds} of {model} on {where} ({self.steps:,} steps measured)"
+        split = f"; {self.stages.describe(decoders)}" if self.stages is not None and decoders else ""
+        return f"from {kinds} of {model} on {where} ({self.steps:,} steps measured{split})"
 
 
 def measured_rate(records: list[dict[str, tp.Any]], key: str) -> Rate | None:
@@ -79,7 +126,19 @@ def measured_rate(records: list[dict[str, tp.Any]], key: str) -> Rate | None:
     sources: dict[str, int] = {}
     for r in mine:
         sources[str(r.get("source", "job"))] = sources.get(str(r.get("source", "job")), 0) + 1
+    split = [r for r in mine if r.get("frames") and r.get("forward_s") is not None and r.get("decoders")]
+    stages = None
+    if split:
+        split_steps = sum(int(r["steps"]) for r in split)
+        frames = sum(int(r["frames"]) for r in split)
+        stages = Stages(
+            forward_per_step=sum(float(r["forward_s"]) for r in split) / split_steps,
+            decode_per_frame=sum(float(r["decode_cpu_s"]) for r in split) / frames,
+            frames_per_step=frames / split_steps,
+            decoders=sum(float(r["decoders"]) * int(r["steps"]) for r in split) / split_steps,
+        )
     return Rate(
+        stages=stages,
         seconds_per_step=busy / steps,
         load_s=sum(float(r.get("load_s", 0.0)) for r in mine) / len(mine),
         n=len(mine),
@@ -192,12 +251,15 @@ def estimate(
 ) -> Estimate:
     """The cost of computing ``to_compute`` (``(path, hash)``) with ``n_jobs`` jobs of ``run``."""
     device_type = target_device(run)
+    decoders = target_decoders(run)
     rate = measured_rate(records, cost_key(run.embed, device_type))
+    if rate is not None:
+        rate = rate.for_decoders(decoders)
     videos = [
         (p, durations.get(h, 0.0), video_steps(durations.get(h, 0.0), run.embed.frequency)) for p, h in to_compute
     ]
     if rate is not None:
-        source = rate.describe(run.embed.model.name, device_type)
+        source = rate.describe(run.embed.model.name, device_type, decoders)
     else:
         source = f"no rate measured yet for {run.embed.model.name} on {device_type}" + (
             f": {calibrate_hint} measures one" if calibrate_hint else ""

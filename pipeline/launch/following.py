@@ -17,14 +17,17 @@ from pipeline.store.leases import Watch, lease_holder, live_leases
 from pipeline.store.records import failure_text
 
 _ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(\w*(?:Error|Exception|Died|Interrupt)): (.*)$")
+_QUALIFIED_LINE = re.compile(r"^(?:[a-z_][\w]*\.)+([A-Z]\w*): (.*)$")
+"""A traceback's last line for an exception of a module (``pipeline.launch.resources.NoGPU: ...``)."""
 
 
 def job_error(text: str) -> str:
     """The exception a failed job raised, from submitit's report (traceback, then where the logs are)."""
-    for line in reversed(text.strip().splitlines()):
-        match = _ERROR_LINE.match(line.strip())
-        if match:
-            return f"{match.group(1)}: {match.group(2)}"
+    for pattern in (_ERROR_LINE, _QUALIFIED_LINE):
+        for line in reversed(text.strip().splitlines()):
+            match = pattern.match(line.strip())
+            if match:
+                return f"{match.group(1)}: {match.group(2)}"
     return text.strip().splitlines()[0] if text.strip() else ""
 
 

@@ -217,7 +217,7 @@ def work_queue(
     finally:
         heartbeat.stop()
         committer.out.close()
-        _measure(run, store, embedder, load_s, (busy_until or time.perf_counter()) - busy_from)
+        _measure(run, store, embedder, load_s, (busy_until or time.perf_counter()) - busy_from, committer.stages)
     _ended(run, store, launch)
     return results
 
@@ -230,15 +230,20 @@ def _ended(run: RunConfig, store: Store, launch: str) -> None:
             print(f"the launch's summary: {written}", file=sys.stderr, flush=True)
 
 
-def _measure(run: RunConfig, store: Store, embedder: tp.Any, load_s: float, busy_s: float) -> None:
-    """Record this job's rate for the launcher's estimates (``pipeline.launch.estimate``); a record that
-    cannot be written costs the estimate one measurement, never the job."""
+def _measure(run: RunConfig, store: Store, embedder: tp.Any, load_s: float, busy_s: float, stages: tp.Any) -> None:
+    """Record this job's rate for the launcher's estimates (``pipeline.launch.estimate``), with where the
+    time went in the batched path; a record that cannot be written costs the estimate one measurement,
+    never the job."""
     if not embedder.steps_run:
         return
     device = embedder.adapter.device
+    split = {}
+    if stages is not None and stages.frames:
+        split = {"decode_cpu_s": stages.decode_cpu_s, "frames": stages.frames, "forward_s": stages.forward_s}
     try:
         store.record_measurement(
             {
+                **split,
                 "source": "job",
                 "cost_key": cost_key(run.embed, device.type),
                 "model": run.embed.model.name,
@@ -289,6 +294,8 @@ class Committer:
         self.busy = False
         self.in_flight: tp.Callable[[], dict[str, Partial]] = dict
         """The steps computed so far of each video being computed (content hash -> ``Partial``)."""
+        self.stages: tp.Any = None
+        """The batched path's ``Stages`` (decoding and model time), for the job's measurement."""
 
     def add(self, result: VideoResult, claim: Lease, data: tp.Any, attrs: dict[str, tp.Any]) -> None:
         self.busy = True
@@ -567,6 +574,7 @@ def _run_batched(
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     batcher = Batcher(embedder, n)
     committer.in_flight = batcher.partials
+    committer.stages = batcher.stages
     try:
         batcher.run(next_video, done, failed)
     finally:

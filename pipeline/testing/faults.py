@@ -17,6 +17,11 @@ SLOW_S = "PIPELINE_FAULT_SLOW_S"
 """Seconds a worker waits after embedding each video, as if the model were larger."""
 SLOW_BATCH_S = "PIPELINE_FAULT_SLOW_BATCH_S"
 """Seconds each forward batch takes longer, as if the model were larger (a long video made long to compute)."""
+OOM_ABOVE = "PIPELINE_FAULT_OOM_ABOVE"
+"""A number: a forward batch of more clips runs out of memory (torch's ``OutOfMemoryError``), as on a GPU
+too small for the configured batch."""
+DEVICE_ERROR = "PIPELINE_FAULT_DEVICE_ERROR"
+"""Set: every forward batch fails with a CUDA error other than out of memory (a GPU in a bad state)."""
 DIE_DECODING = "PIPELINE_FAULT_DIE_DECODING"
 """A file name: the decoding process that takes this video exits at once, as if killed."""
 PAUSE_IN_WRITE = "PIPELINE_FAULT_PAUSE_IN_WRITE"
@@ -29,7 +34,15 @@ def after_video() -> None:
         time.sleep(delay)
 
 
-def after_batch() -> None:
+def after_batch(n_clips: int = 1) -> None:
+    """After a forward batch of ``n_clips``: slower (``SLOW_BATCH_S``), or failing as a device would."""
+    above = os.environ.get(OOM_ABOVE)
+    if above and n_clips > int(above):
+        import torch
+
+        raise torch.OutOfMemoryError(f"CUDA out of memory (injected: a batch of {n_clips} clips, at most {above} fit)")
+    if os.environ.get(DEVICE_ERROR):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered (injected)")
     delay = float(os.environ.get(SLOW_BATCH_S) or 0)
     if delay > 0:
         time.sleep(delay)

@@ -91,6 +91,23 @@ def _owned(
     return False, f"its writer {writer} is {verdict}", None
 
 
+def _owner_elsewhere(path: Path) -> str | None:
+    """The user who owns ``path`` where it is not this process's user (root removes anything): None when
+    this user may remove it."""
+    import pwd
+
+    try:
+        uid = path.lstat().st_uid
+    except FileNotFoundError:
+        return None
+    if os.geteuid() in (0, uid):
+        return None
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def find_removals(
     store: Store,
     keep: set[str] | None,
@@ -121,8 +138,12 @@ def find_removals(
         n = len(store.done_hashes(cuid))
         out.append(Removal(store.path / cuid, f"config, {n} entries: {reason}", folder_bytes(store.path / cuid)))
         logs = layout.jobs(store.path, cuid)
-        if logs.is_dir():
-            out.append(Removal(logs, f"job logs of config {cuid}", folder_bytes(logs)))
+        for item in sorted(logs.iterdir()) if logs.is_dir() else []:
+            owner = _owner_elsewhere(item)
+            if owner is None:
+                out.append(Removal(item, f"job logs of config {cuid}", folder_bytes(item)))
+            else:  # the sticky folder lets only its owner rename it: their jobs' submissions, theirs to remove
+                notes.append(f"{item} kept: {owner}'s (only they can remove it: pipeline.gc run as {owner})")
     candidates: list[tuple[Path, str]] = []  # (staging folder or unnamed segment, its config UID or "")
     staging = layout.staging(store.path)
     if staging.is_dir():
@@ -248,6 +269,10 @@ def apply(store: Store, removals: list[Removal]) -> int:
         else:
             target.unlink(missing_ok=True)
         freed += r.bytes
+    for r in removals:  # a removed config's job folder, once every part of it is gone
+        if r.path.parent.parent == store.path / layout.JOBS:
+            with contextlib.suppress(OSError):
+                r.path.parent.rmdir()
     with contextlib.suppress(OSError):
         trash.rmdir()
     return freed

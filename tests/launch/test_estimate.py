@@ -43,6 +43,23 @@ def test_the_rate_is_steps_over_busy_seconds_of_the_same_key() -> None:
     assert measured_rate([_record("a", 0, 5.0)], "a") is None  # a job that ran no step says nothing
 
 
+def test_the_stages_scale_a_rate_to_the_decoding_processes_a_job_will_have() -> None:
+    """Jobs with 2 decoding processes, each 40 ms of CPU per frame at 2 frames per step (40 ms per step
+    with two), against a model at 10 ms per step: decoding sets their pace; with 8 processes the model
+    does, and the measured rate is scaled by 10/40."""
+    records = [
+        {**_record("a", 100, 5.0), "decoders": 2, "frames": 200, "decode_cpu_s": 8.0, "forward_s": 1.0},
+        {**_record("a", 100, 5.0), "decoders": 2, "frames": 200, "decode_cpu_s": 8.0, "forward_s": 1.0},
+    ]
+    rate = measured_rate(records, "a")
+    assert rate is not None and rate.stages is not None
+    assert rate.stages.per_step(2) == pytest.approx(0.04) and rate.stages.per_step(8) == pytest.approx(0.01)
+    assert rate.for_decoders(2).seconds_per_step == pytest.approx(0.05)
+    assert rate.for_decoders(8).seconds_per_step == pytest.approx(0.05 * 0.25)
+    assert "decoding sets the pace" in rate.describe("m", "cpu", 2)
+    assert "the model sets the pace" in rate.describe("m", "cpu", 8)
+
+
 def test_an_estimate_sizes_jobs_and_names_the_videos_longer_than_a_job() -> None:
     rate = Rate(seconds_per_step=2.0, load_s=30.0, n=3, steps=900, sources={"job": 3}, devices=["H100"])
     videos = [("/v/film.mp4", 7200.0, 14400), ("/v/short.mp4", 60.0, 120)]
@@ -115,6 +132,11 @@ def test_dry_run_estimate_from_a_calibration_then_from_jobs(make_run: tp.Any, sa
     assert "(estimated " in out.getvalue()
     sources = sorted(r["source"] for r in Store(run.store).measurements())
     assert sources == ["calibration", "job"]
+    (job,) = [r for r in Store(run.store).measurements() if r["source"] == "job"]
+    assert job["frames"] > 0 and job["decode_cpu_s"] > 0 and job["forward_s"] > 0  # the batched worker's stages
+    out = io.StringIO()
+    launch_config(make_run(frequency=4.0, dry_run=True, store=run.store), out=out)  # another config, same cost
+    assert "from 1 calibration and 1 job of tiny-videomae" in out.getvalue() and "sets the pace" in out.getvalue()
 
     # a slow device, as a measurement would say: the launch asks for more jobs and names the long videos
     long_videos = tmp_path / "long"

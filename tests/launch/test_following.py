@@ -203,3 +203,16 @@ def test_hashing_writes_its_cache_as_it_goes_and_when_interrupted(tmp_path: Path
     monkeypatch.setattr(discovery, "content_hash", real)
     hashes, _, read = discovery.hash_files(files, store)
     assert len(hashes) == 30 and read == 10 * 100  # only the ten it had not hashed are read again
+
+
+def test_a_failed_jobs_error_is_its_exception_line_whatever_its_name() -> None:
+    from pipeline.launch.following import job_error
+
+    trace = (
+        "Job (task=0) failed during processing with trace:\n----------------------\n"
+        "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n    raise NoGPU(x)\n"
+        "pipeline.launch.resources.NoGPU: job 218 on vm asked for 1 GPU(s) and torch sees none\n"
+        "----------------------\nYou can check full logs with 'job.stderr(0)' and 'job.stdout(0)'"
+    )
+    assert job_error(trace) == "NoGPU: job 218 on vm asked for 1 GPU(s) and torch sees none"
+    assert job_error("x\nValueError: bad\n") == "ValueError: bad"

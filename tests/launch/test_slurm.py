@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pipeline import launch_config
+from pipeline.launch.slurm import confirmed_states
 from pipeline.store import Store
 from pipeline.testing import faults
 
@@ -79,6 +80,11 @@ def test_job_arrays_store_the_same_arrays_as_the_local_executor(
     assert "squeue has not answered since" in res.stdout
     ids = job_ids(res.stdout)
     assert len(ids) == 4 and len({i.split("_")[0] for i in ids}) == 2, ids  # one array of 2 tasks per config
+    accounted = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ids[0].split("_")[0]], text=True, capture_output=True
+    )
+    assert accounted.returncode == 0 and "COMPLETED" in accounted.stdout, accounted  # accounting is real here
+    assert set(confirmed_states(ids).values()) == {"COMPLETED"}
     slurm_store = Store(store)
     for model in ("tiny-videomae", "tiny-xclip"):
         local = make_run(model, executor={"name": "local"}, store=str(tmp_path / f"local-{model}.zarr"))
