@@ -45,6 +45,12 @@ class _OwnSessionLocalExecutor(submitit.LocalExecutor):
                     os.environ[k] = v
 
 
+def workers_per_task(gpus_per_node: int | None) -> int:
+    """Workers an array task runs on its node: one per GPU it asks for (each a SLURM task with its own GPU,
+    CPUs and memory, so that every GPU of a multi-GPU node works), else one."""
+    return max(1, gpus_per_node or 0)
+
+
 def make_executor(run: RunConfig, folder: Path, offline: bool = False) -> tp.Any:
     """A submitit executor for ``executor.name`` (``auto`` resolved), jobs logged under ``folder``; with
     ``offline``, its jobs run with ``HF_HUB_OFFLINE=1`` (their weights staged: ``pipeline.launch.staging``)."""
@@ -61,9 +67,12 @@ def make_executor(run: RunConfig, folder: Path, offline: bool = False) -> tp.Any
         raise ConfigError("executor.name: slurm, but sbatch is not on the PATH (run `make slurm-up` for a local one)")
     executor = submitit.SlurmExecutor(folder=str(folder / "%j"), max_num_timeout=ex.max_requeues)
     optional = {k: getattr(ex, k) for k in ("partition", "account", "qos", "constraint") if getattr(ex, k)}
+    workers = workers_per_task(ex.gpus_per_node)
     if ex.mem_gb:
-        optional["mem"] = f"{int(ex.mem_gb * 1024)}MB"
-    if ex.gpus_per_node:
+        optional["mem"] = f"{int(ex.mem_gb * 1024 * workers)}MB"  # --mem is per node: each worker's, times them
+    if workers > 1:  # one worker per GPU: SLURM tasks of their own, each given one GPU, all walking the queue
+        optional.update(ntasks_per_node=workers, gpus_per_task=1)
+    elif ex.gpus_per_node:
         optional["gpus_per_node"] = ex.gpus_per_node
     executor.update_parameters(
         job_name=f"pipeline-{run.embed.uid()}",

@@ -97,6 +97,19 @@ class Streak:
         )
 
 
+def _announce_device(run: RunConfig) -> None:
+    """Say, in the job's log, which worker of its SLURM job this is and which devices it was given (several
+    workers per job on a multi-GPU node: one GPU each)."""
+    env = os.environ
+    rank, workers = env.get("SLURM_LOCALID", "0"), env.get("SLURM_NTASKS_PER_NODE") or env.get("SLURM_NTASKS", "1")
+    print(
+        f"worker {rank} of {workers} of job {current_job_id() or os.getpid()} on {socket.gethostname()}: device "
+        f"{run.resolved_device()}, CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES', 'unset')}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def _set_threads() -> None:
     import torch
 
@@ -166,6 +179,7 @@ def work_queue(
         return results
     check_gpus(run)
     _set_threads()
+    _announce_device(run)
     loading = time.perf_counter()
     embedder = Embedder(run.embed, run.model_source(), device=run.resolved_device(), batch_size=run.batch_size)
     load_s, busy_from, busy_until = time.perf_counter() - loading, time.perf_counter(), None

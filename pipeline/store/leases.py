@@ -58,6 +58,7 @@ def _owner() -> dict[str, tp.Any]:
         "pid": os.getpid(),
         "pid_space": processes.pid_space(),
         "job_id": current_job_id(),
+        "task": os.environ.get("SLURM_PROCID", "0"),
         "token": uuid.uuid4().hex,
     }
 
@@ -241,7 +242,13 @@ def acquire(
         state = read_lease(file_of(folder, video_hash, tip), ttl, watch)
         if state is None:
             continue  # released or taken over meanwhile
-        mine = state.owner.get("job_id") and state.owner.get("job_id") == owner["job_id"]
+        # this job's, from an earlier run of it (requeued): the same job and the same task of it (a job
+        # may run one worker per GPU, each a task: siblings, not an earlier self)
+        mine = (
+            state.owner.get("job_id")
+            and state.owner.get("job_id") == owner["job_id"]
+            and state.owner.get("task", "0") == owner["task"]
+        )
         if state.live and not (mine and state.owner.get("launch") == launch and state.owner.get("pid") != owner["pid"]):
             return state
         if not state.live and launch and state.owner.get("launch") == launch and not mine:

@@ -57,17 +57,22 @@ def test_reachability_goes_through_the_hub_client_and_its_proxy(hub: Hub, tmp_pa
     assert proxied.stdout.strip() == "False", proxied.stderr[-2000:]  # the proxy is asked, and it does not answer
 
 
+@pytest.mark.parametrize("executor", ["local", pytest.param("slurm", marks=pytest.mark.slurm)])
 def test_a_hub_model_is_staged_once_and_its_jobs_load_it_offline(
-    hub: Hub, sample_dir: Path, models_dir: Path, tmp_path: Path
+    hub: Hub, sample_dir: Path, models_dir: Path, tmp_path: Path, executor: str, request: pytest.FixtureRequest
 ) -> None:
     """The launcher stages the snapshot (not the README, not the TensorFlow weights); the hub stops as soon
-    as the jobs are submitted, and they compute every video from the staged files. A second launch on a
-    node without the hub (``HF_HUB_OFFLINE=1``) finds the snapshot staged."""
+    as the jobs are submitted, and they compute every video from the staged files (on SLURM too, its jobs
+    given ``HF_HUB_OFFLINE=1``). A second launch on a node without the hub (``HF_HUB_OFFLINE=1``) finds the
+    snapshot staged."""
+    if executor == "slurm":
+        request.getfixturevalue("slurm_cluster")
     env = {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
     video = next(iter(sorted(sample_dir.glob("*.mp4"))))
     args = [
         "model=videomae", f"model.name={REPO_ID}", f"videos={video}", f"store={tmp_path / 'store.zarr'}",
         f"models_dir={models_dir}", "device=cpu", "max_jobs=2", f"hydra.run.dir={tmp_path / 'hydra'}",
+        f"executor={executor}", *(["executor.cpus_per_task=1"] if executor == "slurm" else []),
     ]  # fmt: skip
     proc = run_cli(*args, env=env, wait=False)
     assert proc.stdout is not None

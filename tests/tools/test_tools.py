@@ -209,10 +209,11 @@ def test_gc_removes_configs_of_an_older_output_format(built: tp.Any, capsys: pyt
     code, out, _ = _main(status, f"store={store.path}", capsys=capsys)
     assert code == 0 and f"stale: {uid_b} has output format 0" in out and f"stale: {uid_a}" not in out
     removals = gc.find_removals(store, keep=None)
-    assert [r.path.name for r in removals] == [uid_b, uid_b] and "output format 0" in removals[0].reason
-    assert removals[1].path == store.path / "_jobs" / uid_b
+    assert removals[0].path == store.path / uid_b and "output format 0" in removals[0].reason
+    assert removals[1:] and all(r.path.parent == store.path / "_jobs" / uid_b for r in removals[1:])  # its jobs'
     gc.apply(store, removals)
     assert store.config_uids() == [uid_a] and len(store.entries(uid_a)) == 3
+    assert not (store.path / "_jobs" / uid_b).exists()
 
 
 def test_an_image_config_of_format_3_is_stale_a_video_one_is_not(
@@ -228,7 +229,8 @@ def test_an_image_config_of_format_3_is_stale_a_video_one_is_not(
     meta_path.write_text(json.dumps(meta))
     code, out, _ = _main(status, f"store={store.path}", capsys=capsys)
     assert code == 0 and f"stale: {uid_b} has output format 3 (current 4)" in out and f"stale: {uid_a}" not in out
-    assert [r.path.name for r in gc.find_removals(store, keep=None)] == [uid_b, uid_b]
+    removals = gc.find_removals(store, keep=None)
+    assert removals[0].path == store.path / uid_b and all(uid_b in str(r.path) for r in removals)
 
 
 def test_gc_removes_leases_of_stored_videos_and_old_lapsed_ones(built: tp.Any) -> None:
