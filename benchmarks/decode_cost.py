@@ -32,6 +32,7 @@ CONFIG = "tiny_videomae 2 Hz, 16 frames / 1 s clip"
 SIZES = ((640, 360), (1280, 720))
 SECONDS = 30
 
+
 def make_video(folder: Path, width: int, height: int, seconds: int = SECONDS) -> Path:
     """A 30 fps textured video (``throughput.bench_frame``) of ``seconds`` seconds, made once."""
     path = folder / f"bench_{seconds}s_{width}x{height}_30fps.mp4"

@@ -298,7 +298,7 @@ class StoreSource:
         model = {
             "name": names[-1],
             "family": fields.get("family"),
-            "tiny": identity.startswith("files-") and names[-1].startswith("tiny-"),
+            "tiny": "@" not in identity and names[-1].startswith("tiny-"),
         }
         rest = {k: v for k, v in fields.items() if k in EmbedConfig.model_fields and k != "model"}
         try:

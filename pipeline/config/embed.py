@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import re
 import typing as tp
 
 import pydantic
@@ -20,6 +21,7 @@ LayerAggregation = tp.Literal["mean", "sum", "group_mean", "none"]
 TokenAggregation = tp.Literal["first", "last", "mean", "sum", "max", "cat", "none"]
 Layers = float | list[float] | tp.Literal["all"]
 ImageFrames = tp.Literal["seed", "bin_end"]
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class ModelSpec(pydantic.BaseModel):
@@ -30,10 +32,18 @@ class ModelSpec(pydantic.BaseModel):
     family: str
     tiny: bool = False
     trust_remote_code: bool = False
+    revision: str | None = None
+    """The user's pin of a hub model: a branch, tag or commit (None: the default branch). Not in the UID:
+    what it resolves to is (``identity``)."""
+    commit: str | None = None
+    """The commit the pin resolved to, which every job loads offline. The launcher resolves it; recorded in
+    the store (``model_commits``), not in the UID."""
     identity: str | None = None
-    """What the weights are: the hub snapshot's commit (40 hex digits), or ``files-<hash>`` of a local
-    folder's files. The launcher resolves it before any job (``pipeline.launch.identity``), replacing any value
-    given; a reader may set it to pick one of several stored versions of a model."""
+    """What the weights are: ``content-<hash>`` over the loaded files' paths and SHA-256 (weights, configs,
+    processor and tokenizer files, remote code), for hub snapshots and folders alike; in a store written by
+    0.3, its form (``<name>@<commit>``, ``files-<hash>``). The launcher resolves it before any job
+    (``pipeline.launch.identity``), replacing any value given; a reader may set it (or a 0.3 commit) to
+    pick one of several stored versions of a model."""
 
     default_num_frames: int | None = None
     """Frames per clip the model takes when ``num_frames`` is not set (video models). The launcher resolves
@@ -42,7 +52,7 @@ class ModelSpec(pydantic.BaseModel):
 
     def hub_revision(self) -> str | None:
         """The commit to load from the hub, so that every worker loads the snapshot the UID names."""
-        return None if self.identity is None or self.identity.startswith("files-") else self.identity
+        return self.commit
 
     @pydantic.field_validator("family")
     @classmethod
@@ -140,7 +150,7 @@ class EmbedConfig(pydantic.BaseModel):
         traits = family(self.model.family)
         spec = self.model
         identity = spec.identity
-        if spec.hub_revision() is not None:
+        if identity is not None and _COMMIT.fullmatch(identity):  # a 0.3 hub identity, as a reader picks it
             identity = f"{spec.name}@{identity}"
         out: dict[str, tp.Any] = {
             "format_version": format_version(spec.family),

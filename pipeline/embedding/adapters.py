@@ -50,6 +50,20 @@ def frame_tensor(frame: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.require(frame, requirements="W")).permute(2, 0, 1)
 
 
+def to_device_at_once(frames: list[torch.Tensor], device: str | torch.device) -> list[torch.Tensor]:
+    """Frames of one shape moved to ``device`` in one copy: stacked once into host memory (pinned for a
+    GPU, so that the copy does not block), moved together, handed back as views; one frame at a time from
+    pageable memory would be as many blocking copies (``preprocess_device=cuda``). The pinned block is
+    not reused before the copy ends (PyTorch's host allocator records the copy)."""
+    if not frames:
+        return []
+    target = torch.device(device)
+    pin = target.type == "cuda"
+    host = torch.empty((len(frames), *frames[0].shape), dtype=frames[0].dtype, pin_memory=pin)
+    torch.stack(frames, out=host)
+    return list(host.to(target, non_blocking=pin).unbind(0))
+
+
 def _pixel_processors(processor: tp.Any) -> list[tp.Any]:
     """The parts of a processor that turn pixels into tensors (itself, for a bare image processor)."""
     parts = [getattr(processor, name) for name in _PIXEL_PARTS if getattr(processor, name, None) is not None]
@@ -187,7 +201,7 @@ class Adapter:
         if self.feeds_tensors:
             items = [frame_tensor(f) for f in frames]
         if device is not None:
-            items = [torch.as_tensor(f).to(device, non_blocking=True) for f in items]
+            items = to_device_at_once([torch.as_tensor(f) for f in items], device)
         kwargs = self.processor_inputs([[f] for f in items], None)
         if device is not None:
             kwargs["device"] = device

@@ -67,12 +67,18 @@ def _unreadable(path: str, error: OSError) -> str:
 
 
 def hash_files(
-    paths: list[str], store: Store, desc: str = "hashing videos"
+    paths: list[str],
+    store: Store,
+    desc: str = "hashing videos",
+    *,
+    cache_name: str = "hashes",
+    compute: tp.Callable[[str], str] = content_hash,
 ) -> tuple[dict[str, str], dict[str, str], int]:
     """Content hash of each readable path (reusing a cache keyed by path, size and mtime kept in the
     store), the reason for each path that cannot be read (a dangling symlink, no permission), and how many
-    bytes had to be read (files not in the cache)."""
-    cache = caches.read(store.path, "hashes")
+    bytes had to be read (files not in the cache). ``compute`` and ``cache_name``: another hash, cached
+    apart (the SHA-256 of a model's files)."""
+    cache = caches.read(store.path, cache_name)
     sizes: dict[str, int] = {}
 
     def key(p: str) -> str:
@@ -90,7 +96,7 @@ def hash_files(
             keys[p] = k
         except OSError as e:
             unreadable[p] = _unreadable(p, e)
-    read = _fill_cache(cache, "hashes", store.path, {k: p for p, k in keys.items()}, content_hash, desc)
+    read = _fill_cache(cache, cache_name, store.path, {k: p for p, k in keys.items()}, compute, desc)
     return {p: cache[k] for p, k in keys.items()}, unreadable, sum(sizes[p] for p in read)
 
 

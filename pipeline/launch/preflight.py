@@ -71,7 +71,9 @@ def model_config(run: RunConfig) -> tp.Any:
 
     spec = run.embed.model
     source = run.model_source()
-    kwargs = {"trust_remote_code": spec.trust_remote_code}
+    kwargs: dict[str, tp.Any] = {"trust_remote_code": spec.trust_remote_code}
+    if spec.revision is not None and not Path(source).exists():
+        kwargs["revision"] = spec.revision
     try:
         return AutoConfig.from_pretrained(source, local_files_only=True, **kwargs)
     except (OSError, ValueError) as e:

@@ -6,40 +6,20 @@ gigabytes into their home folders."""
 
 from __future__ import annotations
 
-import fnmatch
 import sys
 import typing as tp
 from pathlib import Path
 
 from pipeline.config import ConfigError, RunConfig
+from pipeline.launch.model_files import has_weights, loaded_files
 from pipeline.launch.preflight import hub_reachable
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 """What a job's environment holds so that its loads never reach for the hub."""
-CONFIGS = ("*.json", "*.txt", "*.model", "*.tiktoken", "*.jinja")
-"""Configs, processor and tokenizer files (``vocab.txt``, ``merges.txt``, sentencepiece models)."""
-WEIGHTS = ("*.safetensors", "pytorch_model*.bin", "model*.bin")
-"""Weight files; a repository with safetensors loads those alone."""
-
-
-def loaded_files(files: tp.Iterable[str], trust_remote_code: bool) -> list[str]:
-    """Which of a repository's files ``from_pretrained`` of a model and its processor reads: configs,
-    processor and tokenizer files, the safetensors weights (PyTorch ``.bin`` weights where there are none),
-    and the remote code where ``trust_remote_code`` is set."""
-    files = sorted(files)
-
-    def matching(patterns: tp.Iterable[str]) -> list[str]:
-        return [f for f in files if any(fnmatch.fnmatch(Path(f).name, p) for p in patterns)]
-
-    top = [f for f in files if "/" not in f]  # an adapter's safetensors in a subfolder are not the model's
-    weights = [f for f in matching(WEIGHTS) if f in top]
-    weights = [f for f in weights if f.endswith(".safetensors")] or weights
-    code = matching(("*.py",)) if trust_remote_code else []
-    return sorted({*matching(CONFIGS), *weights, *code} - {".gitattributes"})
 
 
 def stage(run: RunConfig, out: tp.TextIO | None = None) -> Path | None:
-    """Download the snapshot ``run``'s jobs load (``embed.model.identity``, a hub commit) into the
+    """Download the snapshot ``run``'s jobs load (``embed.model.commit``) into the
     Hugging Face cache, or check it is all there when the hub cannot be reached; returns its folder (None
     for a local folder model: nothing to stage)."""
     out = sys.stdout if out is None else out
@@ -59,7 +39,7 @@ def stage(run: RunConfig, out: tp.TextIO | None = None) -> Path | None:
                 "hub cannot be reached: the jobs load offline, so stage it once where there is a network (the "
                 "same launch there, with the same HF_HOME)"
             )
-        if not any(any(p.match(w) for w in WEIGHTS) for p in folder.iterdir()):
+        if not has_weights(p.name for p in folder.iterdir()):
             raise ConfigError(f"model.name: the staged snapshot {folder} holds no weights: stage it again online")
         return folder
     try:

@@ -133,6 +133,10 @@ def submit(
     if cost.jobs_needed() > n_jobs:  # long work: as many jobs as fit it in one time limit each, within max_jobs
         n_jobs = min(run.max_jobs, len(plan.to_compute), cost.jobs_needed())
         cost = dataclasses.replace(cost, n_jobs=n_jobs)
+    spec = run.embed.model
+    if spec.commit is not None:
+        pin = f" (model.revision={spec.revision})" if spec.revision else ""
+        print(f"model: {spec.name}@{spec.commit[:12]}{pin}, {spec.identity}", file=out)
     print(
         f"plan: {len(plan.paths)} videos found ({n_unique} distinct), {len(plan.cached)} cached, "
         + (f"{len(plan.failed_before)} failed before, " if plan.failed_before else "")

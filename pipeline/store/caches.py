@@ -18,8 +18,10 @@ from pathlib import Path
 
 from pipeline.store import layout, tables
 
-NAMES = ("hashes", "durations")
-"""The caches a store keeps."""
+NAMES = ("hashes", "durations", "sha256", "identities")
+"""The caches a store keeps: videos' content hashes, their durations, model files' SHA-256, and hub
+snapshots' content identities (``<name>@<commit>`` -> ``content-<hash>``, so that an offline launch names
+a staged snapshot as the online launch that staged it did)."""
 MERGE_AT = 64
 """Chunks a cache keeps before a save merges them into its base."""
 

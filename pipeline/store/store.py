@@ -86,8 +86,21 @@ class Store:
             group.attrs["model_names"] = [*names, embed.model.name]
         if embed.model.default_num_frames is not None and "default_num_frames" not in group.attrs:
             group.attrs["default_num_frames"] = embed.model.default_num_frames
+        commits = list(tp.cast(list, group.attrs.get("model_commits", [])))
+        if embed.model.commit is not None and embed.model.commit not in commits:
+            group.attrs["model_commits"] = [*commits, embed.model.commit]  # what jobs loaded; not in the UID
         share(self.path / cuid / "zarr.json")
         return cuid
+
+    def config_attrs(self, config_uid: str) -> dict[str, tp.Any]:
+        """The config group's attributes: its canonical ``config``, ``model_names``, ``model_commits``..."""
+        return self._group_attrs(config_uid)
+
+    def set_config_attr(self, config_uid: str, key: str, value: tp.Any) -> None:
+        import zarr
+
+        zarr.open_group(str(self.path / config_uid), mode="a", zarr_format=3).attrs[key] = value
+        share(self.path / config_uid / "zarr.json")
 
     def model_names(self, config_uid: str) -> list[str]:
         return list(self._group_attrs(config_uid).get("model_names", []))
@@ -110,7 +123,10 @@ class Store:
             # a reader's num_frames equal to the model's own count is the stored config without it
             spec = embed.model.model_copy(update={"default_num_frames": attrs.get("default_num_frames")})
             wanted = {k: v for k, v in embed.model_copy(update={"model": spec}).canonical().items() if k != "model"}
-            if config == wanted and (embed.model.identity is None or identity.endswith(embed.model.identity)):
+            picked = embed.model.identity
+            if config == wanted and (
+                picked is None or identity.endswith(picked) or attrs.get("model_content") == picked
+            ):
                 found[cuid] = identity.rpartition("@")[2]
         if len(found) > 1 and len(set(found.values())) == 1:
             # one computation under two UIDs (its num_frames spelled out before 0.2): the current UID

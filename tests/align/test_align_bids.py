@@ -113,7 +113,7 @@ def test_bids_export_writes_every_run_as_a_continuous_recording(align_store: obj
         (space,) = sidecar["FeatureSpaces"].values()
         assert space["layer_indices"] == [2] and space["layers"] == [pytest.approx(2 / 3)] and space["frequency"] == 4
         assert space["layer_aggregation"] == "mean" and space["token_aggregation"] == "mean"
-        assert sidecar["ModelIdentity"].startswith("files-") and sidecar["PipelineVersion"] == pipeline.__version__
+        assert sidecar["ModelIdentity"].startswith("content-") and sidecar["PipelineVersion"] == pipeline.__version__
         assert sidecar["Alignment"]["HRF"] == "spm" and sidecar["Alignment"]["Oversampling"] == 50
         assert sidecar["RepetitionTime"] == tr and sidecar["NumberOfVolumes"] == scans
         assert sidecar["Sources"] == [f"bids:raw:{folder}/{prefix}_events.tsv"]

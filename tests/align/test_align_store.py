@@ -60,7 +60,7 @@ def test_each_events_samples_are_placed_at_its_onset(align_store: object, tmp_pa
     expected[14:20] = bbb[4:16].reshape(6, 2, 32).mean(axis=1)  # from its second 1.0 (sample 4), for 3 s
     np.testing.assert_allclose(da.values, expected, atol=1e-6)
     assert da.attrs["config_uid"] == align_store.config_uid and da.attrs["model"] == "tiny-videomae"  # type: ignore[attr-defined]
-    assert da.attrs["model_identity"].startswith("files-") and da.attrs["pipeline_version"]
+    assert da.attrs["model_identity"].startswith("content-") and da.attrs["pipeline_version"]
     assert da.attrs["n_events"] == 2  # the response row has no stim_file
     # an events file: the same, with the stimuli folder found from the dataset's root
     root = tmp_path / "ds"

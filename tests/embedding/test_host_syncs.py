@@ -118,3 +118,39 @@ def test_the_trap_catches_what_used_to_stall_a_batch() -> None:
         aggregation.take_layers(states, [0, 1, 4])
         aggregation.take_layers(states, [3])
     assert not trap.found, trap.found
+
+
+class ToDevice(TorchDispatchMode):
+    """Records each op that takes host tensors and gives device (``meta``) ones: a copy to the device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.copies: list[tuple[int, ...]] = []
+
+    def __torch_dispatch__(self, func: tp.Any, types: tp.Any, args: tp.Any = (), kwargs: tp.Any = None) -> tp.Any:
+        out = func(*args, **(kwargs or {}))
+        host = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and t.device.type == "cpu"]
+        made = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        if any(t.dim() > 0 for t in host) and any(t.device.type == "meta" for t in made):
+            self.copies += [tuple(t.shape) for t in host if t.dim() > 0]
+        return out
+
+
+@pytest.mark.parametrize("model", ["tiny-videomae", "tiny-timesformer", "tiny-xclip", "tiny-clip", "tiny-vit"])
+def test_preprocessing_on_the_device_moves_a_message_in_one_copy(make_run: tp.Any, model: str) -> None:
+    """``preprocess_device``: the frames of one decoding process's message reach the device in one copy
+    (stacked once into pinned memory on a GPU), not one blocking copy per frame."""
+    import numpy as np
+
+    from pipeline.embedding.adapters import to_device_at_once
+
+    run = make_run(model)
+    embedder = Embedder(run.embed, run.model_source(), batch_size=2)
+    frames = [np.random.default_rng(i).integers(0, 255, (64, 80, 3), dtype=np.uint8) for i in range(5)]
+    moved = ToDevice()
+    with moved:
+        pixels = embedder.adapter.preprocess_frames(frames, device="meta")
+    assert pixels.device.type == "meta" and pixels.shape[0] == 5
+    assert len(moved.copies) == 1 and moved.copies[0][0] == 5, moved.copies
+    back = to_device_at_once([torch.from_numpy(f) for f in frames], "cpu")
+    assert all(torch.equal(b, torch.from_numpy(f)) for b, f in zip(back, frames))

@@ -210,7 +210,7 @@ def test_a_failed_jobs_error_is_its_exception_line_whatever_its_name() -> None:
 
     trace = (
         "Job (task=0) failed during processing with trace:\n----------------------\n"
-        "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n    raise NoGPU(x)\n"
+        'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n    raise NoGPU(x)\n'
         "pipeline.launch.resources.NoGPU: job 218 on vm asked for 1 GPU(s) and torch sees none\n"
         "----------------------\nYou can check full logs with 'job.stderr(0)' and 'job.stdout(0)'"
     )

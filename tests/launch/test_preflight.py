@@ -18,7 +18,7 @@ def test_a_tiny_model_is_built_and_its_identity_is_its_files(make_run: tp.Any) -
     )
     prepared = prepare_model(bare)
     assert prepared.embed.model.identity == run.embed.model.identity
-    assert prepared.embed.model.identity is not None and prepared.embed.model.identity.startswith("files-")
+    assert prepared.embed.model.identity is not None and prepared.embed.model.identity.startswith("content-")
     assert model_config(prepared).model_type == "videomae"
 
 

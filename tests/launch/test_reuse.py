@@ -187,9 +187,12 @@ def _fake_hub_snapshot(hub: Path, source: Path, repo: str, commit: str) -> None:
     (folder / "refs" / "main").write_text(commit)
 
 
-def test_a_hub_model_updated_in_place_gets_a_new_uid(models_dir: Path, sample_dir: Path, tmp_path: Path) -> None:
+def test_a_hub_model_is_named_by_the_content_of_what_loads(models_dir: Path, sample_dir: Path, tmp_path: Path) -> None:
+    """Offline, from the Hugging Face cache: an upstream commit that adds only a README keeps the UID (the
+    store records both commits the jobs loaded); a commit that changes the weights gives a new UID, whose
+    jobs load the new snapshot."""
     hub = tmp_path / "hub"
-    first, second = "1" * 40, "2" * 40
+    first, readme, weights = "1" * 40, "2" * 40, "3" * 40
     _fake_hub_snapshot(hub, models_dir / "tiny-videomae", "lab/videomae-small", first)
     store = tmp_path / "store.zarr"
     args = [
@@ -205,14 +208,19 @@ def test_a_hub_model_updated_in_place_gets_a_new_uid(models_dir: Path, sample_di
     res = run_cli(*args, env=env)
     assert res.returncode == 0 and "computed 1" in res.stdout, res.stdout + res.stderr
     (uid_first,) = Store(store).config_uids()
-    assert Store(store).config(uid_first)["model"] == f"lab/videomae-small@{first}"
-    _fake_hub_snapshot(hub, models_dir / "tiny-videomae", "lab/videomae-small", second)
-    _flip_a_weight_byte(hub / "models--lab--videomae-small" / "snapshots" / second)
+    assert Store(store).config(uid_first)["model"].startswith("content-")
+    _fake_hub_snapshot(hub, models_dir / "tiny-videomae", "lab/videomae-small", readme)
+    (hub / "models--lab--videomae-small" / "snapshots" / readme / "README.md").write_text("# now with a card\n")
+    res = run_cli(*args, env=env)
+    assert res.returncode == 0 and "computed 0" in res.stdout, res.stdout + res.stderr
+    assert Store(store).config_uids() == [uid_first]
+    assert Store(store).config_attrs(uid_first)["model_commits"] == [first]  # what jobs loaded
+    _fake_hub_snapshot(hub, models_dir / "tiny-videomae", "lab/videomae-small", weights)
+    _flip_a_weight_byte(hub / "models--lab--videomae-small" / "snapshots" / weights)
     res = run_cli(*args, env=env)
     assert res.returncode == 0 and "computed 1" in res.stdout, res.stdout + res.stderr
     (uid_second,) = set(Store(store).config_uids()) - {uid_first}
     entry = Store(store).entries(uid_second)[0]
-    attrs = Store(store).load_numpy(entry.uid)[1]
-    assert attrs["config"]["model"] == f"lab/videomae-small@{second}"
+    assert Store(store).config_attrs(uid_second)["model_commits"] == [weights]
     a = Store(store).load_numpy(f"{uid_first}/{entry.video_hash}")[0]
     assert not np.array_equal(a, Store(store).load_numpy(entry.uid)[0])  # the worker loaded the new snapshot

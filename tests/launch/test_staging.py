@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.launch.staging import loaded_files
+from pipeline.launch.model_files import loaded_files
 from pipeline.store import Store
 from pipeline.testing.hub import Hub, commit_of
 
