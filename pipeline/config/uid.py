@@ -13,7 +13,7 @@ _SHELL_UNSAFE = {ord(c): None for c in "(){}"}
 
 
 def looks_like_config_uid(value: str) -> bool:
-    """``value`` has a config UID's shape (``videomae-frequency=4-e5e60650``), not launch words'."""
+    """``value`` has a config UID's shape (``videomae-frequency=4-adff876a``), not launch words'."""
     return bool(_PATTERN.fullmatch(value))
 
 
