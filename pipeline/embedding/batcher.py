@@ -63,6 +63,15 @@ class Stages:
     forward_s: float = 0.0
 
 
+def assemble(out: torch.Tensor, clips: tp.Sequence[tp.Sequence[torch.Tensor]]) -> torch.Tensor:
+    """Each clip's frames copied once into ``out`` (clips, frames, ...): no stack of frames, then of clips,
+    then a copy to pinned memory (three copies of every batch)."""
+    for n, frames in enumerate(clips):
+        for f, frame in enumerate(frames):
+            out[n, f].copy_(frame)
+    return out
+
+
 @dataclasses.dataclass
 class _Pending:
     steps: list[tuple[str, int]]
@@ -214,11 +223,12 @@ class Batcher:
         n_frames = len(first.plan.index[steps[0][1]])
         sample = first.frames[int(first.plan.index[steps[0][1]][0])]
         pixels = self._buffer((len(steps), n_frames, *sample.shape), sample.dtype, sample.device)
-        for n, (key, k) in enumerate(steps):
+        clips = []
+        for key, k in steps:
             video = self.videos[key]
             assert video.plan is not None
-            for f, i in enumerate(video.plan.index[k]):
-                pixels[n, f].copy_(video.frames[int(i)])
+            clips.append([video.frames[int(i)] for i in video.plan.index[k]])
+        assemble(pixels, clips)
         return pixels if self.embedder.adapter.is_video else pixels[:, 0]
 
     def _buffer(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
