@@ -1,11 +1,16 @@
 """GPU benchmark (``make bench-gpu``): the worker's batched path on base-size models built from their Configs.
 
-For VideoMAE-base, ViT-base, V-JEPA 2 ViT-L and ViT-g (random weights, the real amount of compute), over
-16 distinct 60 s 640x360 30 fps videos, it prints end-to-end video-seconds per second of the worker's path
-(``Batcher``: decoding processes, shared batches), the pure forward limit at the same batch size, the
-node's parallel decode limit (one process per CPU, every frame to RGB) and the ratios; then the fp32
-difference from the CPU path and the bf16 difference from fp32. Where there is no CUDA device it says so
-and exits 0. It asserts nothing.
+For VideoMAE-base, ViT-base, V-JEPA 2 ViT-L and ViT-g (random weights, the real amount of compute; V-JEPA 2
+at its processor's 256 px crop), over ``--videos`` distinct ``--seconds`` s 640x360 30 fps videos, it
+prints end-to-end video-seconds per second of the worker's path (``Batcher``: decoding processes, shared
+batches), the pure forward limit at the same batch size, the decode-and-preprocess limit of the worker's
+own decoding processes alone (the same count and preprocessing, no model), the ratios, and the host syncs
+``torch.cuda.set_sync_debug_mode("warn")`` saw in the worker's run; then the fp32 difference from the CPU
+path, ``allow_tf32``'s from fp32 (not bit-exact: an option, off by default) and bf16's. Where there is no
+CUDA device it says so and exits 0. It asserts nothing.
+
+A run that fits one ten-minute call of a lent GPU: ``--only VideoMAE --videos 8 --seconds 30`` (one
+config at a time; the full default run is longer; not yet timed on a GPU).
 
 ``--smoke`` runs the same path on the tiny VideoMAE (its Config class, random weights) on the CPU, over
 two 2 s videos, float32: what the suite runs so that a change that breaks the script fails there.
@@ -14,7 +19,6 @@ two 2 s videos, float32: what the suite runs so that a change that breaks the sc
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
 import sys
 import time
@@ -87,24 +91,6 @@ def build(kind: str, folder: Path) -> tuple[Path, str]:
     return target, family
 
 
-def _decode_all(path: str) -> None:
-    import av
-
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for frame in container.decode(stream):
-            frame.to_ndarray(format="rgb24")
-
-
-def decode_limit(videos: list[Path]) -> float:
-    """Seconds to decode every frame of every video, one process per CPU (the node's decode limit)."""
-    start = time.perf_counter()
-    with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
-        list(pool.map(_decode_all, [str(v) for v in videos]))
-    return time.perf_counter() - start
-
-
 def _sync(device: str) -> None:
     import torch
 
@@ -117,6 +103,7 @@ def run_config(
 ) -> dict[str, float]:
     import torch
 
+    from benchmarks.throughput import decoders_alone
     from pipeline.common.env import n_decoders
     from pipeline.config import build_run_config
     from pipeline.embedding.batcher import Batcher
@@ -128,6 +115,7 @@ def run_config(
         {"model": {"name": str(source), "family": family}, "videos": ".", "device": device, **fields}
     )
     embedder = Embedder(run.embed, str(source), device=device, batch_size=cfg["batch"])
+    decode = decoders_alone(videos, embedder, n_decoders(None))  # the same processes, preprocessing; no model
     todo = iter([(str(v), str(v), None) for v in videos])
     failed: dict[str, BaseException] = {}
     batcher = Batcher(embedder, n_decoders(None))
@@ -166,24 +154,35 @@ def run_config(
     per_batch = (time.perf_counter() - start) / reps
     t_forward = per_batch * steps / cfg["batch"]
     total = seconds * len(videos)
-    return dict(worker=total / t_worker, forward=total / t_forward, syncs=float(n_syncs))
+    return dict(worker=total / t_worker, forward=total / t_forward, decode=decode, syncs=float(n_syncs))
 
 
-def precision(models: Path, video: Path, device: str = "cuda", kind: str = "videomae") -> tuple[float, float]:
-    """VideoMAE-base on one video: fp32 on ``device`` against the CPU path, and bf16 against fp32."""
+def precision(models: Path, video: Path, device: str = "cuda", kind: str = "videomae") -> tuple[float, float, float]:
+    """VideoMAE-base on one video: fp32 on ``device`` against the CPU path, fp32 with ``allow_tf32``
+    against fp32, and bf16 against fp32."""
     from pipeline.config import build_run_config
     from pipeline.embedding.engine import Embedder
 
     source, _ = build(kind, models)
     out = {}
-    for where, dtype in (("cpu", "float32"), (device, "float32"), (device, "bfloat16")):
+    runs = (
+        ("cpu", "float32", False),
+        (device, "float32", False),
+        (device, "float32", True),
+        (device, "bfloat16", False),
+    )
+    for where, dtype, tf32 in runs:
         run = build_run_config(
-            {"model": {"name": str(source), "family": "videomae"}, "videos": ".", "device": where, "dtype": dtype}
-        )
-        out[where, dtype] = Embedder(run.embed, str(source), device=where, batch_size=16).embed(str(video)).data
-    fp32 = float(np.abs(out[device, "float32"] - out["cpu", "float32"]).max())
-    bf16 = float(np.abs(out[device, "bfloat16"] - out[device, "float32"]).max())
-    return fp32, bf16
+            {"model": {"name": str(source), "family": "videomae"}, "videos": ".", "device": where, "dtype": dtype,
+             "allow_tf32": tf32}
+        )  # fmt: skip
+        out[where, dtype, tf32] = Embedder(run.embed, str(source), device=where, batch_size=16).embed(str(video)).data
+    fp32 = out[device, "float32", False]
+    return (
+        float(np.abs(fp32 - out["cpu", "float32", False]).max()),
+        float(np.abs(out[device, "float32", True] - fp32).max()),
+        float(np.abs(out[device, "bfloat16", False] - fp32).max()),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,26 +206,27 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     videos = make_distinct_videos(work, args.videos, args.seconds, prefix="gpu")
-    total = args.seconds * len(videos)
-    decode = total / decode_limit(videos)
     card = torch.cuda.get_device_name() if device == "cuda" else "CPU (smoke)"
-    print(f"{card}, {os.cpu_count()} CPUs; decode limit {decode:.1f} video-s/s")
+    print(f"{card}, {os.cpu_count()} CPUs, {len(videos)} videos x {args.seconds} s")
     print(
-        "| config | worker (video-s/s) | forward limit (video-s/s) | worker / forward | worker / decode limit "
-        "| host syncs |"
+        "| config | worker (video-s/s) | forward limit (video-s/s) | decoding processes alone (video-s/s) "
+        "| worker / forward | worker / decoding | host syncs |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name, cfg in configs.items():
         if args.only and args.only not in name:
             continue
         r = run_config(name, cfg, work / "models", videos, args.seconds, device)
         print(
-            f"| {name} | {r['worker']:.1f} | {r['forward']:.1f} | {r['worker'] / r['forward']:.0%} | "
-            f"{r['worker'] / decode:.0%} | {r['syncs']:.0f} |",
+            f"| {name} | {r['worker']:.1f} | {r['forward']:.1f} | {r['decode']:.1f} | "
+            f"{r['worker'] / r['forward']:.0%} | {r['worker'] / r['decode']:.0%} | {r['syncs']:.0f} |",
             flush=True,
         )
-    fp32, bf16 = precision(work / "models", videos[0], device, kind)
-    print(f"VideoMAE, one video: fp32 {device} vs CPU max abs diff {fp32:.1e}; bf16 vs fp32 {bf16:.1e}")
+    fp32, tf32, bf16 = precision(work / "models", videos[0], device, kind)
+    print(
+        f"VideoMAE, one video: fp32 {device} vs CPU max abs diff {fp32:.1e}; allow_tf32 vs fp32 {tf32:.1e} "
+        f"(not bit-exact: an option, off by default); bf16 vs fp32 {bf16:.1e}"
+    )
     return 0
 
 

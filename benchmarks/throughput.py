@@ -104,14 +104,15 @@ def worker_row(videos: list[Path], models_dir: str, decoders: int) -> dict[str, 
     return dict(engine=total / t_engine, worker=total / t_worker, speedup=t_engine / t_worker, max_abs_diff=diff)
 
 
-def decoders_alone(videos: list[Path], models_dir: str, decoders: int) -> float:
-    """Video-s/s of the worker's decoding processes alone (same count, same plan and preprocessing, the
-    same videos in flight), their messages taken and dropped: no model, the most the worker could reach."""
+def decoders_alone(videos: list[Path], embedder: Embedder, decoders: int) -> float:
+    """Video-s/s of the worker's decoding processes alone for ``embedder``'s config (same count, same plan
+    and preprocessing, the same videos in flight), their messages taken and dropped: no model, the most the
+    worker could reach (``benchmarks/gpu.py`` sets the worker beside it too)."""
     from pipeline.embedding.decoding import container_seconds
     from pipeline.embedding.feeding import DecoderSpec, Feeder
 
-    embedder = embedder_for("tiny_videomae 2 Hz, 16 frames / 1 s clip", models_dir)
-    spec = DecoderSpec(embedder.adapter.source, embedder.config.model_dump(mode="json"), embedder.num_frames, None)
+    config = embedder.config.model_dump(mode="json")
+    spec = DecoderSpec(embedder.adapter.source, config, embedder.num_frames, embedder.preprocess_device)
     total = sum(container_seconds(str(v)) for v in videos)
     feeder = Feeder(spec, decoders)
     try:
@@ -208,7 +209,8 @@ def print_worker_row(args: argparse.Namespace, work: Path, models_dir: Path) -> 
         f"frames {t_decode:.2f} s, preprocess them {t_pre:.2f} s ({t_pre / wanted * 1e3:.2f} ms per frame)"
     )
     row = worker_row(videos, str(models_dir), decoders)
-    row["decoders_alone"] = decoders_alone(videos, str(models_dir), decoders)
+    embedder = embedder_for("tiny_videomae 2 Hz, 16 frames / 1 s clip", str(models_dir))
+    row["decoders_alone"] = decoders_alone(videos, embedder, decoders)
     row["of_decoders"] = row["worker"] / row["decoders_alone"]
     for label, shape in (
         ("tiny_videomae", (3, 32, 32)),

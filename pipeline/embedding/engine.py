@@ -52,11 +52,18 @@ class Embedding:
         return timegrid.output_times(self.data.shape[-1], self.frequency, self.start)
 
 
+def matmul_precision(embed: EmbedConfig, device: str) -> str:
+    """torch's float32 matmul precision for ``embed`` on ``device``: ``high`` (TensorFloat-32) only where
+    ``allow_tf32`` asks for it on a GPU; else ``highest``, PyTorch's default and the reference's numbers."""
+    return "high" if embed.allow_tf32 and device.startswith("cuda") else "highest"
+
+
 class Embedder:
     """Holds one loaded model; ``embed(path)`` turns a video into an ``Embedding``."""
 
     def __init__(self, embed: EmbedConfig, source: str, *, device: str = "cpu", batch_size: int = 8) -> None:
         self.config = embed
+        torch.set_float32_matmul_precision(matmul_precision(embed, device))  # process-wide: one config per job
         cls = adapter_class(embed.model.family)
         self.adapter: Adapter = cls(
             source,

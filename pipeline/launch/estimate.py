@@ -39,6 +39,7 @@ def cost_key(embed: EmbedConfig, device_type: str) -> str:
         f"audio={embed.use_audio}",
         f"preprocess={embed.preprocess_device}",
         device_type,
+        *(["tf32"] if embed.allow_tf32 else []),
     ]
     return "|".join(str(p) for p in parts)
 

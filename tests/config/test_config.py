@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import typing as tp
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,26 @@ def test_image_frames_enters_the_uid_of_image_models_only_and_only_when_set() ->
     image = EmbedConfig(model={"name": "v", "family": "image"}).canonical()
     video = EmbedConfig(model={"name": "v", "family": "videomae"}).canonical()
     assert (image["format_version"], video["format_version"]) == (IMAGE_FORMAT_VERSION, FORMAT_VERSION) == (4, 3)
+
+
+def test_allow_tf32_is_an_option_outside_the_default_and_in_the_uid_when_set(make_run: tp.Any) -> None:
+    """Off by default (PyTorch's float32 matrix products, the reference's numbers, the UID unchanged); on,
+    TensorFloat-32 on a GPU only, in the UID; refused for a dtype that never computes in TF32. On the CPU it
+    changes nothing: the same numbers."""
+    import numpy as np
+    import torch
+
+    from pipeline.embedding.engine import Embedder, matmul_precision
+
+    default, tf32 = make_run(), make_run(allow_tf32=True)
+    assert "allow_tf32" not in default.embed.canonical() and default.embed.uid() != tf32.embed.uid()
+    assert "allow_tf32" in tf32.embed.uid()
+    with pytest.raises(ConfigError, match="allow_tf32: only float32"):
+        build_run_config({**BASE, "allow_tf32": True, "dtype": "bfloat16"})
+    assert matmul_precision(tf32.embed, "cuda:1") == "high"
+    assert matmul_precision(tf32.embed, "cpu") == matmul_precision(default.embed, "cuda") == "highest"
+    video = str(next(iter(sorted(Path(default.videos).glob("*.mp4")))))
+    plain = Embedder(default.embed, default.model_source()).embed(video).data
+    asked = Embedder(tf32.embed, tf32.model_source())
+    assert torch.get_float32_matmul_precision() == "highest"
+    np.testing.assert_array_equal(asked.embed(video).data, plain)
