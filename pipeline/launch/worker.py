@@ -189,6 +189,8 @@ def work_queue(
     streak = Streak(run.max_failures_in_a_row, n_decoders(run.decoders) + 1 if batched else 1)
     if job is not None:
         job.committer = committer  # for checkpoint: a pre-empted job publishes what it computed
+        if task_rank() > 0:
+            _checkpoint_on_signal(committer)
     try:
         durations = known_durations(store)
         total_s = sum(durations.get(h, 0.0) for _, h in pending)
@@ -234,6 +236,30 @@ def work_queue(
         _measure(run, store, embedder, load_s, (busy_until or time.perf_counter()) - busy_from, committer.stages)
     _ended(run, store, launch)
     return results
+
+
+def task_rank() -> int:
+    """This worker's rank among its array task's SLURM tasks (one per GPU; 0 outside SLURM)."""
+    return int(os.environ.get("SLURM_PROCID", "0") or 0)
+
+
+def _checkpoint_on_signal(committer: Committer) -> None:
+    """On a pre-emption or time-out, submitit checkpoints rank 0 of a multi-task job alone (the other
+    tasks' handler returns at once), so each other worker (one per GPU) publishes what waits and saves its
+    videos in flight itself on the same signal, before submitit's handler runs. It then goes on: rank 0
+    requeues the job, which stops every task; if rank 0 had already ended, nobody requeues, and the work
+    goes on to its end."""
+    import signal
+
+    before = signal.getsignal(signal.SIGUSR2)
+
+    def save(signum: int, frame: tp.Any) -> None:
+        committer.flush_on_signal()
+        committer.save_in_flight()
+        if callable(before):
+            before(signum, frame)
+
+    signal.signal(signal.SIGUSR2, save)
 
 
 def _ended(run: RunConfig, store: Store, launch: str) -> None:
@@ -285,17 +311,25 @@ Walk = tp.Callable[[list[tuple[str, str]], tp.Callable[..., tp.Any]], None]
 
 def _revisit_busy(run: RunConfig, results: list[VideoResult], walk: Walk) -> None:
     """Claim again, every ``lease_ttl_s / 4``, the videos another worker held: those it stores are found
-    stored, those whose holder died (its counter still for ``lease_ttl_s``) are taken over and computed."""
+    stored, those whose holder died (its counter still for ``lease_ttl_s``) are taken over and computed.
+    Rank 0 of a task with one worker per GPU waits as long as another worker of its task holds a video:
+    submitit reports the task's end, and so the launcher settles its videos, when rank 0 returns."""
     deadline = time.monotonic() + REVISIT_TTLS * run.lease_ttl_s
+    me = current_job_id()
     while True:
-        busy = [(r.video_path, r.video_hash) for r in results if r.status == "busy" and not r.sibling]
+        busy = [r for r in results if r.status == "busy" and not r.sibling]
+        ours = bool(me) and task_rank() == 0 and any(r.holder == me for r in busy)
         left = deadline - time.monotonic()
-        if not busy or left <= 0:
+        if not busy or (left <= 0 and not ours):
             return
-        time.sleep(min(run.lease_ttl_s / 4, left))
-        again = {vhash for _, vhash in busy}
+        time.sleep(run.lease_ttl_s / 4 if ours else min(run.lease_ttl_s / 4, left))
+        again = {r.video_hash for r in busy}
+        siblings = {r.video_hash for r in busy if me and r.holder == me}
         results[:] = [r for r in results if r.video_hash not in again]
-        walk(busy, lambda *_, **__: None)
+        walk([(r.video_path, r.video_hash) for r in busy], lambda *_, **__: None)
+        for r in results:  # stored meanwhile by another worker of this task: computed by this task
+            if r.video_hash in siblings and r.status == "cached":
+                r.status = "computed"
 
 
 class Committer:
@@ -420,7 +454,8 @@ def _claim(run: RunConfig, store: Store, path: str, vhash: str, launch: str) -> 
         holder = claim.owner
         job = str(holder.get("job_id") or "")
         note = f"held by job {job or '?'} on {holder.get('host', '?')}"
-        sibling = bool(launch) and holder.get("launch") == launch
+        ours = bool(job) and job == current_job_id()  # another worker (one per GPU) of this very task
+        sibling = bool(launch) and holder.get("launch") == launch and not ours
         return VideoResult(path, vhash, "busy", note, holder=job, sibling=sibling)
     if store.has(cuid, vhash):
         claim.release()

@@ -131,3 +131,46 @@ def test_on_slurm_a_video_preempted_three_times_resumes_and_equals_an_uninterrup
 
     out = _interrupted_three_times(args, store_path, vhash, preempt)
     _check(whole, store_path, vhash, out)
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_on_slurm_every_worker_of_a_two_gpu_task_saves_its_video_in_flight(
+    sample_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    """``executor.gpus_per_node=2``: two workers (SLURM tasks), one video each (``decoders=0``: one at a
+    time). Pre-empted (``scancel --signal=USR2``), both keep their video's steps: submitit checkpoints rank 0
+    alone, rank 1 saves its own on the same signal; after the requeue both videos are computed, and rank 0
+    (whose end submitit reports as the task's) waits for the video its sibling holds."""
+    from pipeline.testing import faults
+
+    from ..conftest import distinct_copies
+    from .test_slurm import common
+
+    videos = distinct_copies(sample_dir / VIDEO, tmp_path / "videos", 2)
+    hashes = {content_hash(v) for v in videos}
+    store_path = tmp_path / "two.zarr"
+    args = common(
+        store_path, tmp_path / "videos", models_dir, decoders=0, frequency=6, batch_size=1, lease_ttl_s=20,
+        **{"executor.gpus_per_node": 2},
+    )  # fmt: skip
+    launcher = run_cli(*args, env={faults.SLOW_BATCH_S: "0.4"}, wait=False)
+    try:
+
+        def both_tasks() -> list[dict[str, tp.Any]]:
+            owners = [s.owner for f in store_path.glob("*/_leases") for s in live_leases(f, 60.0).values()]
+            return owners if {o.get("task") for o in owners} == {"0", "1"} else []
+
+        owners = _wait("a video held by each worker", both_tasks)
+        time.sleep(2.5)  # about five steps each
+        subprocess.run(["scancel", "--signal=USR2", str(owners[0]["job_id"])], check=True)
+        (cuid,) = Store(store_path).config_uids()
+        _wait("both videos' progress", lambda: all(Store(store_path).progress(cuid, h) for h in hashes))
+        out, _ = launcher.communicate(timeout=300)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+    assert launcher.returncode == 0 and "computed 2" in out, out[-3000:]
+    logs = "".join(p.read_text() for p in store_path.glob("_jobs/*/**/*_log.err"))
+    assert all(f"progress of {h} saved" in logs for h in hashes), logs[-3000:]
+    assert logs.count("resuming ") == 2, logs[-3000:]
