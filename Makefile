@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/store_scale.py --sizes 1000,10000 --corpus 1000
 	$(PY) benchmarks/balance.py
 	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/predictor.py
 
 # Base-size models on a CUDA device (says so and exits 0 where there is none).
 bench-gpu: $(STAMP)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["throughput", "decode_cost", "store_scale", "balance", "startup", "gpu"]
+SCRIPTS = ["throughput", "decode_cost", "store_scale", "balance", "startup", "gpu", "predictor"]
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _workdir_args(script: str, workdir: Path) -> list[str]:
     if script == "store_scale":
         return ["--dir", str(workdir)]
-    if script == "startup":
-        return []  # its own temporary folder
+    if script in ("startup", "predictor"):
+        return []  # its own temporary folder, or none
     return ["--workdir", str(workdir / script if script in ("balance", "gpu") else workdir)]
 
 

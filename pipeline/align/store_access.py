@@ -118,7 +118,14 @@ def _conf_defaults() -> dict[str, tp.Any]:
 
 
 def _model_words(model: tp.Mapping[str, tp.Any]) -> list[str]:
-    """``model=<choice>`` when a file of ``conf/model/`` describes this model, else its fields one by one."""
+    """``model=<choice>`` when a file of ``conf/model/`` describes this model, else its fields one by one;
+    a hub model pinned to the commit the launch loaded (``model.revision``), so that the command computes
+    with the same files, under the same UID, whatever upstream did since."""
+    pin = [f"model.revision={model['commit']}"] if model.get("commit") else []
+    return _model_choice(model) + pin
+
+
+def _model_choice(model: tp.Mapping[str, tp.Any]) -> list[str]:
     import yaml
 
     for path in sorted((conf_dir() / "model").glob("*.yaml")):

@@ -8,6 +8,7 @@ changed, the content has not."""
 from __future__ import annotations
 
 import hashlib
+import re
 import typing as tp
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from pipeline.config import ConfigError, EmbedConfig, RunConfig
 from pipeline.launch.model_files import PREFIX, folder_files
 from pipeline.store import Store
 
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 CONTENT_ATTR = "model_content"
 """The config group attribute recording the content identity of an aliased config's model."""
 
@@ -22,59 +24,78 @@ CONTENT_ATTR = "model_content"
 class Candidate(tp.NamedTuple):
     config_uid: str
     model: str
-    """The stored config's model identity (0.3's form)."""
+    """The stored config's model identity: 0.3's form, or a content identity."""
     content: str | None
-    """The content identity recorded in it by an earlier launch, if any."""
+    """The content identity it is known by: its own, or the one an earlier launch recorded in it."""
+
+
+LOOKS = 8
+"""Stored 0.3 hub configs whose commit's content a launch works out, at most (one hub query each)."""
 
 
 def candidates(store: Store, embed: EmbedConfig) -> list[Candidate]:
-    """The store's configs with ``embed``'s fields whose model is named in 0.3's form."""
+    """The store's configs with ``embed``'s fields (whatever their model), each with the content it is
+    known by, if known."""
     wanted = _without_model(embed.canonical())
     found = []
     for cuid in store.config_uids():
         attrs = store.config_attrs(cuid)
         config = dict(attrs.get("config", {}))
-        model = str(config.get("model", ""))
-        if model.startswith(PREFIX) or _without_model(config) != wanted:
+        if _without_model(config) != wanted:
             continue
-        content = attrs.get(CONTENT_ATTR)
+        model = str(config.get("model", ""))
+        content = model if model.startswith(PREFIX) else attrs.get(CONTENT_ATTR)
         found.append(Candidate(cuid, model, None if content is None else str(content)))
     return found
 
 
-def pick(found: list[Candidate], content: str, legacy: tp.Callable[[], set[str]]) -> Candidate | None:
-    """Which stored config holds the computation whose model has ``content``: one that recorded that
-    content, else one named by the model's 0.3 identity (``legacy()``, computed only when needed: a
-    folder's costs a hash of every file); a config that recorded another content is another model."""
-    for c in found:
-        if c.content == content:
-            return c
-    unrecorded = [c for c in found if c.content is None]
-    if not unrecorded:
-        return None
-    names = legacy()
-    return next((c for c in unrecorded if c.model in names), None)
+def pick(found: list[Candidate], content: str, same: tp.Callable[[Candidate], bool]) -> Candidate | None:
+    """Which stored config holds the computation whose model has ``content``: a 0.3 config that recorded
+    that content (earlier launches went on there), else the config named by it, else a 0.3 config whose
+    model ``same`` finds has that content (worked out only then: a folder's costs a hash of every file, a
+    hub commit's a query); a config known by another content is another model."""
+    known = [c for c in found if c.content == content]
+    if known:
+        return next((c for c in known if c.model != content), known[0])
+    return next((c for c in found if c.content is None and same(c)), None)
 
 
-def alias(store: Store, run: RunConfig, cache: Store) -> str | None:
+def alias(
+    store: Store, run: RunConfig, cache: Store, hub_content: tp.Callable[[str, str], str | None] = lambda n, c: None
+) -> str | None:
     """The 0.3 identity under which ``store`` holds ``run``'s computation (``run.embed.model.identity`` is
-    the content identity), recording the content in that config; None where the store holds none."""
+    the content identity), recording the content in that config; None where it holds none (or holds it
+    under the content identity). ``hub_content(name, commit)``: the content of a hub commit a 0.3 config
+    names (None where neither the hub nor the cache can say), so that a store computed at an older commit
+    is found after an upstream commit that changed no loaded file."""
     embed = run.embed
     content = embed.model.identity
     if content is None or not content.startswith(PREFIX) or not store.path.is_dir():
         return None
     found = candidates(store, embed)
-    if not found:
+    if not any(c.model != content for c in found):
         return None
+    folder = Path(run.model_source())
+    folder_identity: list[str] = []
+    looked: list[str] = []
 
-    def legacy() -> set[str]:
-        source = Path(run.model_source())
-        if source.is_dir():
-            return {legacy_folder_identity(source.resolve(), cache)}
-        return {f"{embed.model.name}@{embed.model.commit}"} if embed.model.commit else set()
+    def same(c: Candidate) -> bool:
+        if c.model.startswith("files-") and folder.is_dir():
+            if not folder_identity:
+                folder_identity.append(legacy_folder_identity(folder.resolve(), cache))
+            return c.model == folder_identity[0]
+        name, _, commit = c.model.rpartition("@")
+        if not name or not _COMMIT.fullmatch(commit) or folder.is_dir():
+            return False
+        if name == embed.model.name and commit == embed.model.commit:
+            return True
+        if len(looked) >= LOOKS:
+            return False
+        looked.append(c.model)
+        return hub_content(name, commit) == content
 
-    chosen = pick(found, content, legacy)
-    if chosen is None:
+    chosen = pick(found, content, same)
+    if chosen is None or chosen.model == content:
         return None
     if chosen.content is None:
         store.set_config_attr(chosen.config_uid, CONTENT_ATTR, content)

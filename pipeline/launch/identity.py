@@ -11,13 +11,23 @@ A store written by 0.3 keeps its entries (``pipeline.launch.aliases``).
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import sys
 import typing as tp
 from pathlib import Path
 
 from pipeline.config import ConfigError, RunConfig
 from pipeline.launch.discovery import hash_files
-from pipeline.launch.model_files import content_identity, file_sha256, folder_files, has_weights, loaded_files
+from pipeline.launch.model_files import (
+    content_identity,
+    file_sha256,
+    folder_files,
+    has_weights,
+    loaded_files,
+    missing_files,
+)
 from pipeline.store import Store, caches
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -37,6 +47,9 @@ def folder_content(folder: Path, store: Store, trust_remote_code: bool) -> str:
     names = loaded_files(folder_files(folder), trust_remote_code)
     if not has_weights(names):
         raise ConfigError(f"model.name: the folder {folder} holds no model weights")
+    missing = missing_files(folder, names)
+    if missing:
+        raise ConfigError(f"model.name: the folder {folder} lacks {', '.join(missing[:3])}, which its index names")
     paths = [str(folder / n) for n in names]
     hashes, unreadable, _ = hash_files(paths, store, "hashing model files", cache_name="sha256", compute=file_sha256)
     if unreadable:
@@ -47,7 +60,8 @@ def folder_content(folder: Path, store: Store, trust_remote_code: bool) -> str:
 def hub_online(name: str, revision: str | None, trust_remote_code: bool) -> tuple[str, dict[str, str]]:
     """The commit ``revision`` (None: the default branch) points at on the hub, and the SHA-256 of each file
     that loads: from the hub's LFS metadata for large files, from the bytes of the small ones (downloaded
-    into the cache, where the jobs need them anyway)."""
+    into the cache, where the jobs need them anyway). The cache's ``refs/<revision>`` is set to that commit,
+    so that an offline launch after this one resolves the same commit, not an older one the cache knew."""
     from huggingface_hub import HfApi, hf_hub_download
 
     try:
@@ -70,27 +84,46 @@ def hub_online(name: str, revision: str | None, trust_remote_code: bool) -> tupl
             sha256s[n] = file_sha256(hf_hub_download(name, n, revision=commit))
         except Exception as e:  # noqa: BLE001
             raise ConfigError(f"model.name: cannot download {n} of {name}@{commit[:12]} ({e})") from e
+    _point_ref(name, revision or "main", commit)
     return commit, sha256s
 
 
-def hub_cached(name: str, revision: str | None) -> tuple[str, dict[str, str]]:
+def _point_ref(name: str, ref: str, commit: str) -> None:
+    """Set the cache's ``refs/<ref>`` (the Hugging Face cache layout) to ``commit``; a commit is no ref."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    if _COMMIT.fullmatch(ref):
+        return
+    path = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=name, repo_type="model") / "refs" / ref
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_file() or path.read_text().strip() != commit:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(commit)
+            os.replace(tmp, path)
+    except OSError as e:  # a read-only shared cache: the jobs load by commit anyway
+        print(f"warning: cannot point {path} at {commit[:12]} ({e})", file=sys.stderr)
+
+
+def cached_snapshot(name: str, revision: str | None) -> tuple[str, Path]:
     """The commit ``revision`` points at in the Hugging Face cache (``refs/<branch>``, or the commit
-    itself), and the SHA-256 of each file of that snapshot that loads: an LFS file's cached copy is named
-    by it, a small file is read. The snapshot must hold the weights (staged by an online launch)."""
+    itself) and its snapshot folder."""
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(name, "config.json", revision=revision)
     if not isinstance(cached, str):
-        pin = f"@{revision}" if revision else ""
+        pin = f" at model.revision={revision}" if revision else ""
+        why = "HF_HUB_OFFLINE=1 keeps the hub out" if _offline() else "the hub cannot be reached"
         raise ConfigError(
-            f"model.name: {name}{pin} is not in the Hugging Face cache and the hub cannot be reached: stage it once "
-            "where there is a network (the same launch there, with the same HF_HOME)"
+            f"model.name: {name!r}{pin} is neither a local folder nor in the Hugging Face cache, and {why}: stage it "
+            "once where there is a network (the same launch there, with the same HF_HOME), or point model.name at "
+            "a folder"
         )
     snapshot = Path(cached).parent
-    commit = snapshot.name
-    if not _COMMIT.fullmatch(commit):
+    if not _COMMIT.fullmatch(snapshot.name):
         raise ConfigError(f"model.name: {name!r} resolved to {cached}, which is not a hub snapshot")
-    return commit, {n: _cached_sha256(snapshot / n) for n in folder_files(snapshot)}
+    return snapshot.name, snapshot
 
 
 def _cached_sha256(path: Path) -> str:
@@ -99,33 +132,49 @@ def _cached_sha256(path: Path) -> str:
 
 
 def hub_identity(name: str, revision: str | None, trust_remote_code: bool, store: Store, *, online: bool) -> Resolved:
-    """A hub model's content identity and commit. Offline, the identity an online launch recorded in the
-    store for that commit comes first (it saw the hub's whole file list; a cache may hold other files)."""
+    """A hub model's content identity and commit. Online, from the hub, recorded in the store's
+    ``identities`` cache with the files it names; offline, from the cached snapshot, which must hold every
+    file that loads (the files an online launch recorded, else those it holds, with the weight shards its
+    index names): a snapshot staged in part is an error, not another identity."""
+    key_of = f"{name}@{{}}" + ("+code" if trust_remote_code else "")
     if online:
         commit, sha256s = hub_online(name, revision, trust_remote_code)
+        identity = content_identity(sha256s)
+        record = json.dumps({"identity": identity, "files": sha256s}, sort_keys=True)
+        if caches.read(store.path, "identities").get(key_of.format(commit)) != record:
+            caches.append(store.path, "identities", {key_of.format(commit): record})
+        return Resolved(identity, commit)
+    commit, snapshot = cached_snapshot(name, revision)
+    known = _recorded(caches.read(store.path, "identities").get(key_of.format(commit)))
+    if known is not None:
+        names = sorted(known["files"])
     else:
-        commit, sha256s = hub_cached(name, revision)
-    key = f"{name}@{commit}" + ("+code" if trust_remote_code else "")
-    known = caches.read(store.path, "identities").get(key)
-    if known is not None and not online:
-        return Resolved(str(known), commit)
-    names = loaded_files(sha256s, trust_remote_code)
-    if not has_weights(names):
+        names = loaded_files(folder_files(snapshot), trust_remote_code)
+    missing = missing_files(snapshot, names)
+    if missing or not has_weights(names):
+        what = f"lacks {', '.join(missing[:3])}" if missing else "holds no weights"
         raise ConfigError(
-            f"model.name: the cached snapshot of {name}@{commit[:12]} holds no weights: stage it again online"
+            f"model.name: the cached snapshot of {name}@{commit[:12]} ({snapshot}) {what}: stage it again where there "
+            "is a network (the same launch there, with the same HF_HOME)"
         )
-    identity = content_identity({n: sha256s[n] for n in names})
-    if known != identity:
-        caches.append(store.path, "identities", {key: identity})
-    return Resolved(identity, commit)
+    if known is not None:
+        return Resolved(str(known["identity"]), commit)
+    return Resolved(content_identity({n: _cached_sha256(snapshot / n) for n in names}), commit)
 
 
-def resolve_identity(run: RunConfig, *, online: bool = False, cache: Store | None = None) -> RunConfig:
-    """``run`` with ``embed.model.identity`` set from the files it will load (``commit`` too for a hub
-    model), or to the identity a store written by 0.3 holds them under (``pipeline.launch.aliases``).
-    File hashes are cached in ``cache``, by default the run's store."""
-    from pipeline.launch.aliases import alias
+def _recorded(value: tp.Any) -> dict[str, tp.Any] | None:
+    """An ``identities`` cache record: the identity and the files it names (None for anything else)."""
+    try:
+        record = json.loads(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and {"identity", "files"} <= set(record) else None
 
+
+def resolve_content(run: RunConfig, *, online: bool = False, cache: Store | None = None) -> RunConfig:
+    """``run`` with ``embed.model.identity`` set to the content of the files it will load, and, for a hub
+    model, ``commit`` to what its pin resolved to. File hashes are cached in ``cache`` (default: the run's
+    store)."""
     spec = run.embed.model
     source = Path(run.model_source())
     store = Store(run.store) if cache is None else cache
@@ -137,9 +186,34 @@ def resolve_identity(run: RunConfig, *, online: bool = False, cache: Store | Non
     else:
         resolved = hub_identity(spec.name, spec.revision, spec.trust_remote_code, store, online=online)
     model = spec.model_copy(update={"identity": resolved.identity, "commit": resolved.commit})
-    run = run.model_copy(update={"embed": run.embed.model_copy(update={"model": model})})
-    legacy = alias(Store(run.store), run, store)
+    return run.model_copy(update={"embed": run.embed.model_copy(update={"model": model})})
+
+
+def with_alias(run: RunConfig, cache: Store | None = None, *, online: bool = False) -> RunConfig:
+    """``run`` with its identity replaced by the one a store written by 0.3 holds its computation under
+    (``pipeline.launch.aliases``), where it holds it."""
+    from pipeline.launch.aliases import alias
+
+    store = Store(run.store) if cache is None else cache
+    spec = run.embed.model
+
+    def hub_content(name: str, commit: str) -> str | None:
+        try:
+            return hub_identity(name, commit, spec.trust_remote_code, store, online=online).identity
+        except ConfigError:
+            return None
+
+    legacy = alias(Store(run.store), run, store, hub_content)
     if legacy is None:
         return run
-    model = model.model_copy(update={"identity": legacy})
+    model = run.embed.model.model_copy(update={"identity": legacy})
     return run.model_copy(update={"embed": run.embed.model_copy(update={"model": model})})
+
+
+def resolve_identity(run: RunConfig, *, online: bool = False, cache: Store | None = None) -> RunConfig:
+    """``resolve_content``, then ``with_alias``."""
+    return with_alias(resolve_content(run, online=online, cache=cache), cache, online=online)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")

@@ -1,5 +1,5 @@
 """Checks made before any job is submitted: the model's config is found (fast offline), the frame count
-fits it, and the model's identity (hub commit or folder content) is resolved for the config UID."""
+fits it, and the model's identity (the content of the files that load) is resolved for the config UID."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pipeline.config import ConfigError, EmbedConfig, RunConfig
 def prepare_model(run: RunConfig) -> RunConfig:
     """Build a tiny model if asked, check ``num_frames`` against the model's config, and return ``run`` with
     the model's identity resolved: every job loads, and every entry is keyed by, that snapshot."""
-    from pipeline.launch.identity import resolve_identity
+    from pipeline.launch.identity import resolve_content, with_alias
     from pipeline.testing.tiny import TINY_FAMILIES, ensure_tiny_model
 
     spec = run.embed.model
@@ -23,14 +23,16 @@ def prepare_model(run: RunConfig) -> RunConfig:
         if kind not in TINY_FAMILIES:
             raise ConfigError(f"model.name: no tiny model {spec.name!r} (known: tiny-{', tiny-'.join(TINY_FAMILIES)})")
         ensure_tiny_model(kind, run.models_dir)
-    hf_config = model_config(run)
-    run.embed.frames_per_clip(hf_config)
-    spec = spec.model_copy(update={"default_num_frames": _without_num_frames(run.embed).frames_per_clip(hf_config)})
-    run = run.model_copy(update={"embed": run.embed.model_copy(update={"model": spec})})
     if spec.trust_remote_code and Path(run.model_source()).is_dir():
         check_remote_code(Path(run.model_source()))
-    local = Path(run.model_source()).exists() or _offline()
-    return resolve_identity(run, online=not local and hub_reachable())
+    online = not Path(run.model_source()).exists() and not _offline() and hub_reachable()
+    run = resolve_content(run, online=online)  # for a hub name: the commit its pin resolves to, read next
+    hf_config = model_config(run)
+    run.embed.frames_per_clip(hf_config)
+    spec = run.embed.model
+    spec = spec.model_copy(update={"default_num_frames": _without_num_frames(run.embed).frames_per_clip(hf_config)})
+    run = run.model_copy(update={"embed": run.embed.model_copy(update={"model": spec})})
+    return with_alias(run, online=online)
 
 
 def check_remote_code(folder: Path) -> None:
@@ -72,8 +74,8 @@ def model_config(run: RunConfig) -> tp.Any:
     spec = run.embed.model
     source = run.model_source()
     kwargs: dict[str, tp.Any] = {"trust_remote_code": spec.trust_remote_code}
-    if spec.revision is not None and not Path(source).exists():
-        kwargs["revision"] = spec.revision
+    if not Path(source).exists() and (spec.commit or spec.revision):
+        kwargs["revision"] = spec.commit or spec.revision  # the snapshot the jobs load, not the cache's main
     try:
         return AutoConfig.from_pretrained(source, local_files_only=True, **kwargs)
     except (OSError, ValueError) as e:

@@ -11,7 +11,7 @@ import typing as tp
 from pathlib import Path
 
 from pipeline.config import ConfigError, RunConfig
-from pipeline.launch.model_files import has_weights, loaded_files
+from pipeline.launch.model_files import folder_files, has_weights, loaded_files, missing_files
 from pipeline.launch.preflight import hub_reachable
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -39,8 +39,11 @@ def stage(run: RunConfig, out: tp.TextIO | None = None) -> Path | None:
                 "hub cannot be reached: the jobs load offline, so stage it once where there is a network (the "
                 "same launch there, with the same HF_HOME)"
             )
-        if not has_weights(p.name for p in folder.iterdir()):
-            raise ConfigError(f"model.name: the staged snapshot {folder} holds no weights: stage it again online")
+        names = loaded_files(folder_files(folder), spec.trust_remote_code)
+        missing = missing_files(folder, names)
+        if missing or not has_weights(names):
+            what = f"lacks {', '.join(missing[:3])}" if missing else "holds no weights"
+            raise ConfigError(f"model.name: the staged snapshot {folder} {what}: stage it again online")
         return folder
     try:
         files = [s.rfilename for s in HfApi().model_info(spec.name, revision=commit).siblings or []]
@@ -58,7 +61,7 @@ def stage(run: RunConfig, out: tp.TextIO | None = None) -> Path | None:
     finally:
         if show:
             disable_progress_bars()
-    missing = [f for f in wanted if not (folder / f).exists()]
+    missing = missing_files(folder, wanted)
     if missing:
         raise ConfigError(f"model.name: staging {spec.name}@{commit[:12]} left out {', '.join(missing[:3])}")
     return folder

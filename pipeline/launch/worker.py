@@ -301,6 +301,8 @@ def _measure(run: RunConfig, store: Store, embedder: tp.Any, load_s: float, busy
         print(f"measurement not recorded: {e}", file=sys.stderr, flush=True)
 
 
+SIBLING_POLL_S = 2.0
+"""How often rank 0 of a task looks whether the videos its other workers hold are stored (it reports them)."""
 REVISIT_TTLS = 1.25
 """A job that met videos held by other workers comes back to them for this many lease TTLs: long enough
 to see a dead holder's heartbeat stand still (a lease is judged by whoever wants it, on its own clock)."""
@@ -322,7 +324,7 @@ def _revisit_busy(run: RunConfig, results: list[VideoResult], walk: Walk) -> Non
         left = deadline - time.monotonic()
         if not busy or (left <= 0 and not ours):
             return
-        time.sleep(run.lease_ttl_s / 4 if ours else min(run.lease_ttl_s / 4, left))
+        time.sleep(min(SIBLING_POLL_S, run.lease_ttl_s / 4) if ours else min(run.lease_ttl_s / 4, left))
         again = {r.video_hash for r in busy}
         siblings = {r.video_hash for r in busy if me and r.holder == me}
         results[:] = [r for r in results if r.video_hash not in again]
@@ -454,7 +456,7 @@ def _claim(run: RunConfig, store: Store, path: str, vhash: str, launch: str) -> 
         holder = claim.owner
         job = str(holder.get("job_id") or "")
         note = f"held by job {job or '?'} on {holder.get('host', '?')}"
-        ours = bool(job) and job == current_job_id()  # another worker (one per GPU) of this very task
+        ours = bool(job) and job == current_job_id() and task_rank() == 0  # a worker of this task: waited for
         sibling = bool(launch) and holder.get("launch") == launch and not ours
         return VideoResult(path, vhash, "busy", note, holder=job, sibling=sibling)
     if store.has(cuid, vhash):

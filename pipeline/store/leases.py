@@ -47,9 +47,11 @@ logger = logging.getLogger(__name__)
 def current_job_id() -> str:
     """The scheduler's id of the job this process runs in (``<array>_<task>`` for array tasks)."""
     env = os.environ
+    if env.get("SUBMITIT_LOCAL_JOB_ID"):  # a local job, also one started inside an salloc (which sets SLURM_*)
+        return env["SUBMITIT_LOCAL_JOB_ID"]
     if env.get("SLURM_ARRAY_JOB_ID"):
         return f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '')}"
-    return env.get("SLURM_JOB_ID") or env.get("SUBMITIT_LOCAL_JOB_ID", "")
+    return env.get("SLURM_JOB_ID", "")
 
 
 def _owner() -> dict[str, tp.Any]:

@@ -114,6 +114,7 @@ class Store:
             if embed.model.default_num_frames is not None or (self.path / uid / "zarr.json").exists():
                 return uid
         found: dict[str, str] = {}  # config UID -> its model identity
+        contents: dict[str, str | None] = {}  # config UID -> the content of its model, where known
         for cuid in self.config_uids():
             attrs = self._group_attrs(cuid)
             config = dict(attrs.get("config", {}))
@@ -128,6 +129,11 @@ class Store:
                 picked is None or identity.endswith(picked) or attrs.get("model_content") == picked
             ):
                 found[cuid] = identity.rpartition("@")[2]
+                contents[cuid] = attrs.get("model_content") or (identity if identity.startswith("content-") else None)
+        if len(found) > 1 and None not in contents.values() and len(set(contents.values())) == 1:
+            # one model's content under a 0.3 name and its own: the 0.3 config, where launches go on
+            aliased = [c for c in found if not str(found[c]).startswith("content-")]
+            found = {aliased[0]: found[aliased[0]]} if len(aliased) == 1 else found
         if len(found) > 1 and len(set(found.values())) == 1:
             # one computation under two UIDs (its num_frames spelled out before 0.2): the current UID
             current = [c for c in found if "default_num_frames" in self._group_attrs(c)]

@@ -36,21 +36,49 @@ def test_the_content_identity_is_each_loaded_files_path_and_sha256() -> None:
 
 
 def test_which_stored_config_a_content_identity_picks() -> None:
-    """A config that recorded the content wins; else one named by the model's 0.3 identity, computed only
-    then; a config that recorded another content is another model, whatever its 0.3 name."""
-    asked: list[int] = []
+    """A 0.3 config that recorded the content wins (earlier launches went on there), then the config named
+    by the content; else a 0.3 config whose model has that content, worked out only then; a config known by
+    another content is another model."""
+    asked: list[str] = []
 
-    def legacy() -> set[str]:
-        asked.append(1)
-        return {"lab/m@" + "a" * 40}
+    def same(c: Candidate) -> bool:
+        asked.append(c.config_uid)
+        return c.model == "lab/m@" + "a" * 40
 
     old = Candidate("u-old", "lab/m@" + "a" * 40, None)
     recorded = Candidate("u-rec", "lab/m@" + "b" * 40, "content-x")
+    own = Candidate("u-own", "content-x", "content-x")
     other = Candidate("u-other", "lab/m@" + "a" * 40, "content-y")
-    assert pick([old, recorded], "content-x", legacy) == recorded and not asked
-    assert pick([other, recorded], "content-z", legacy) is None and not asked  # nothing unrecorded to name
-    assert pick([other, old], "content-z", legacy) == old and asked == [1]
-    assert pick([Candidate("u", "files-0", None)], "content-z", legacy) is None
+    assert pick([own, old, recorded], "content-x", same) == recorded and not asked
+    assert pick([own, old], "content-x", same) == own and not asked
+    assert pick([other, recorded], "content-z", same) is None and not asked  # nothing unrecorded to look at
+    assert pick([other, old], "content-z", same) == old and asked == ["u-old"]
+    assert pick([Candidate("u", "files-0", None)], "content-z", lambda c: False) is None
+
+
+def test_the_files_that_load_are_transformers_own() -> None:
+    """The weights transformers loads (one file or the shards its index names; not a variant such as
+    ``model.fp16.safetensors``, nor another library's), never a hidden path (as a folder's listing), and a
+    shard its index names but the snapshot lacks is missing."""
+    from pipeline.launch.model_files import loaded_files
+
+    repo = ["config.json", "model.safetensors", "model.fp16.safetensors", "open_clip_model.safetensors",
+            "pytorch_model.bin", ".ipynb_checkpoints/config-checkpoint.json", "README.md"]  # fmt: skip
+    assert loaded_files(repo, False) == ["config.json", "model.safetensors"]
+    shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]
+    assert loaded_files(["config.json", "pytorch_model.bin", *shards], False) == ["config.json", *shards]
+    assert loaded_files(["config.json", "pytorch_model-00001-of-00002.bin"], False)[-1].endswith(".bin")
+
+
+def test_a_missing_shard_is_named(tmp_path: Path) -> None:
+    from pipeline.launch.model_files import missing_files
+
+    index = {"weight_map": {"a.weight": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": {"a": "pytorch_model-1.bin"}}))
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"x")
+    names = ["model-00001-of-00002.safetensors", "model.safetensors.index.json", "pytorch_model.bin.index.json"]
+    assert missing_files(tmp_path, names) == ["model-00002-of-00002.safetensors"]  # the .bin index is not loaded
 
 
 def test_a_folder_is_named_by_what_loads(models_dir: Path, tmp_path: Path) -> None:
@@ -87,14 +115,31 @@ print(json.dumps(out))
 """
 
 
-def _resolve(env: dict[str, str], store: Path, asks: list[tuple[str, str | None, bool]]) -> list[list[str]]:
+_ALIAS = """
+import json, sys
+from pipeline.config import build_run_config
+from pipeline.launch.identity import resolve_identity
+from pipeline.store import Store
+path, name, old = sys.argv[1:4]
+run = build_run_config({"model": {"name": name, "family": "videomae"}, "videos": ".", "store": path, "device": "cpu"})
+spec = run.embed.model.model_copy(update={"identity": f"{name}@{old}"})
+store = Store(path); store.ensure()
+cuid = store.ensure_config(run.embed.model_copy(update={"model": spec}))
+resolved = resolve_identity(run, online=True)
+recorded = store.config_attrs(cuid).get("model_content")
+print(json.dumps([resolved.embed.model.identity, resolved.embed.uid() == cuid, recorded]))
+"""
+
+
+def _python(code: str, env: dict[str, str], *args: str) -> tp.Any:
     full = {**os.environ, "PYTHONPATH": str(REPO), "NO_PROXY": "*", "no_proxy": "*", **env}
-    done = subprocess.run(
-        [sys.executable, "-c", _RESOLVE, str(store), json.dumps(asks)],
-        env=full, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, *args], env=full, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return tp.cast(list[list[str]], json.loads(done.stdout.strip().splitlines()[-1]))
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _resolve(env: dict[str, str], store: Path, asks: list[tuple[str, str | None, bool]]) -> list[list[str]]:
+    return tp.cast(list[list[str]], _python(_RESOLVE, env, str(store), json.dumps(asks)))
 
 
 def test_a_hub_snapshot_is_named_by_the_content_of_its_loaded_files(models_dir: Path, tmp_path: Path) -> None:
@@ -118,6 +163,11 @@ def test_a_hub_snapshot_is_named_by_the_content_of_its_loaded_files(models_dir: 
         readme = commit_of(repo)
         online = _resolve(env, tmp_path / "a.zarr", [(REPO_ID, None, True), (REPO_ID, first, True)])
         assert online == [[folder, readme], [folder, first]]
+        cached = tmp_path / "hf" / "hub" / "models--lab--tiny-videomae"
+        assert (cached / "refs" / "main").read_text() == readme  # an offline launch resolves what this one did
+        # a store 0.3 wrote at the first commit: found (by the first commit's content) after the README commit
+        named, same_uid, recorded = _python(_ALIAS, env, str(tmp_path / "old.zarr"), REPO_ID, first)
+        assert (named, same_uid, recorded) == (f"{REPO_ID}@{first}", True, folder)
         (repo / "model.safetensors").write_bytes((repo / "model.safetensors").read_bytes() + b" ")
         [[changed, _]] = _resolve(env, tmp_path / "a.zarr", [(REPO_ID, "main", True)])
         assert changed != folder
@@ -132,6 +182,15 @@ def test_a_hub_snapshot_is_named_by_the_content_of_its_loaded_files(models_dir: 
     assert _resolve(offline, tmp_path / "b.zarr", [(REPO_ID, first, False)]) == [[folder, first]]
     missing = _resolve(offline, tmp_path / "b.zarr", [("lab/absent", None, False)])
     assert missing[0][0] == "error" and "stage it once" in missing[0][1]
+    # main now names the changed weights, which were never staged: an error naming them, not another identity
+    for store in ("a.zarr", "b.zarr"):  # with what the online launch recorded, and without
+        [[error, why]] = _resolve(offline, tmp_path / store, [(REPO_ID, None, False)])
+        assert error == "error" and "stage it again" in why, why
+    blob = (cached / "snapshots" / first / "model.safetensors").resolve()
+    blob.unlink()  # a cache cleaned under the snapshot: a dangling link
+    for store in ("a.zarr", "c.zarr"):
+        [[error, why]] = _resolve(offline, tmp_path / store, [(REPO_ID, first, False)])
+        assert error == "error" and "lacks model.safetensors" in why, why
 
 
 def test_a_0_3_hub_config_keeps_its_entries_after_a_readme_commit(tmp_path: Path, make_run: tp.Any) -> None:
@@ -156,6 +215,12 @@ def test_a_0_3_hub_config_keeps_its_entries_after_a_readme_commit(tmp_path: Path
     other = later.model_copy(update={"identity": "content-other"})
     other_run = later_run.model_copy(update={"embed": later_run.embed.model_copy(update={"model": other})})
     assert alias(store, other_run, store) is None
+    # the same content also under its own name (a launch before the alias was recorded): one computation,
+    # the 0.3 config, where launches go on; a reader with the name alone is not told of two versions
+    own = store.ensure_config(run.embed)
+    assert own != cuid and alias(store, later_run, store) == "lab/m@" + "a" * 40
+    by_name = run.embed.model_copy(update={"model": spec.model_copy(update={"identity": None})})
+    assert store.find_config(by_name) == cuid
 
 
 def test_a_store_written_by_0_3_is_relaunched_without_computing_again(

@@ -5,6 +5,7 @@ run's."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -138,10 +139,12 @@ def test_on_slurm_a_video_preempted_three_times_resumes_and_equals_an_uninterrup
 def test_on_slurm_every_worker_of_a_two_gpu_task_saves_its_video_in_flight(
     sample_dir: Path, models_dir: Path, tmp_path: Path
 ) -> None:
-    """``executor.gpus_per_node=2``: two workers (SLURM tasks), one video each (``decoders=0``: one at a
-    time). Pre-empted (``scancel --signal=USR2``), both keep their video's steps: submitit checkpoints rank 0
-    alone, rank 1 saves its own on the same signal; after the requeue both videos are computed, and rank 0
-    (whose end submitit reports as the task's) waits for the video its sibling holds."""
+    """``executor.gpus_per_node=2``: the array task runs two workers (SLURM tasks), each given its own GPU
+    (the test cluster's two, which the node lacks: the workers run on the CPU here), both walking the
+    launch's queue, one video each (``decoders=0``: one at a time). Pre-empted (``scancel --signal=USR2``),
+    both keep their video's steps: submitit checkpoints rank 0 alone, rank 1 saves its own on the same
+    signal; after the requeue both videos are computed once, and rank 0 (whose end submitit reports as the
+    task's) waits for the video its sibling holds."""
     from pipeline.testing import faults
 
     from ..conftest import distinct_copies
@@ -174,3 +177,6 @@ def test_on_slurm_every_worker_of_a_two_gpu_task_saves_its_video_in_flight(
     logs = "".join(p.read_text() for p in store_path.glob("_jobs/*/**/*_log.err"))
     assert all(f"progress of {h} saved" in logs for h in hashes), logs[-3000:]
     assert logs.count("resuming ") == 2, logs[-3000:]
+    seen = dict(re.findall(r"worker (\d) of 2 of job \S+ on \S+: device cpu, CUDA_VISIBLE_DEVICES=(\S+)", logs))
+    assert set(seen) == {"0", "1"} and len(set(seen.values())) == 2 and "unset" not in seen.values(), logs[-3000:]
+    assert Store(store_path).done_hashes(cuid) == hashes

@@ -3,7 +3,6 @@ submission SLURM refuses (partition, account, QOS, time limit) exits 2 naming th
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -120,22 +119,3 @@ def test_on_slurm_out_of_memory_halves_the_batch_and_a_broken_device_leaves_vide
     assert res.returncode == 1 and "not done 3" in res.stdout, res.stdout + res.stderr
     assert "the environment's fault" in res.stdout and "illegal memory access" in res.stdout, res.stdout
     assert not Store(broken).failures(Store(broken).config_uids()[0])
-
-
-@pytest.mark.slurm
-@pytest.mark.usefixtures("slurm_cluster")
-def test_on_slurm_a_task_with_two_gpus_runs_one_worker_on_each(
-    sample_dir: Path, models_dir: Path, tmp_path: Path
-) -> None:
-    """``executor.gpus_per_node=2``: the array task runs two workers (SLURM tasks), each given its own GPU
-    (the test cluster's two, which the node lacks: the workers run on the CPU here), both walking the
-    launch's queue; every video is computed once."""
-    store = tmp_path / "two.zarr"
-    res = run_cli(*common(store, sample_dir, models_dir, videos_per_job=8, **{"executor.gpus_per_node": 2}))
-    assert res.returncode == 0 and "computed 3  cached 0  failed 0" in res.stdout, res.stdout + res.stderr
-    assert len(job_ids(res.stdout)) == 1
-    logs = "".join(p.read_text() for p in (store / "_jobs").rglob("*_log.err"))
-    seen = dict(re.findall(r"worker (\d) of 2 of job \S+ on \S+: device cpu, CUDA_VISIBLE_DEVICES=(\S+)", logs))
-    assert set(seen) == {"0", "1"} and len(set(seen.values())) == 2 and "unset" not in seen.values(), logs[-3000:]
-    cuid = Store(store).config_uids()[0]
-    assert len(Store(store).done_hashes(cuid)) == 3
