@@ -141,6 +141,7 @@ def hub_identity(name: str, revision: str | None, trust_remote_code: bool, store
         commit, sha256s = hub_online(name, revision, trust_remote_code)
         identity = content_identity(sha256s)
         record = json.dumps({"identity": identity, "files": sha256s}, sort_keys=True)
+        store.ensure()
         if caches.read(store.path, "identities").get(key_of.format(commit)) != record:
             caches.append(store.path, "identities", {key_of.format(commit): record})
         return Resolved(identity, commit)
@@ -178,12 +179,12 @@ def resolve_content(run: RunConfig, *, online: bool = False, cache: Store | None
     spec = run.embed.model
     source = Path(run.model_source())
     store = Store(run.store) if cache is None else cache
-    store.ensure()
     if source.is_dir():
         if spec.revision is not None:
             raise ConfigError(f"model.revision: {source} is a folder, not a hub name: it has no revisions")
+        store.ensure()
         resolved = Resolved(folder_content(source.resolve(), store, spec.trust_remote_code), None)
-    else:
+    else:  # a model not found is an error before the store is made
         resolved = hub_identity(spec.name, spec.revision, spec.trust_remote_code, store, online=online)
     model = spec.model_copy(update={"identity": resolved.identity, "commit": resolved.commit})
     return run.model_copy(update={"embed": run.embed.model_copy(update={"model": model})})

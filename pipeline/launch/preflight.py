@@ -25,10 +25,13 @@ def prepare_model(run: RunConfig) -> RunConfig:
         ensure_tiny_model(kind, run.models_dir)
     if spec.trust_remote_code and Path(run.model_source()).is_dir():
         check_remote_code(Path(run.model_source()))
-    online = not Path(run.model_source()).exists() and not _offline() and hub_reachable()
-    run = resolve_content(run, online=online)  # for a hub name: the commit its pin resolves to, read next
-    hf_config = model_config(run)
+    hf_config = model_config(run)  # errors in the config before the store is made
     run.embed.frames_per_clip(hf_config)
+    online = not Path(run.model_source()).exists() and not _offline() and hub_reachable()
+    run = resolve_content(run, online=online)
+    if run.embed.model.commit is not None:  # the config of the commit the jobs load (the cache's main may lag)
+        hf_config = model_config(run)
+        run.embed.frames_per_clip(hf_config)
     spec = run.embed.model
     spec = spec.model_copy(update={"default_num_frames": _without_num_frames(run.embed).frames_per_clip(hf_config)})
     run = run.model_copy(update={"embed": run.embed.model_copy(update={"model": spec})})

@@ -75,6 +75,9 @@ def _batch(embedder: Embedder, clips: int) -> torch.Tensor:
         ("tiny-xclip", {"max_imsize": 64, "layer_type": "mit"}),
         ("tiny-timesformer", {"cache_n_layers": 3}),
         ("tiny-vit", {"frequency": 3.0, "layers": "all", "layer_aggregation": "group_mean"}),
+        ("tiny-vivit", {}),
+        ("tiny-clip", {"frequency": 3.0}),
+        ("tiny-dinov2", {"frequency": 3.0, "token_aggregation": "first"}),
     ],
 )
 def test_a_batch_reads_nothing_back_and_copies_nothing_to_the_device(
@@ -136,7 +139,9 @@ class ToDevice(TorchDispatchMode):
         return out
 
 
-@pytest.mark.parametrize("model", ["tiny-videomae", "tiny-timesformer", "tiny-xclip", "tiny-clip", "tiny-vit"])
+@pytest.mark.parametrize(
+    "model", ["tiny-videomae", "tiny-timesformer", "tiny-xclip", "tiny-clip", "tiny-vit", "tiny-dinov2"]
+)
 def test_preprocessing_on_the_device_moves_a_message_in_one_copy(make_run: tp.Any, model: str) -> None:
     """``preprocess_device``: the frames of one decoding process's message reach the device in one copy
     (stacked once into pinned memory on a GPU), not one blocking copy per frame."""
