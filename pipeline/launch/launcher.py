@@ -19,17 +19,20 @@ def launch_config(run: RunConfig, *, out: tp.TextIO | None = None, command: str 
     """Plan, submit and (unless ``wait=false``) follow one config; returns the summary (printed as well).
     ``command``: the command line that asked for it (recorded, for status to say how to relaunch)."""
     out = sys.stdout if out is None else out  # the stream of the call, not of the import
-    handle = submit(run, out=out, command=command)
-    assert handle is not None
-    if run.dry_run:
-        return handle.summary
-    if not run.wait and handle.jobs:
-        print(f"not waiting; follow with: {status_command(run)}", file=out)
-        return handle.summary
+    taken: list[Submission] = []
     try:
+        handle = submit(run, out=out, command=command, taken=taken)
+        assert handle is not None
+        if run.dry_run:
+            return handle.summary
+        if not run.wait and handle.jobs:
+            print(f"not waiting; follow with: {status_command(run)}", file=out)
+            return handle.summary
         summary = follow(handle, out=out)
     except KeyboardInterrupt:
-        raise Interrupted([handle]) from None
+        if not taken:
+            raise  # before any job: the command says so
+        raise Interrupted(taken) from None
     print(render_summary(summary), file=out)
     return summary
 

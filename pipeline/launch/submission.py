@@ -115,11 +115,18 @@ class Submission:
 
 
 def submit(
-    run: RunConfig, *, out: tp.TextIO | None = None, prepared: bool = False, command: str = ""
+    run: RunConfig,
+    *,
+    out: tp.TextIO | None = None,
+    prepared: bool = False,
+    command: str = "",
+    taken: list[Submission] | None = None,
 ) -> Submission | None:
     """Plan one config and submit its jobs as one job array; None when there is nothing to submit.
     ``prepared``: ``run`` already went through ``prepare_model`` (a sweep point, checked for duplicates);
-    ``command``: the command line that launched it, recorded so that status can say how to relaunch."""
+    ``command``: the command line that launched it, recorded so that status can say how to relaunch;
+    ``taken``: the submission is added to it as soon as it has jobs (before it is printed), so that a
+    Ctrl-C at any point after names them."""
     out = sys.stdout if out is None else out  # the stream of the call, not of the import
     paths = find_videos(run.videos)
     if not prepared:
@@ -171,12 +178,15 @@ def submit(
     if running:
         launch_id, record = running
         summary.job_ids = [str(j) for j in record["job_ids"]]
+        handle = Submission(run, plan, rejoin(executor_name, folder, summary.job_ids), summary)
+        if taken is not None:
+            taken.append(handle)
         print(
             f"launch {launch_id} still runs and holds every video left: following its "
             f"{len(summary.job_ids)} job(s) ({' '.join(summary.job_ids)}), nothing submitted",
             file=out,
         )
-        return Submission(run, plan, rejoin(executor_name, folder, summary.job_ids), summary)
+        return handle
     run, asked = sized(run, lambda: model_config(run))
     if asked:
         print(asked, file=out)
@@ -195,6 +205,9 @@ def submit(
     finally:
         os.umask(umask)
     summary.job_ids = [str(j.job_id) for j in jobs]
+    handle = Submission(run, plan, jobs, summary)
+    if taken is not None:
+        taken.append(handle)
     store.record_launch(
         plan.config_uid,
         launch_id,
@@ -205,7 +218,7 @@ def submit(
         wait=run.wait,
     )
     print(f"submitted {len(jobs)} job(s) ({run.executor.resolved_name()}): {' '.join(summary.job_ids)}", file=out)
-    return Submission(run, plan, jobs, summary)
+    return handle
 
 
 def _submit_arrays(
