@@ -10,6 +10,11 @@ THREADS = "PIPELINE_THREADS"
 """Outside SLURM, the CPUs a job may use (the tests set it to keep torch to a few threads)."""
 
 
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` set: the Hugging Face hub is not to be asked (a compute node, a staged model)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
 def affinity() -> int | None:
     """CPUs this process may run on (its affinity mask: what a cgroup or an ``srun`` step's binding gives)."""
     try:

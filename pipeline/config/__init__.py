@@ -4,7 +4,15 @@ Nothing in this subpackage imports torch: the store, its readers and the tools b
 """
 
 from pipeline.config.compose import ConfigLike, compose_run_config, config_words, embed_config_of
-from pipeline.config.embed import EmbedConfig, ImageFrames, LayerAggregation, Layers, ModelSpec, TokenAggregation
+from pipeline.config.embed import (
+    EmbedConfig,
+    ImageFrames,
+    LayerAggregation,
+    Layers,
+    ModelSpec,
+    TokenAggregation,
+    is_commit,
+)
 from pipeline.config.errors import ConfigError
 from pipeline.config.families import FAMILIES, Family, family
 from pipeline.config.run import CONF_DIR, ExecutorConfig, RunConfig, build_run_config
@@ -36,5 +44,6 @@ __all__ = [
     "config_uid",
     "family",
     "format_version",
+    "is_commit",
     "looks_like_config_uid",
 ]

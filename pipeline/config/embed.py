@@ -24,6 +24,11 @@ ImageFrames = tp.Literal["seed", "bin_end"]
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
+def is_commit(value: str) -> bool:
+    """``value`` is a hub commit (40 hex digits), not a branch or tag name."""
+    return bool(_COMMIT.fullmatch(value))
+
+
 class ModelSpec(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
@@ -156,7 +161,7 @@ class EmbedConfig(pydantic.BaseModel):
         traits = family(self.model.family)
         spec = self.model
         identity = spec.identity
-        if identity is not None and _COMMIT.fullmatch(identity):  # a 0.3 hub identity, as a reader picks it
+        if identity is not None and is_commit(identity):  # a 0.3 hub identity, as a reader picks it
             identity = f"{spec.name}@{identity}"
         out: dict[str, tp.Any] = {
             "format_version": format_version(spec.family),

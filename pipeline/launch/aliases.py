@@ -8,15 +8,13 @@ changed, the content has not."""
 from __future__ import annotations
 
 import hashlib
-import re
 import typing as tp
 from pathlib import Path
 
-from pipeline.config import ConfigError, EmbedConfig, RunConfig
+from pipeline.config import ConfigError, EmbedConfig, RunConfig, is_commit
 from pipeline.launch.model_files import PREFIX, folder_files
 from pipeline.store import Store
 
-_COMMIT = re.compile(r"[0-9a-f]{40}")
 CONTENT_ATTR = "model_content"
 """The config group attribute recording the content identity of an aliased config's model."""
 
@@ -85,7 +83,7 @@ def alias(
                 folder_identity.append(legacy_folder_identity(folder.resolve(), cache))
             return c.model == folder_identity[0]
         name, _, commit = c.model.rpartition("@")
-        if not name or not _COMMIT.fullmatch(commit) or folder.is_dir():
+        if not name or not is_commit(commit) or folder.is_dir():
             return False
         if name == embed.model.name and commit == embed.model.commit:
             return True

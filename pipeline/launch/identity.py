@@ -18,7 +18,8 @@ import sys
 import typing as tp
 from pathlib import Path
 
-from pipeline.config import ConfigError, RunConfig
+from pipeline.common.env import hub_offline
+from pipeline.config import ConfigError, RunConfig, is_commit
 from pipeline.launch.discovery import hash_files
 from pipeline.launch.model_files import (
     content_identity,
@@ -30,7 +31,6 @@ from pipeline.launch.model_files import (
 )
 from pipeline.store import Store, caches
 
-_COMMIT = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -93,7 +93,7 @@ def _point_ref(name: str, ref: str, commit: str) -> None:
     from huggingface_hub import constants
     from huggingface_hub.file_download import repo_folder_name
 
-    if _COMMIT.fullmatch(ref):
+    if is_commit(ref):
         return
     path = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=name, repo_type="model") / "refs" / ref
     try:
@@ -114,14 +114,14 @@ def cached_snapshot(name: str, revision: str | None) -> tuple[str, Path]:
     cached = try_to_load_from_cache(name, "config.json", revision=revision)
     if not isinstance(cached, str):
         pin = f" at model.revision={revision}" if revision else ""
-        why = "HF_HUB_OFFLINE=1 keeps the hub out" if _offline() else "the hub cannot be reached"
+        why = "HF_HUB_OFFLINE=1 keeps the hub out" if hub_offline() else "the hub cannot be reached"
         raise ConfigError(
             f"model.name: {name!r}{pin} is neither a local folder nor in the Hugging Face cache, and {why}: stage it "
             "once where there is a network (the same launch there, with the same HF_HOME), or point model.name at "
             "a folder"
         )
     snapshot = Path(cached).parent
-    if not _COMMIT.fullmatch(snapshot.name):
+    if not is_commit(snapshot.name):
         raise ConfigError(f"model.name: {name!r} resolved to {cached}, which is not a hub snapshot")
     return snapshot.name, snapshot
 
@@ -214,7 +214,3 @@ def with_alias(run: RunConfig, cache: Store | None = None, *, online: bool = Fal
 def resolve_identity(run: RunConfig, *, online: bool = False, cache: Store | None = None) -> RunConfig:
     """``resolve_content``, then ``with_alias``."""
     return with_alias(resolve_content(run, online=online, cache=cache), cache, online=online)
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")

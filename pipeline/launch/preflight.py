@@ -4,10 +4,10 @@ fits it, and the model's identity (the content of the files that load) is resolv
 from __future__ import annotations
 
 import functools
-import os
 import typing as tp
 from pathlib import Path
 
+from pipeline.common.env import hub_offline
 from pipeline.config import ConfigError, EmbedConfig, RunConfig
 
 
@@ -27,7 +27,7 @@ def prepare_model(run: RunConfig) -> RunConfig:
         check_remote_code(Path(run.model_source()))
     hf_config = model_config(run)  # errors in the config before the store is made
     run.embed.frames_per_clip(hf_config)
-    online = not Path(run.model_source()).exists() and not _offline() and hub_reachable()
+    online = not Path(run.model_source()).exists() and not hub_offline() and hub_reachable()
     run = resolve_content(run, online=online)
     if run.embed.model.commit is not None:  # the config of the commit the jobs load (the cache's main may lag)
         hf_config = model_config(run)
@@ -85,7 +85,7 @@ def model_config(run: RunConfig) -> tp.Any:
         local_error = e
     if Path(source).exists():
         raise ConfigError(f"model.name: cannot load the config of {spec.name!r} ({local_error})") from local_error
-    if _offline():
+    if hub_offline():
         raise ConfigError(
             f"model.name: {spec.name!r} is neither a local folder nor in the Hugging Face cache, and "
             "HF_HUB_OFFLINE=1 keeps the hub out (download it where there is a network, or point model.name at a folder)"
@@ -106,7 +106,7 @@ def hub_reachable(timeout: float = 5.0) -> bool:
     """Whether the Hugging Face endpoint (``HF_ENDPOINT``: a lab's mirror too) answers within ``timeout``
     seconds, asked through huggingface_hub's own HTTP client, so that ``HTTPS_PROXY`` and ``NO_PROXY`` are
     respected; asked once per process (a sweep's points do not each wait for an unreachable hub)."""
-    if _offline():
+    if hub_offline():
         return False
     from huggingface_hub import constants
     from huggingface_hub.utils import get_session
@@ -116,7 +116,3 @@ def hub_reachable(timeout: float = 5.0) -> bool:
         return True
     except Exception:  # noqa: BLE001 - refused, timed out, a proxy that does not answer: unreachable
         return False
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")

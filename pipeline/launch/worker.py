@@ -28,7 +28,7 @@ from pipeline.launch.resources import (
     peak_memory_bytes,
 )
 from pipeline.store import Store, StoreError
-from pipeline.store.leases import Heartbeat, Lease, acquire, current_job_id
+from pipeline.store.leases import Heartbeat, Lease, acquire, current_job_id, task_rank
 from pipeline.store.records import read_queue
 from pipeline.store.writer import SegmentWriter
 from pipeline.testing import faults
@@ -238,11 +238,6 @@ def work_queue(
     return results
 
 
-def task_rank() -> int:
-    """This worker's rank among its array task's SLURM tasks (one per GPU; 0 outside SLURM)."""
-    return int(os.environ.get("SLURM_PROCID", "0") or 0)
-
-
 def _checkpoint_on_signal(committer: Committer) -> None:
     """On a pre-emption or time-out, submitit checkpoints rank 0 of a multi-task job alone (the other
     tasks' handler returns at once), so each other worker (one per GPU) publishes what waits and saves its
@@ -320,13 +315,13 @@ def _revisit_busy(run: RunConfig, results: list[VideoResult], walk: Walk) -> Non
     me = current_job_id()
     while True:
         busy = [r for r in results if r.status == "busy" and not r.sibling]
-        ours = bool(me) and task_rank() == 0 and any(r.holder == me for r in busy)
+        siblings = {r.video_hash for r in busy if me and r.holder == me}  # held by this task's other workers
+        ours = bool(siblings) and task_rank() == 0
         left = deadline - time.monotonic()
         if not busy or (left <= 0 and not ours):
             return
         time.sleep(min(SIBLING_POLL_S, run.lease_ttl_s / 4) if ours else min(run.lease_ttl_s / 4, left))
         again = {r.video_hash for r in busy}
-        siblings = {r.video_hash for r in busy if me and r.holder == me}
         results[:] = [r for r in results if r.video_hash not in again]
         walk([(r.video_path, r.video_hash) for r in busy], lambda *_, **__: None)
         for r in results:  # stored meanwhile by another worker of this task: computed by this task

@@ -54,13 +54,18 @@ def current_job_id() -> str:
     return env.get("SLURM_JOB_ID", "")
 
 
+def task_rank() -> int:
+    """This process's rank among its SLURM job's tasks (one worker per GPU; 0 outside SLURM)."""
+    return int(os.environ.get("SLURM_PROCID", "0") or 0)
+
+
 def _owner() -> dict[str, tp.Any]:
     return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "pid_space": processes.pid_space(),
         "job_id": current_job_id(),
-        "task": os.environ.get("SLURM_PROCID", "0"),
+        "task": str(task_rank()),
         "token": uuid.uuid4().hex,
     }
 
