@@ -3,6 +3,7 @@ take leases, record launches and failures and compact the index in a store the f
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import json
 import os
@@ -164,16 +165,27 @@ def _as(
     return tp.cast(dict[str, tp.Any], result["ok"])
 
 
-@needs_root
-def test_two_users_of_one_group_share_a_store(make_run: tp.Any) -> None:
+@contextlib.contextmanager
+def _shared(
+    make_run: tp.Any, prefix: str
+) -> tp.Iterator[tuple[dict[str, tuple[int, int]], Path, Path, dict[str, tp.Any]]]:
+    """The two members' ids, a folder everyone may write (removed afterwards), the store's path in it, and
+    the config they launch, every module they need imported before forking."""
     ids = _ensure_users()
-    base = Path(tempfile.mkdtemp(prefix="shared-store-"))
+    base = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         os.chmod(base, 0o777)
-        path = base / "lab.zarr"
         embed = make_run().embed.model_dump(mode="json")
-        _step(base / "warm.zarr", "root", embed)  # every module the members need, imported before forking
+        _step(base / "warm.zarr", "root", embed)
         shutil.rmtree(base / "warm.zarr")
+        yield ids, base, base / "lab.zarr", embed
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@needs_root
+def test_two_users_of_one_group_share_a_store(make_run: tp.Any) -> None:
+    with _shared(make_run, "shared-store-") as (ids, base, path, embed):
         ana = _as(ids[USERS[0]], base, path, "ana", embed)
         assert len(ana["entries"]) == 3 and ana["merged"] == 1
         ben = _as(ids[USERS[1]], base, path, "ben", embed)
@@ -191,8 +203,6 @@ def test_two_users_of_one_group_share_a_store(make_run: tp.Any) -> None:
         owners = {pwd.getpwuid(os.stat(p).st_uid).pw_name for p in path.rglob("*")}
         assert owners == set(USERS)
         assert {grp.getgrgid(os.stat(p).st_gid).gr_name for p in path.rglob("*")} == {GROUP}
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @needs_root
@@ -201,14 +211,7 @@ def test_a_member_can_neither_replace_nor_remove_anothers_job_submissions(make_r
     ``_jobs/<config>/``, sticky), while both still write, read and compact the same store."""
     from pipeline.store import layout
 
-    ids = _ensure_users()
-    base = Path(tempfile.mkdtemp(prefix="shared-jobs-"))
-    try:
-        os.chmod(base, 0o777)
-        path = base / "lab.zarr"
-        embed = make_run().embed.model_dump(mode="json")
-        _step(base / "warm.zarr", "root", embed)  # every module the members need, imported before forking
-        shutil.rmtree(base / "warm.zarr")
+    with _shared(make_run, "shared-jobs-") as (ids, base, path, embed):
         ana = _as(ids[USERS[0]], base, path, "ana", embed, _jobs_step)
         assert ana["done"] == {} and len(ana["entries"]) == 3
         ben = _as(ids[USERS[1]], base, path, "ben", embed, _jobs_step)
@@ -223,5 +226,3 @@ def test_a_member_can_neither_replace_nor_remove_anothers_job_submissions(make_r
         assert any(f"{USERS[0]}'s (only they can remove it" in n for n in gc["notes"]), gc["notes"]
         assert f"_jobs/{cuid}/{USERS[0]}/1_submitted.pkl" in gc["left"] and cuid not in gc["left"], gc["left"]
         assert not any(USERS[1] in p for p in gc["left"]), gc["left"]  # ben's own went
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
