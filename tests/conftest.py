@@ -11,6 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PIPELINE_THREADS", "2")
 
 from pipeline.config import RunConfig, build_run_config  # noqa: E402
+from pipeline.config.families import family  # noqa: E402
 from pipeline.launch.identity import resolve_identity  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 from pipeline.testing.sample import make_samples  # noqa: E402
@@ -28,6 +29,8 @@ TINY = {
     "tiny-clip": "clip",
     "tiny-dinov2": "image",
 }
+FRAMEWISE = [name for name, family_name in TINY.items() if family(family_name).framewise]
+"""The tiny models whose processor treats frames alone: the batched path's families."""
 
 
 @pytest.fixture(scope="session")

@@ -50,6 +50,12 @@ def frame_tensor(frame: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.require(frame, requirements="W")).permute(2, 0, 1)
 
 
+def one_frame_videos(frames: list[torch.Tensor]) -> dict[str, tp.Any]:
+    """Frames as one-frame video tensors ``(1, C, H, W)`` for a video processor: given a list of frames per
+    video, transformers' video processors convert each frame to numpy, which a device tensor cannot be."""
+    return {"videos": [f[None] for f in frames], "return_tensors": "pt"}
+
+
 def to_device_at_once(frames: list[torch.Tensor], device: str | torch.device) -> list[torch.Tensor]:
     """Frames of one shape moved to ``device`` in one copy: stacked once into host memory (pinned for a
     GPU, so that the copy does not block), moved together, handed back as views; one frame at a time from
@@ -165,13 +171,14 @@ class Adapter:
             model = model.to(self.device)
         return model.eval()
 
-    def load_processor(self) -> tp.Any:
+    def load_processor(self, processor_class: tp.Any = None) -> tp.Any:
+        """The family's processor (or ``processor_class``) from the model's files, at its revision."""
         extra: dict[str, tp.Any] = {"do_rescale": self.do_rescale}
         if self.revision is not None:
             extra["revision"] = self.revision
         if self.trust_remote_code:
             extra["trust_remote_code"] = True
-        processor = self.processor_class().from_pretrained(self.source, **extra)
+        processor = (processor_class or self.processor_class()).from_pretrained(self.source, **extra)
         require_torchvision_backend(processor, self.source)
         return processor
 
@@ -200,13 +207,21 @@ class Adapter:
         items: list[tp.Any] = list(frames)
         if self.feeds_tensors:
             items = [frame_tensor(f) for f in frames]
-        if device is not None:
+        if device is None:
+            pixels = pixel_values(self.processor(**self.processor_inputs([[f] for f in items], None)))
+        else:
             items = to_device_at_once([torch.as_tensor(f) for f in items], device)
-        kwargs = self.processor_inputs([[f] for f in items], None)
-        if device is not None:
-            kwargs["device"] = device
-        pixels = pixel_values(self.processor(**kwargs))
+            pixels = pixel_values(self.device_processor()(**self.device_inputs(items), device=device))
         return pixels[:, 0] if pixels.ndim == 5 else pixels
+
+    def device_processor(self) -> tp.Any:
+        """The processor ``preprocess_device`` runs: one that takes ``device`` (the family's own, by default)."""
+        return self.processor
+
+    def device_inputs(self, frames: list[torch.Tensor]) -> dict[str, tp.Any]:
+        """The processor's inputs for single frames already on the device (as the processor takes frames)."""
+        clips: list[tp.Any] = [[f] for f in frames]
+        return self.processor_inputs(clips, None)
 
     def _presized(self, part: tp.Any, frames: list[np.ndarray]) -> torch.Tensor:
         """Each frame resized by the processor's own ``resize`` straight from the decoder's buffer (a
@@ -304,6 +319,19 @@ class VivitAdapter(TubeletAdapter):
 
         return VivitImageProcessor
 
+    def device_processor(self) -> tp.Any:
+        """transformers' torchvision ``VivitVideoProcessor``, from the same files: the reference's image processor
+        works in numpy and ignores ``device``. On the CPU it differs from it by float rounding (at most 2.4e-7
+        on the tiny model), beside the GPU's own resize rounding (``preprocess_device`` is in the UID)."""
+        if getattr(self, "_device_processor", None) is None:
+            from transformers import VivitVideoProcessor
+
+            self._device_processor = self.load_processor(VivitVideoProcessor)
+        return self._device_processor
+
+    def device_inputs(self, frames: list[torch.Tensor]) -> dict[str, tp.Any]:
+        return one_frame_videos(frames)
+
 
 class VJEPA2Adapter(Adapter):
     """V-JEPA 2: up to 64 frames, through its video processor (resize, centre crop, normalise: per frame).
@@ -318,6 +346,9 @@ class VJEPA2Adapter(Adapter):
         from transformers import AutoVideoProcessor
 
         return AutoVideoProcessor
+
+    def device_inputs(self, frames: list[torch.Tensor]) -> dict[str, tp.Any]:
+        return one_frame_videos(frames)
 
     def run(self, inputs: dict[str, tp.Any]) -> tp.Any:
         if "pixel_values" in inputs:

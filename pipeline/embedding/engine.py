@@ -137,6 +137,16 @@ class Embedder:
         )
 
     @property
+    def processor_name(self) -> str:
+        """The processor classes that make the pixels, recorded with every entry: with ``preprocess_device``,
+        the one run there when the family's own cannot (ViViT's)."""
+        name = self.adapter.processor_name
+        on_device = self.adapter.device_processor() if self.preprocess_device is not None else self.adapter.processor
+        if on_device is not self.adapter.processor:
+            name += f" ({type(on_device).__name__} on {self.preprocess_device})"
+        return name
+
+    @property
     def with_audio(self) -> bool:
         """Each clip's audio goes to the model (Phi-4 with ``use_audio``)."""
         return self.config.use_audio and self.adapter.uses_audio

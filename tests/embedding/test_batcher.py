@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from pipeline import launch_config
 from pipeline.config import ConfigError
@@ -22,6 +24,8 @@ from pipeline.embedding.engine import Embedder, Embedding
 from pipeline.embedding.partial import Partial, ProgressMismatch, Resume
 from pipeline.store import Store
 from pipeline.testing import faults
+
+from ..conftest import FRAMEWISE
 
 
 def _batched(embedder: Embedder, paths: list[Path], decoders: int = 2) -> tuple[dict[str, Embedding], dict[str, str]]:
@@ -40,25 +44,58 @@ def _batched(embedder: Embedder, paths: list[Path], decoders: int = 2) -> tuple[
     return done, failed
 
 
-@pytest.mark.parametrize(
-    ("model", "fields"),
-    [
-        ("tiny-videomae", {}),
-        ("tiny-vjepa2", {"num_frames": 4, "clip_duration": 1.5}),
-        ("tiny-xclip", {"max_imsize": 64}),
-        ("tiny-timesformer", {"frequency": "native"}),
-        ("tiny-vit", {"frequency": 3.0, "cache_n_layers": "all"}),
-    ],
-)
+FIELDS: dict[str, dict[str, tp.Any]] = {
+    "tiny-vjepa2": {"num_frames": 4, "clip_duration": 1.5},
+    "tiny-xclip": {"max_imsize": 64},
+    "tiny-timesformer": {"frequency": "native"},
+    "tiny-vit": {"frequency": 3.0, "cache_n_layers": "all"},
+    "tiny-clip": {"frequency": 3.0},
+    "tiny-dinov2": {"frequency": 2.0, "token_aggregation": "first"},
+}
+
+
+class Written(TorchDispatchMode):
+    """Bytes written by the ops run under it (a copy into a buffer counts its destination; a view nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+
+    def __torch_dispatch__(self, func: tp.Any, types: tp.Any, args: tp.Any = (), kwargs: tp.Any = None) -> tp.Any:
+        out = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten.copy_.default:
+            self.bytes += args[0].numel() * args[0].element_size()
+        elif not getattr(func, "is_view", False) and not func.__name__.startswith("empty"):
+            self.bytes += sum(t.numel() * t.element_size() for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+        return out
+
+
+@pytest.mark.parametrize("model", FRAMEWISE)
 def test_batches_of_several_videos_equal_the_engine_bit_for_bit(
-    make_run: tp.Any, videos: tp.Any, model: str, fields: dict[str, tp.Any], monkeypatch: pytest.MonkeyPatch
+    make_run: tp.Any, videos: tp.Any, model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(faults.TRAP_CUDA, "1")  # the decoding processes never enter CUDA (test_feeding.py)
-    run = make_run(model, batch_size=3, **fields)
+    """Every framewise family: the batched path's numbers are the engine's; its decoding processes never
+    enter CUDA (every entry trapped, ``test_feeding.py`` has the positive control); and each batch is
+    assembled with one copy of its frames into the reused buffer (bytes counted by a dispatch mode: the
+    old way stacked twice, then pinned, three copies)."""
+    monkeypatch.setenv(faults.TRAP_CUDA, "1")  # read by the (forked) decoding processes
+    run = make_run(model, batch_size=3, **FIELDS.get(model, {}))
     embedder = Embedder(run.embed, run.model_source(), batch_size=3)
+    assembled: list[tuple[int, int]] = []
+    real = Batcher._pixels
+
+    def counted(self: Batcher, steps: list[tuple[str, int]]) -> torch.Tensor:
+        with Written() as written:
+            pixels = real(self, steps)
+        assembled.append((written.bytes, pixels.numel() * pixels.element_size()))
+        return pixels
+
+    monkeypatch.setattr(Batcher, "_pixels", counted)
     paths = videos(["bars", "drift", "orbit", "ntsc", "bikes"])
     done, failed = _batched(embedder, paths)
+    monkeypatch.setattr(Batcher, "_pixels", real)
     assert not failed
+    assert assembled and all(w == size for w, size in assembled), assembled
     for path in paths:
         want = embedder.embed(str(path))
         got = done[path.name]
@@ -154,17 +191,6 @@ def test_preprocess_device_is_in_the_uid_and_checked_before_submission(make_run:
             Embedder(run.embed, run.model_source(), device="cpu")
 
 
-def test_the_processor_gives_the_same_pixels_on_a_named_device(make_run: tp.Any) -> None:
-    embedder = Embedder(make_run().embed, make_run().model_source())
-    rng = np.random.default_rng(3)
-    frames = [rng.integers(0, 255, (40, 60, 3), dtype=np.uint8) for _ in range(5)]
-    here = embedder.adapter.preprocess_frames(frames)
-    assert torch.equal(here, embedder.adapter.preprocess_frames(frames, device="cpu"))
-    if torch.cuda.is_available():  # the GPU's resize rounds differently: within one intensity level
-        there = embedder.adapter.preprocess_frames(frames, device="cuda").cpu()
-        assert float((there - here).abs().max()) < 0.05
-
-
 def test_decoding_processes_do_not_outlive_their_worker(make_run: tp.Any, tmp_path: Path) -> None:
     """Closed, they stop; and a worker killed with SIGKILL takes them with it (no orphan holds the job's pipes)."""
     import signal
@@ -253,47 +279,6 @@ def test_a_batch_out_of_memory_is_let_go_of_and_halved_down_to_what_fits(
     [alone] = videos(["ntsc"])
     done, failed = _batched(embedder, [alone])
     assert not done and "OutOfMemoryError" in failed[alone.name]
-
-
-def test_a_batch_is_assembled_with_one_copy_of_its_frames(
-    make_run: tp.Any, videos: tp.Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Bytes written while a batch is assembled, counted by a dispatch mode: each frame copied once into
-    the reused buffer (the old way stacked twice, then pinned: three copies), and the same numbers."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves
-
-    class Written(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.bytes = 0
-
-        def __torch_dispatch__(self, func: tp.Any, types: tp.Any, args: tp.Any = (), kwargs: tp.Any = None) -> tp.Any:
-            out = func(*args, **(kwargs or {}))
-            if func is torch.ops.aten.copy_.default:
-                self.bytes += args[0].numel() * args[0].element_size()
-            elif not getattr(func, "is_view", False) and not func.__name__.startswith("empty"):
-                self.bytes += sum(t.numel() * t.element_size() for t in tree_leaves(out) if isinstance(t, torch.Tensor))
-            return out
-
-    run = make_run(batch_size=3)
-    embedder = Embedder(run.embed, run.model_source(), batch_size=3)
-    assembled: list[tuple[int, int]] = []
-    real = Batcher._pixels
-
-    def counted(self: Batcher, steps: list[tuple[str, int]]) -> torch.Tensor:
-        with Written() as written:
-            pixels = real(self, steps)
-        assembled.append((written.bytes, pixels.numel() * pixels.element_size()))
-        return pixels
-
-    monkeypatch.setattr(Batcher, "_pixels", counted)
-    paths = videos(["bars", "drift", "orbit"])
-    done, failed = _batched(embedder, paths)
-    assert not failed and assembled and all(w == size for w, size in assembled), assembled
-    monkeypatch.setattr(Batcher, "_pixels", real)
-    for path in paths:
-        np.testing.assert_array_equal(done[path.name].data, embedder.embed(str(path)).data)
 
 
 def test_a_small_dev_shm_keeps_fewer_messages_in_flight_and_the_same_numbers(

@@ -17,6 +17,8 @@ from pipeline.embedding import aggregation
 from pipeline.embedding.adapters import fix_pixel_values
 from pipeline.embedding.engine import Embedder
 
+from ..conftest import FRAMEWISE
+
 aten = torch.ops.aten
 READ_BY_HOST = {
     aten._local_scalar_dense.default,
@@ -139,12 +141,13 @@ class ToDevice(TorchDispatchMode):
         return out
 
 
-@pytest.mark.parametrize(
-    "model", ["tiny-videomae", "tiny-timesformer", "tiny-xclip", "tiny-clip", "tiny-vit", "tiny-dinov2"]
-)
+@pytest.mark.parametrize("model", FRAMEWISE)
 def test_preprocessing_on_the_device_moves_a_message_in_one_copy(make_run: tp.Any, model: str) -> None:
     """``preprocess_device``: the frames of one decoding process's message reach the device in one copy
-    (stacked once into pinned memory on a GPU), not one blocking copy per frame."""
+    (stacked once into pinned memory on a GPU), not one blocking copy per frame, and the processor runs
+    there: it gives the default path's pixels on the CPU (ViViT's device processor, transformers'
+    torchvision one, within float rounding of the reference's numpy one). ViViT's numpy processor and
+    V-JEPA 2's video processor fed frame lists pulled the frames back to numpy: on a GPU, an error."""
     import numpy as np
 
     from pipeline.embedding.adapters import to_device_at_once
@@ -155,7 +158,17 @@ def test_preprocessing_on_the_device_moves_a_message_in_one_copy(make_run: tp.An
     moved = ToDevice()
     with moved:
         pixels = embedder.adapter.preprocess_frames(frames, device="meta")
-    assert pixels.device.type == "meta" and pixels.shape[0] == 5
+    assert pixels.device.type == "meta" and pixels.shape == embedder.adapter.preprocess_frames(frames).shape
     assert len(moved.copies) == 1 and moved.copies[0][0] == 5, moved.copies
+    here, there = embedder.adapter.preprocess_frames(frames), embedder.adapter.preprocess_frames(frames, device="cpu")
+    if model == "tiny-vivit":
+        torch.testing.assert_close(there, here, rtol=0, atol=1e-6)
+    else:
+        assert torch.equal(there, here), model
+    embedder.preprocess_device = "meta"  # what the entries record as their processor
+    assert ("(VivitVideoProcessor on meta)" in embedder.processor_name) == (model == "tiny-vivit"), model
+    if torch.cuda.is_available():  # the GPU's resize rounds differently: within one intensity level
+        on_gpu = embedder.adapter.preprocess_frames(frames, device="cuda").cpu()
+        assert float((on_gpu - here).abs().max()) < 0.05, model
     back = to_device_at_once([torch.from_numpy(f) for f in frames], "cpu")
     assert all(torch.equal(b, torch.from_numpy(f)) for b, f in zip(back, frames))

@@ -13,10 +13,8 @@ import torch
 from pipeline.embedding import decoding
 from pipeline.embedding.adapters import adapter_class, pixel_values, presizing_part
 
-from ..conftest import TINY
+from ..conftest import FRAMEWISE, TINY
 
-FRAMEWISE = ["tiny-videomae", "tiny-timesformer", "tiny-vivit", "tiny-vjepa2", "tiny-xclip"]
-FRAMEWISE += ["tiny-vit", "tiny-clip", "tiny-dinov2"]
 NOT_PRESIZED = {"tiny-vivit"}  # a numpy (PIL) processor: fed as before, frame by frame
 
 
