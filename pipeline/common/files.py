@@ -109,15 +109,19 @@ def fsync_dir(path: Path) -> None:
 
 def write_synced(path: Path, data: bytes) -> None:
     """Create ``path`` (it must not exist), write ``data`` whole and fsync it: after this returns the file
-    is on disk as written, whatever crashes next."""
+    is on disk as written, whatever crashes next. A write that fails (a full disk) removes the file."""
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o664)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
     share(path)
 
 

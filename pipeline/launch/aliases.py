@@ -37,12 +37,11 @@ def candidates(store: Store, embed: EmbedConfig) -> list[Candidate]:
     wanted = _without_model(embed.canonical())
     found = []
     for cuid in store.config_uids():
-        attrs = store.config_attrs(cuid)
-        config = dict(attrs.get("config", {}))
+        config = store.config(cuid)
         if _without_model(config) != wanted:
-            continue
+            continue  # the config's facts are read only for those with these fields
         model = str(config.get("model", ""))
-        content = model if model.startswith(PREFIX) else attrs.get(CONTENT_ATTR)
+        content = model if model.startswith(PREFIX) else store.config_attrs(cuid).get(CONTENT_ATTR)
         found.append(Candidate(cuid, model, None if content is None else str(content)))
     return found
 
@@ -96,7 +95,7 @@ def alias(
     if chosen is None or chosen.model == content:
         return None
     if chosen.content is None:
-        store.set_config_attr(chosen.config_uid, CONTENT_ATTR, content)
+        store.record_config_facts(chosen.config_uid, [(CONTENT_ATTR, content)])
     return chosen.model
 
 

@@ -3,7 +3,9 @@
 Layout (``LAYOUT_VERSION`` 5)::
 
     <store>/zarr.json                            root group (attrs: pipeline_store = LAYOUT_VERSION)
-    <store>/<config_uid>/zarr.json               group; attrs: canonical config, the model's names
+    <store>/<config_uid>/zarr.json               group; attrs: canonical config, and a mirror of its facts
+    <store>/<config_uid>/_facts/<key>-<digest>.json  a fact a launch learned (a name of the model, a commit
+                                                 its jobs loaded, its content identity); never rewritten
     <store>/<config_uid>/<segment>/              zarr group written whole by one writer: ``embedding``
                                                  (row, *features), ``time`` (row, seconds), ``video``
                                                  (row, content hash), ``layer`` where layers are kept;
@@ -46,6 +48,8 @@ LAUNCHES = "_launches"
 LEASES = "_leases"
 LOG = "_log"
 CHECKPOINTS = "_checkpoints"
+FACTS = "_facts"
+"""What launches learned about a config: a file per fact, never rewritten (``pipeline.store.facts``)."""
 WRITERS = "_writers"
 MANIFESTS = "_manifests"
 """Layout 4's list of entries (with ``INDEX`` and ``COMPACTION``): read only to convert it."""

@@ -349,14 +349,14 @@ def checkpoint_progress(config_dir: Path, version: int, expected: int) -> pa.Tab
     return table
 
 
-def _publish_once(folder: Path, target: Path, data: bytes, point: str) -> bool | None:
+def publish_once(folder: Path, target: Path, data: bytes, point: str) -> bool | None:
     """Write ``data`` whole and synced aside, then link it to ``target``: True when linked, False when
     ``target`` was there (another compaction's: the same rows), None when a cleanup took the temporary
     file meanwhile (this compaction stalled past the grace)."""
     tmp = folder / f".{uuid.uuid4().hex[:12]}.tmp"
     write_synced(tmp, data)
-    faults.point(point)
     try:
+        faults.point(point)
         return link_new(tmp, target)
     except FileNotFoundError:
         if tmp.exists():
@@ -393,7 +393,7 @@ def write_checkpoint(
     }
     files.append((checkpoint_path(config_dir, version), _bytes(table, meta, row_group)))
     for target, data in files:  # the progress first: a linked checkpoint finds it
-        ours = _publish_once(folder, target, data, "checkpoint-written")
+        ours = publish_once(folder, target, data, "checkpoint-written")
         if ours is None:
             # stalled past the grace, its file cleaned up as a leftover: the next compaction publishes one
             log.warning("store: a compaction of %s stalled past %.0f s; its checkpoint dropped", config_dir, GRACE_S)
@@ -423,7 +423,8 @@ def _server_now(folder: Path) -> float:
 
 def cleanup(config_dir: Path, grace_s: float = GRACE_S) -> int:
     """Remove what no reader needs: commits and checkpoints behind the second newest whole checkpoint,
-    torn checkpoints and temporary files, each only once older than ``grace_s``. Returns files removed.
+    torn checkpoints and temporary files (of the log, the checkpoints, the facts and the group's own
+    ``zarr.json``), each only once older than ``grace_s``. Returns files removed.
     Ages are read against the file server's clock (the time it stamps on a probe file), not this node's:
     a node whose clock is hours ahead cleans up no sooner."""
     now = _server_now(log_dir(config_dir))
@@ -452,7 +453,7 @@ def cleanup(config_dir: Path, grace_s: float = GRACE_S) -> int:
         except TornFile:
             if old(checkpoint_path(config_dir, version)):
                 removed += remove(checkpoint_path(config_dir, version))
-    for folder in (log_dir(config_dir), checkpoint_dir(config_dir)):
+    for folder in (log_dir(config_dir), checkpoint_dir(config_dir), config_dir / layout.FACTS, config_dir):
         with contextlib.suppress(FileNotFoundError):
             for name in os.listdir(folder):
                 number = version_of(name)

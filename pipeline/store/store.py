@@ -5,6 +5,7 @@ says where things are; the other modules of this subpackage do the work)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import typing as tp
@@ -15,10 +16,12 @@ import numpy as np
 
 from pipeline.common.files import now, share
 from pipeline.config import ConfigLike, EmbedConfig, LayerAggregation, Layers, embed_config_of, looks_like_config_uid
-from pipeline.store import layout, reader, records
+from pipeline.store import facts, groups, layout, reader, records
 from pipeline.store.hashing import content_hash
 from pipeline.store.index import ATTEMPTS, Catalog, Entries
 from pipeline.store.writer import SegmentWriter
+
+log = logging.getLogger(__name__)
 
 
 class OldLayoutError(OSError):
@@ -31,6 +34,7 @@ class Store:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._catalogs: dict[str, Catalog] = {}
+        self._warned: set[tuple[str, str]] = set()
 
     # --- layout -----------------------------------------------------------------------------
     def ensure(self) -> None:
@@ -72,35 +76,36 @@ class Store:
             )
 
     def ensure_config(self, embed: EmbedConfig) -> str:
-        """The config's group, created with its canonical config; the model's name is added to the names
-        it has had (a renamed folder is the same model), so that readers can find it by name."""
-        import zarr
-
+        """The config's group, created whole with its canonical config (``pipeline.store.groups``); the
+        model's name is recorded among the names it has had (a renamed folder is the same model), so that
+        readers can find it by name, and the commit jobs load among its commits (``pipeline.store.facts``)."""
         cuid = embed.uid()
-        group = zarr.open_group(str(self.path / cuid), mode="a", zarr_format=3)
-        share(self.path / cuid)
-        names = list(tp.cast(list, group.attrs.get("model_names", [])))
-        if "config" not in group.attrs:
-            group.attrs.update({"config": embed.canonical(), "created": now()})
-        if embed.model.name not in names:
-            group.attrs["model_names"] = [*names, embed.model.name]
-        if embed.model.default_num_frames is not None and "default_num_frames" not in group.attrs:
-            group.attrs["default_num_frames"] = embed.model.default_num_frames
-        commits = list(tp.cast(list, group.attrs.get("model_commits", [])))
-        if embed.model.commit is not None and embed.model.commit not in commits:
-            group.attrs["model_commits"] = [*commits, embed.model.commit]  # what jobs loaded; not in the UID
-        share(self.path / cuid / "zarr.json")
+        created: dict[str, tp.Any] = {"config": embed.canonical(), "created": now()}
+        if embed.model.default_num_frames is not None:
+            created["default_num_frames"] = embed.model.default_num_frames
+        groups.create(self.path / cuid, created, self.path)
+        learned: list[tuple[str, tp.Any]] = [("model_names", embed.model.name)]
+        if embed.model.commit is not None:
+            learned.append(("model_commits", embed.model.commit))  # what jobs loaded; not in the UID
+        if embed.model.default_num_frames is not None:
+            learned.append(("default_num_frames", embed.model.default_num_frames))
+        self.record_config_facts(cuid, learned, required={"config": created["config"]})
         return cuid
 
     def config_attrs(self, config_uid: str) -> dict[str, tp.Any]:
-        """The config group's attributes: its canonical ``config``, ``model_names``, ``model_commits``..."""
+        """The config group's attributes with its facts: its canonical ``config``, ``model_names``,
+        ``model_commits``, ``model_content``..."""
         return self._group_attrs(config_uid)
 
-    def set_config_attr(self, config_uid: str, key: str, value: tp.Any) -> None:
-        import zarr
-
-        zarr.open_group(str(self.path / config_uid), mode="a", zarr_format=3).attrs[key] = value
-        share(self.path / config_uid / "zarr.json")
+    def record_config_facts(
+        self, config_uid: str, learned: tp.Sequence[tuple[str, tp.Any]], required: dict[str, tp.Any] | None = None
+    ) -> None:
+        """Record facts about a config (``pipeline.store.facts``), then mirror all of them in its group's
+        attributes for readers without this package (mending a mirror write that lost a race)."""
+        config_dir = self.path / config_uid
+        for key, value in learned:
+            facts.record(config_dir, key, value)
+        groups.mirror(config_dir, required)
 
     def model_names(self, config_uid: str) -> list[str]:
         return list(self._group_attrs(config_uid).get("model_names", []))
@@ -116,18 +121,21 @@ class Store:
         found: dict[str, str] = {}  # config UID -> its model identity
         contents: dict[str, str | None] = {}  # config UID -> the content of its model, where known
         for cuid in self.config_uids():
-            attrs = self._group_attrs(cuid)
+            attrs = groups.read_attrs(self.path / cuid)
+            if "default_num_frames" not in attrs:  # a group created before it was recorded there
+                attrs = self._group_attrs(cuid, attrs)
             config = dict(attrs.get("config", {}))
             identity = str(config.pop("model", ""))
-            if embed.model.name not in attrs.get("model_names", []) and embed.model.identity is None:
-                continue
             # a reader's num_frames equal to the model's own count is the stored config without it
             spec = embed.model.model_copy(update={"default_num_frames": attrs.get("default_num_frames")})
             wanted = {k: v for k, v in embed.model_copy(update={"model": spec}).canonical().items() if k != "model"}
+            if config != wanted:
+                continue  # the facts are read only for the configs with these fields
+            attrs = self._group_attrs(cuid, attrs)
+            if embed.model.name not in attrs.get("model_names", []) and embed.model.identity is None:
+                continue
             picked = embed.model.identity
-            if config == wanted and (
-                picked is None or identity.endswith(picked) or attrs.get("model_content") == picked
-            ):
+            if picked is None or identity.endswith(picked) or attrs.get("model_content") == picked:
                 found[cuid] = identity.rpartition("@")[2]
                 contents[cuid] = attrs.get("model_content") or (identity if identity.startswith("content-") else None)
         if len(found) > 1 and None not in contents.values() and len(set(contents.values())) == 1:
@@ -154,12 +162,19 @@ class Store:
             p.name for p in self.path.iterdir() if not layout.is_reserved(p.name) and (p / "zarr.json").exists()
         )
 
-    def _group_attrs(self, config_uid: str) -> dict[str, tp.Any]:
-        meta = json.loads((self.path / config_uid / "zarr.json").read_text())
-        return dict(meta.get("attributes", {}))
+    def _group_attrs(self, config_uid: str, own: dict[str, tp.Any] | None = None) -> dict[str, tp.Any]:
+        """The group's attributes (``own``, where already read), its facts folded in (``facts.merged``)."""
+        attrs = groups.read_attrs(self.path / config_uid) if own is None else own
+        learned = facts.read(self.path / config_uid)
+        for key, values in facts.conflicts(attrs, learned).items():
+            if (config_uid, key) not in self._warned:
+                self._warned.add((config_uid, key))
+                log.warning("store: config %s has %s recorded as each of %s: none is used", config_uid, key, values)
+        return facts.merged(attrs, learned)
 
     def config(self, config_uid: str) -> dict[str, tp.Any]:
-        return dict(self._group_attrs(config_uid).get("config", {}))
+        """The config's canonical fields (in its group's own attributes since its creation; never a fact)."""
+        return dict(groups.read_attrs(self.path / config_uid).get("config", {}))
 
     def catalog(self, config_uid: str) -> Catalog:
         """The config's entries as its index and manifests say (kept: asking again reads only what is new)."""

@@ -115,10 +115,18 @@ POINTS = (
     "checkpoint-linked",  # the checkpoint linked, not yet read back; commits not yet cleaned up
     "cleanup",  # before each file the cleanup removes
     "gc-revoked",  # gc committed a writer's revocation, has removed nothing yet
-    "read",  # before each read of a commit or checkpoint
+    "read",  # before each read of a commit, a checkpoint or a config's fact
+    "group-written",  # a config group's zarr.json written whole aside, not yet linked (``pipeline.store.groups``)
+    "fact-written",  # a config's fact written whole aside, not yet linked (``pipeline.store.facts``)
+    "facts-mirror",  # the config's facts recorded, its group's attributes not yet rewritten to mirror them
 )
 _ERRORS = {"enospc": errno.ENOSPC, "estale": errno.ESTALE, "eio": errno.EIO}
 _raised: dict[str, int] = {}
+
+
+def reset() -> None:
+    """Forget how many times each counted error was raised (``estale*3``): a test's count starts afresh."""
+    _raised.clear()
 
 
 def point(name: str) -> None:

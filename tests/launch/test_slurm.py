@@ -65,6 +65,17 @@ def flaky_squeue(folder: Path) -> dict[str, str]:
     return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
 
 
+def _ended_states(ids: list[str], timeout: float = 60) -> dict[str, str]:
+    """The tasks' states once SLURM has recorded the end of each (none running, pending or completing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = confirmed_states(ids) or {}
+        if len(states) == len(ids) and not {"RUNNING", "PENDING", "COMPLETING"} & set(states.values()):
+            return states
+        assert time.monotonic() < deadline, f"SLURM never recorded the end of {ids}: {states}"
+        time.sleep(0.5)
+
+
 def test_job_arrays_store_the_same_arrays_as_the_local_executor(
     make_run: tp.Any, sample_dir: Path, models_dir: Path, tmp_path: Path
 ) -> None:
@@ -80,11 +91,12 @@ def test_job_arrays_store_the_same_arrays_as_the_local_executor(
     assert "squeue has not answered since" in res.stdout
     ids = job_ids(res.stdout)
     assert len(ids) == 4 and len({i.split("_")[0] for i in ids}) == 2, ids  # one array of 2 tasks per config
+    # the launcher ends once the tasks wrote their results; SLURM records their end a moment later
+    assert set(_ended_states(ids).values()) == {"COMPLETED"}
     accounted = subprocess.run(
         ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ids[0].split("_")[0]], text=True, capture_output=True
     )
     assert accounted.returncode == 0 and "COMPLETED" in accounted.stdout, accounted  # accounting is real here
-    assert set(confirmed_states(ids).values()) == {"COMPLETED"}
     slurm_store = Store(store)
     for model in ("tiny-videomae", "tiny-xclip"):
         local = make_run(model, executor={"name": "local"}, store=str(tmp_path / f"local-{model}.zarr"))
