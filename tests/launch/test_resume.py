@@ -41,6 +41,13 @@ def _wait(what: str, check: tp.Callable[[], tp.Any], timeout: float = 120) -> tp
     return found
 
 
+def _start_requeued_now(job_id: str) -> None:
+    """SLURM holds a requeued job about 11 s (``Reason=BeginTime``) before it may start again; the tests
+    lift that hold (``scontrol update StartTime=now``) instead of waiting it out. submitit's requeue is
+    what they test, not SLURM's delay. A job not pending refuses the update, which changes nothing."""
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True, check=False)
+
+
 def _holder(store: Path) -> dict[str, tp.Any] | None:
     """The owner (pid, job id) of a live lease on a video, if any."""
     for folder in store.glob("*/_leases"):
@@ -51,19 +58,34 @@ def _holder(store: Path) -> dict[str, tp.Any] | None:
 
 
 def _interrupted_three_times(
-    args: list[str], store_path: Path, vhash: str, interrupt: tp.Callable[[dict[str, tp.Any]], None]
+    args: list[str],
+    store_path: Path,
+    vhash: str,
+    interrupt: tp.Callable[[dict[str, tp.Any]], None],
+    requeued: tp.Callable[[str], None] = lambda job_id: None,
 ) -> str:
     """Launch, then three times: wait for a task holding the video, let it compute a few steps, interrupt
-    it, and wait for its progress to be further than before; returns the launcher's output."""
+    it, and wait for its progress to be further than before; returns the launcher's output. ``requeued``
+    is called with the interrupted task's job id while the next one is awaited."""
     from pipeline.testing import faults
 
     launcher = run_cli(*args, env={faults.SLOW_BATCH_S: "0.4"}, wait=False)
     try:
-        done, pids = 0, []
+        done, pids, job_id = 0, [], ""
+
+        def next_holder() -> dict[str, tp.Any] | None:
+            owner = _holder(store_path)
+            if owner and owner["pid"] not in pids:
+                return owner
+            if job_id:
+                requeued(job_id)
+            return None
+
         for _ in range(3):
             # a task (the first, or the one requeued) holds the video
-            owner = _wait("a task holding the video", lambda: (o := _holder(store_path)) and o["pid"] not in pids and o)
+            owner = _wait("a task holding the video", next_holder)
             pids.append(owner["pid"])
+            job_id = str(owner["job_id"])
             time.sleep(2.5)  # about five steps
             interrupt(owner)
             store = Store(store_path)
@@ -130,7 +152,7 @@ def test_on_slurm_a_video_preempted_three_times_resumes_and_equals_an_uninterrup
     def preempt(owner: dict[str, tp.Any]) -> None:
         subprocess.run(["scancel", "--signal=USR2", str(owner["job_id"])], check=True)
 
-    out = _interrupted_three_times(args, store_path, vhash, preempt)
+    out = _interrupted_three_times(args, store_path, vhash, preempt, _start_requeued_now)
     _check(whole, store_path, vhash, out)
 
 
@@ -169,6 +191,10 @@ def test_on_slurm_every_worker_of_a_two_gpu_task_saves_its_video_in_flight(
         subprocess.run(["scancel", "--signal=USR2", str(owners[0]["job_id"])], check=True)
         (cuid,) = Store(store_path).config_uids()
         _wait("both videos' progress", lambda: all(Store(store_path).progress(cuid, h) for h in hashes))
+        deadline = time.monotonic() + 300
+        while launcher.poll() is None and time.monotonic() < deadline:
+            _start_requeued_now(str(owners[0]["job_id"]))
+            time.sleep(0.5)
         out, _ = launcher.communicate(timeout=300)
     finally:
         if launcher.poll() is None:
