@@ -11,6 +11,7 @@ import typing as tp
 import numpy as np
 import torch
 
+from pipeline.config import ConfigError
 from pipeline.config.families import family
 
 Clip = list[np.ndarray]
@@ -326,6 +327,11 @@ class VivitAdapter(TubeletAdapter):
         if getattr(self, "_device_processor", None) is None:
             from transformers import VivitVideoProcessor
 
+            if not getattr(self.processor, "offset", True):  # the video processor always offsets
+                raise ConfigError(
+                    f"preprocess_device: {self.source}'s ViViT processor has offset=false, which transformers' "
+                    "VivitVideoProcessor (the one that runs on a GPU) does not follow; use preprocess_device=cpu"
+                )
             self._device_processor = self.load_processor(VivitVideoProcessor)
         return self._device_processor
 

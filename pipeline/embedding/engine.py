@@ -82,6 +82,8 @@ class Embedder:
         self.preprocess_device = None if embed.preprocess_device == "cpu" else device
         if self.preprocess_device is not None and not device.startswith("cuda"):
             raise ConfigError(f"preprocess_device: cuda needs the model on a GPU (this job runs it on {device})")
+        if self.preprocess_device is not None:
+            self.adapter.device_processor()  # loaded (and checked) before the first video
 
     def embed(self, path: str, resume: Resume | None = None) -> Embedding:
         """The video's embedding; with ``resume``, its first steps are those saved and the rest computed

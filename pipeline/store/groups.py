@@ -68,7 +68,11 @@ def mirror(config_dir: Path, required: tp.Mapping[str, tp.Any] | None = None) ->
     path = config_dir / GROUP_FILE
     try:
         attrs = read_attrs(config_dir)
-        wanted = facts.merged(attrs, facts.read(config_dir))  # a conflicting single-valued fact dropped
+        learned = facts.read(config_dir)
+        for key in facts.conflicts(attrs, learned):
+            if key in attrs:  # kept as a fact before the mirror drops it: the conflict stays one
+                facts.record(config_dir, key, attrs[key])
+        wanted = facts.merged(attrs, learned)  # a conflicting single-valued fact dropped
         wanted.update({k: v for k, v in (required or {}).items() if k not in attrs})
         if wanted == attrs:
             return

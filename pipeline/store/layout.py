@@ -5,7 +5,8 @@ Layout (``LAYOUT_VERSION`` 5)::
     <store>/zarr.json                            root group (attrs: pipeline_store = LAYOUT_VERSION)
     <store>/<config_uid>/zarr.json               group; attrs: canonical config, and a mirror of its facts
     <store>/<config_uid>/_facts/<key>-<digest>.json  a fact a launch learned (a name of the model, a commit
-                                                 its jobs loaded, its content identity); never rewritten
+                                                 its jobs loaded, its content identity, its frame count);
+                                                 never rewritten
     <store>/<config_uid>/<segment>/              zarr group written whole by one writer: ``embedding``
                                                  (row, *features), ``time`` (row, seconds), ``video``
                                                  (row, content hash), ``layer`` where layers are kept;

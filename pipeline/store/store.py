@@ -121,9 +121,8 @@ class Store:
         found: dict[str, str] = {}  # config UID -> its model identity
         contents: dict[str, str | None] = {}  # config UID -> the content of its model, where known
         for cuid in self.config_uids():
-            attrs = groups.read_attrs(self.path / cuid)
-            if "default_num_frames" not in attrs:  # a group created before it was recorded there
-                attrs = self._group_attrs(cuid, attrs)
+            own = groups.read_attrs(self.path / cuid)
+            attrs = own if "default_num_frames" in own else self._group_attrs(cuid, own)  # an older group's facts
             config = dict(attrs.get("config", {}))
             identity = str(config.pop("model", ""))
             # a reader's num_frames equal to the model's own count is the stored config without it
@@ -131,7 +130,7 @@ class Store:
             wanted = {k: v for k, v in embed.model_copy(update={"model": spec}).canonical().items() if k != "model"}
             if config != wanted:
                 continue  # the facts are read only for the configs with these fields
-            attrs = self._group_attrs(cuid, attrs)
+            attrs = self._group_attrs(cuid, own)
             if embed.model.name not in attrs.get("model_names", []) and embed.model.identity is None:
                 continue
             picked = embed.model.identity

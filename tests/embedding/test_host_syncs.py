@@ -167,6 +167,13 @@ def test_preprocessing_on_the_device_moves_a_message_in_one_copy(make_run: tp.An
         assert torch.equal(there, here), model
     embedder.preprocess_device = "meta"  # what the entries record as their processor
     assert ("(VivitVideoProcessor on meta)" in embedder.processor_name) == (model == "tiny-vivit"), model
+    if model == "tiny-vivit":  # a checkpoint whose processor does not offset: the GPU's would, so refused
+        from pipeline.config import ConfigError
+
+        embedder.adapter.processor.offset = False
+        embedder.adapter._device_processor = None
+        with pytest.raises(ConfigError, match="offset=false.*use preprocess_device=cpu"):
+            embedder.adapter.device_processor()
     if torch.cuda.is_available():  # the GPU's resize rounds differently: within one intensity level
         on_gpu = embedder.adapter.preprocess_frames(frames, device="cuda").cpu()
         assert float((on_gpu - here).abs().max()) < 0.05, model

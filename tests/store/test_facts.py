@@ -127,9 +127,10 @@ def test_a_launcher_stalled_before_its_mirror_write_drops_no_name(tmp_path: Path
     assert {"first", "a", "b"} <= set(_mirrored(store, cuid)["model_names"])
 
 
-@pytest.mark.parametrize(
-    ("point", "action"), [("fact-written", "kill"), ("fact-written", "enospc"), ("facts-mirror", "kill")]
-)
+FAULTS = [("fact-written", "kill"), ("fact-written", "enospc"), ("facts-mirror", "kill"), ("facts-mirror", "enospc")]
+
+
+@pytest.mark.parametrize(("point", "action"), FAULTS)
 def test_a_launcher_faulted_while_recording_a_fact_breaks_nothing(tmp_path: Path, point: str, action: str) -> None:
     """Killed with its fact written aside (not linked) or recorded but not mirrored, or out of space: the
     group reads whole with every earlier name; the error names the folder and the fact; the launch run again
@@ -229,6 +230,25 @@ def test_a_group_created_by_two_launchers_at_once_keeps_its_config(tmp_path: Pat
     _check(store, cuid, ["a", "b", "c"])
 
 
+def test_a_single_value_in_an_older_group_s_attributes_still_conflicts_after_a_mirror(tmp_path: Path) -> None:
+    """A group written before facts holds ``model_content`` in its attributes alone; a launch records
+    another: no value, also once the mirror has dropped the attribute (the attribute's value is kept as a
+    fact first, or the newer value would silently win)."""
+    store = Store(tmp_path / "s.zarr")
+    store.ensure()
+    cuid = store.ensure_config(_embed("first"))
+    group = store.path / cuid / "zarr.json"
+    meta = json.loads(group.read_text())
+    meta["attributes"]["model_content"] = "content-1"  # what the attributes of an older group held
+    group.write_text(json.dumps(meta))
+    assert Store(store.path).config_attrs(cuid)["model_content"] == "content-1"
+    store.record_config_facts(cuid, [("model_content", "content-2")])
+    assert "model_content" not in _mirrored(store, cuid)
+    for _ in range(2):
+        assert "model_content" not in Store(store.path).config_attrs(cuid)
+        Store(store.path).ensure_config(_embed("first"))
+
+
 def test_an_unreadable_single_fact_is_no_value(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config_dir = tmp_path / "cfg"
     config_dir.mkdir()
@@ -255,6 +275,7 @@ def test_two_content_identities_recorded_for_one_config_are_none(
     assert Store(store.path).config_attrs(cuid)["model_content"] == "content-1"
     store.record_config_facts(cuid, [("model_content", "content-2")])
     reader = Store(store.path)
+    assert "model_content" not in _mirrored(store, cuid)  # the mirror drops it too
     with caplog.at_level(logging.WARNING):
         assert "model_content" not in reader.config_attrs(cuid)
         reader.config_attrs(cuid)
