@@ -80,16 +80,21 @@ def make_private_dir(path: Path, top: Path) -> Path:
     return path
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
+def write_atomic(path: Path, data: str | bytes, sync: bool = False) -> None:
     """Replace ``path`` with ``data`` in one rename: readers see the old file or the new one, never half.
-    The file is shared with the store's group."""
+    The file is shared with the store's group. ``sync``: the data and the rename on disk before this
+    returns (what others read after a crash: a launch's queue and record, failures, caches), not for
+    heartbeats, rewritten every few seconds and worthless after a crash."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    if isinstance(data, bytes):
-        tmp.write_bytes(data)
+    raw = data if isinstance(data, bytes) else data.encode()
+    if sync:
+        write_synced(tmp, raw)
     else:
-        tmp.write_text(data)
+        tmp.write_bytes(raw)
     share(tmp)
     os.replace(tmp, path)
+    if sync:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(path: Path) -> None:

@@ -63,14 +63,14 @@ def record_launch(
         "command": command,
         "wait": wait,
     }
-    write_atomic(folder / f"{launch_id}.json", json.dumps(record))
+    write_atomic(folder / f"{launch_id}.json", json.dumps(record), sync=True)
 
 
 def mark_cancelled(config_dir: Path, launch_id: str) -> None:
     """Note that ``pipeline.cancel`` stopped this launch's jobs: its videos not stored will not be run."""
     path = config_dir / layout.LAUNCHES / f"{launch_id}.json"
     record = json.loads(path.read_text())
-    write_atomic(path, json.dumps({**record, "cancelled": now()}))
+    write_atomic(path, json.dumps({**record, "cancelled": now()}), sync=True)
 
 
 def launches(config_dir: Path) -> dict[str, dict[str, tp.Any]]:
@@ -99,7 +99,7 @@ def record_failure(config_dir: Path, video_hash: str, video_path: str, error: Ba
         "host": socket.gethostname(),
         "time": now(),
     }
-    write_atomic(folder / f"{video_hash}.json", json.dumps(record, indent=1))
+    write_atomic(folder / f"{video_hash}.json", json.dumps(record, indent=1), sync=True)
 
 
 def clear_failure(config_dir: Path, video_hash: str) -> None:
@@ -126,7 +126,7 @@ def record_measurement(store: Path, record: dict[str, tp.Any]) -> None:
     make_shared_dirs(folder, store)
     name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
     full = {**record, "job_id": current_job_id(), "host": socket.gethostname(), "time": now()}
-    write_atomic(folder / name, json.dumps(full))
+    write_atomic(folder / name, json.dumps(full), sync=True)
 
 
 def measurements(store: Path) -> list[dict[str, tp.Any]]:

@@ -37,7 +37,7 @@ def write_columns(path: Path, columns: dict[str, list[tp.Any]], top: Path) -> No
     import pyarrow as pa
 
     make_shared_dirs(path.parent, top)
-    write_atomic(path, parquet_bytes(pa.table(columns)))
+    write_atomic(path, parquet_bytes(pa.table(columns)), sync=True)
 
 
 def read_mapping(path: Path) -> dict[str, tp.Any]:

@@ -131,7 +131,7 @@ def convert_launches(store: Store, config_uid: str) -> None:
         videos = dict(record.pop("videos", {}))
         records.write_queue(config_dir, launch_id, [(p, h) for h, p in videos.items()])
         record.update({"n_videos": len(videos), "queue": records.queue_path(config_dir, launch_id).name})
-        write_atomic(config_dir / layout.LAUNCHES / f"{launch_id}.json", json.dumps(record))
+        write_atomic(config_dir / layout.LAUNCHES / f"{launch_id}.json", json.dumps(record), sync=True)
 
 
 def convert_caches(store: Store) -> None:
