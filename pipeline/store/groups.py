@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import typing as tp
-import uuid
 from pathlib import Path
 
-from pipeline.common.files import fsync_dir, link_new, make_shared_dirs, share, write_synced
+from pipeline.common.files import make_shared_dirs, share, write_atomic
 from pipeline.common.retry import retry_io
 from pipeline.store import facts
+from pipeline.store.log import publish_once
 from pipeline.testing import faults
 
 GROUP_FILE = "zarr.json"
@@ -45,17 +44,10 @@ def create(config_dir: Path, attrs: tp.Mapping[str, tp.Any], top: Path) -> bool:
     created = False
     if not path.exists():
         make_shared_dirs(config_dir, top)
-        tmp = config_dir / f".{GROUP_FILE}.{uuid.uuid4().hex[:12]}.tmp"
-        try:
-            write_synced(tmp, _document(attrs))
-            faults.point("group-written")
-            created = link_new(tmp, path)
-        except FileNotFoundError:
-            if not path.exists():
-                raise
-            # this creator stood still past the grace, a cleanup took its file; another created the group
-        finally:
-            tmp.unlink(missing_ok=True)
+        linked = publish_once(config_dir, path, _document(attrs), "group-written")
+        if linked is None and not path.exists():  # a cleanup took the file of a creator stalled past the grace
+            raise FileNotFoundError(f"store: {path} was not created (its writer stood still past the grace)")
+        created = bool(linked)
     share(config_dir)
     share(path)
     return created
@@ -77,12 +69,6 @@ def mirror(config_dir: Path, required: tp.Mapping[str, tp.Any] | None = None) ->
         if wanted == attrs:
             return
         faults.point("facts-mirror")
-        tmp = config_dir / f".{GROUP_FILE}.{uuid.uuid4().hex[:12]}.tmp"
-        try:
-            write_synced(tmp, _document(wanted))
-            os.replace(tmp, path)  # whole, synced: readers see the old file or this one
-        finally:
-            tmp.unlink(missing_ok=True)
-        fsync_dir(config_dir)
+        write_atomic(path, _document(wanted), sync=True)  # readers see the old file or this one
     except OSError as e:
         log.warning("store: could not mirror the facts of %s in its %s (%s); they are kept", config_dir, GROUP_FILE, e)

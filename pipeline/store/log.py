@@ -351,8 +351,9 @@ def checkpoint_progress(config_dir: Path, version: int, expected: int) -> pa.Tab
 
 def publish_once(folder: Path, target: Path, data: bytes, point: str) -> bool | None:
     """Write ``data`` whole and synced aside, then link it to ``target``: True when linked, False when
-    ``target`` was there (another compaction's: the same rows), None when a cleanup took the temporary
-    file meanwhile (this compaction stalled past the grace)."""
+    ``target`` was there (another writer's: a checkpoint of the same rows, the same fact, the group another
+    launcher created), None when a cleanup took the temporary file meanwhile (its writer stalled past the
+    grace)."""
     tmp = folder / f".{uuid.uuid4().hex[:12]}.tmp"
     write_synced(tmp, data)
     try:

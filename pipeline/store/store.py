@@ -130,7 +130,7 @@ class Store:
             wanted = {k: v for k, v in embed.model_copy(update={"model": spec}).canonical().items() if k != "model"}
             if config != wanted:
                 continue  # the facts are read only for the configs with these fields
-            attrs = self._group_attrs(cuid, own)
+            attrs = self._group_attrs(cuid, own) if attrs is own else attrs  # the facts read once
             if embed.model.name not in attrs.get("model_names", []) and embed.model.identity is None:
                 continue
             picked = embed.model.identity
